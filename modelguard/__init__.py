@@ -1,0 +1,20 @@
+"""modelguard: stop requests a model cannot serve at the door of an LLM gateway."""
+
+from .catalog import Catalog, CatalogError, ModelInfo
+from .guard import Guard
+from .middleware import ModelGuardMiddleware
+from .sources import CatalogSource, CatalogUnavailable
+from .verdict import Verdict
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "CatalogSource",
+    "CatalogUnavailable",
+    "Guard",
+    "ModelGuardMiddleware",
+    "ModelInfo",
+    "Verdict",
+]
+
+__version__ = "0.1.0"

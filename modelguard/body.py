@@ -1,0 +1,181 @@
+"""Turning request bytes into JSON values, strictly (decisions.md §8).
+
+Every disagreement between this reading and the next parser's is a hole, so the body must be
+I-JSON: UTF-8 without BOM, no NaN/Infinity, numbers within double range, no lone surrogates,
+bounded nesting and no duplicate keys (rejected in every object, not just the ones the verdict
+reads: I-JSON forbids them and no reader should have to guess which copy counts).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import jiter
+
+from .errors import Reason
+
+__all__ = ["BodyError", "decode_content", "parse_json", "unreadable_encoding"]
+
+#: Content codings inspected (decisions.md §8); anything else on a guarded route is a 415.
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_IDENTITY = {"", "identity"}
+#: More stacked codings than this is an attack, not a client.
+_MAX_CODINGS = 4
+_CHUNK = 64 * 1024
+#: The decoder's own nesting limit; ``max_depth`` above it cannot be honoured.
+DECODER_MAX_DEPTH = 200
+_MAX_DOUBLE_BITS = 1024  # an int with more bits than this overflows a double
+
+
+class BodyError(Exception):
+    """A body that cannot be inspected; ``reason`` picks the status and envelope."""
+
+    def __init__(self, reason: str, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.path = path
+
+
+def _codings(headers: Iterable[str]) -> list[str]:
+    codings = []
+    for value in headers:
+        for item in value.split(","):
+            coding = item.strip().lower()
+            if coding not in _IDENTITY:
+                codings.append(coding)
+    return codings
+
+
+def unreadable_encoding(content_encodings: Iterable[str]) -> str | None:
+    """The first content coding this guard cannot decode, if any (for an early 415)."""
+    codings = _codings(content_encodings)
+    for coding in codings:
+        if coding not in _CODINGS:
+            return coding
+    if len(codings) > _MAX_CODINGS:
+        return ", ".join(codings)
+    return None
+
+
+def decode_content(body: bytes, content_encodings: Iterable[str], limit: int) -> bytes:
+    """Undo gzip/deflate codings (last applied first), never inflating past ``limit``."""
+    codings = _codings(content_encodings)
+    bad = unreadable_encoding(codings)
+    if bad is not None:
+        raise BodyError(
+            Reason.MEDIA_TYPE,
+            f"Content-Encoding {bad!r} is not supported here; send the body uncompressed, "
+            "or with gzip or deflate.",
+        )
+    for coding in reversed(codings):
+        body = _inflate(body, _CODINGS[coding], coding, limit)
+    return body
+
+
+def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    out = []
+    size = 0
+    try:
+        pending = data
+        while pending:
+            piece = inflater.decompress(pending, _CHUNK)
+            size += len(piece)
+            if size > limit:
+                raise _too_large(limit, "after decompression")
+            out.append(piece)
+            pending = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        tail = inflater.flush()
+    except zlib.error:
+        raise BodyError(
+            Reason.INVALID, f"The body is not valid {coding} data; check Content-Encoding."
+        ) from None
+    size += len(tail)
+    if size > limit:
+        raise _too_large(limit, "after decompression")
+    if not inflater.eof or inflater.unused_data:
+        raise BodyError(
+            Reason.INVALID, f"The {coding} body is truncated or has trailing bytes."
+        )
+    out.append(tail)
+    return b"".join(out)
+
+
+def _too_large(limit: int, when: str = "") -> BodyError:
+    suffix = f" {when}" if when else ""
+    return BodyError(
+        Reason.TOO_LARGE,
+        f"The request body is larger than the {limit}-byte limit{suffix}; "
+        "send less content per request (for large media, use a file or URL reference).",
+    )
+
+
+def too_large(limit: int) -> BodyError:
+    return _too_large(limit)
+
+
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """Decode ``body`` as strict JSON, raising :class:`BodyError` on anything else."""
+    if not body:
+        raise BodyError(Reason.INVALID, "The request body is empty; send a JSON object.")
+    try:
+        value = jiter.from_json(
+            body, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys"
+        )
+    except ValueError as exc:
+        raise BodyError(Reason.INVALID, _explain(str(exc), body, max_depth)) from None
+    _check_tree(value, max_depth)
+    return value
+
+
+def _explain(detail: str, body: bytes, max_depth: int) -> str:
+    if "recursion limit" in detail:
+        return _too_deep(max_depth)
+    if body.startswith(b"\xef\xbb\xbf"):
+        detail = "byte order mark at the start"
+    elif body[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(body) > 1 and b"\x00" in body[:4]):
+        detail = "the body is not UTF-8 (UTF-16/32?)"
+    elif "duplicate key" in detail:
+        return f"The body is not strict JSON: {detail}. Send each key once per object."
+    return f"The body is not strict JSON (UTF-8, no NaN/Infinity, no lone surrogates): {detail}."
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"The body nests deeper than {max_depth} levels; flatten it."
+
+
+def _check_tree(root: Any, max_depth: int) -> None:
+    """Enforce the depth limit and double range on the decoded tree."""
+    if type(root) is not dict and type(root) is not list:
+        return
+    stack = [(root, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > max_depth:
+            raise BodyError(Reason.INVALID, _too_deep(max_depth))
+        for item in node.values() if type(node) is dict else node:
+            kind = type(item)
+            if kind is dict or kind is list:
+                if item:
+                    push((item, depth + 1))
+                elif depth + 1 > max_depth:
+                    raise BodyError(Reason.INVALID, _too_deep(max_depth))
+            elif kind is float:
+                if math.isinf(item):
+                    raise _out_of_range()
+            elif kind is int and item.bit_length() > _MAX_DOUBLE_BITS:
+                raise _out_of_range()
+
+
+def _out_of_range() -> BodyError:
+    return BodyError(
+        Reason.INVALID,
+        "The body is not strict JSON: a number is outside the range of a double.",
+    )

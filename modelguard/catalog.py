@@ -1,0 +1,177 @@
+"""The gateway's model catalog (``GET /v1/models``) as validated, indexed data.
+
+Only ``data[].id`` is required. Missing lists mean empty, missing limits mean "unknown, not
+checked", unknown fields and unknown capability tags are kept and ignored. Duplicate ids make
+the whole payload invalid: a catalog is never half-applied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from os import PathLike
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+__all__ = ["Catalog", "CatalogError", "ModelInfo"]
+
+#: Input modalities that grant the matching capability tag (decisions.md §3).
+_MODALITY_TAGS = {"image": "vision", "audio": "audio", "video": "video"}
+#: The most models a "did you mean" search compares by similarity (it is not on the hot path,
+#: but an unknown slug must not cost a large catalog's worth of string matching).
+_SUGGEST_SCAN_LIMIT = 2000
+
+
+class CatalogError(ValueError):
+    """A catalog payload or file that cannot be used."""
+
+
+def _empty_if_none(value: Any) -> Any:
+    return () if value is None else value
+
+
+class ModelInfo(BaseModel):
+    """One ``data[]`` entry of the catalog."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str = Field(min_length=1)
+    object: str = "model"
+    owned_by: str | None = None
+    family: str | None = None
+    capabilities: tuple[str, ...] = ()
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    input_modalities: tuple[str, ...] = ()
+    output_modalities: tuple[str, ...] = ()
+    pricing_url: str | None = None
+    created: int | None = None
+
+    _tags: frozenset[str] = PrivateAttr(default=frozenset())
+
+    _lists = field_validator(
+        "capabilities", "input_modalities", "output_modalities", mode="before"
+    )(_empty_if_none)
+
+    def model_post_init(self, __context: Any) -> None:
+        modal = (_MODALITY_TAGS[m] for m in self.input_modalities if m in _MODALITY_TAGS)
+        self._tags = frozenset(self.capabilities).union(modal)
+
+    def has(self, tag: str) -> bool:
+        """Whether the model has ``tag``, by its capabilities or its input modalities."""
+        return tag in self._tags
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self._tags
+
+
+class Catalog(BaseModel):
+    """The models one caller may use, indexed by id for O(1) lookup."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    object: str = "list"
+    data: tuple[ModelInfo, ...]
+
+    _index: dict[str, ModelInfo] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Catalog:
+        index: dict[str, ModelInfo] = {}
+        for entry in self.data:
+            if entry.id in index:
+                raise ValueError(f"duplicate model id {entry.id!r} in catalog")
+            index[entry.id] = entry
+        self._index = index
+        return self
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> Catalog:
+        """Validate a decoded ``GET /v1/models`` payload, raising :class:`CatalogError`."""
+        try:
+            return cls.model_validate(payload)
+        except ValueError as exc:  # pydantic.ValidationError is a ValueError
+            raise CatalogError(f"malformed catalog: {exc}") from None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> Catalog:
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise CatalogError(f"catalog is not JSON: {exc}") from None
+        return cls.from_payload(payload)
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str]) -> Catalog:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise CatalogError(f"cannot read catalog file {str(path)!r}: {exc.strerror}") from None
+        return cls.from_bytes(raw)
+
+    @classmethod
+    def default(cls) -> Catalog:
+        """The bundled sample snapshot (not a live catalog; see the README)."""
+        raw = resources.files("modelguard").joinpath("data/catalog.json").read_bytes()
+        return cls.from_bytes(raw)
+
+    # -- queries --------------------------------------------------------------------------
+
+    def get(self, model_id: str) -> ModelInfo | None:
+        return self._index.get(model_id)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._index
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[ModelInfo]:  # type: ignore[override]
+        return iter(self.data)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._index)
+
+    def suggest(self, slug: str) -> str | None:
+        """The closest id in this catalog for a slug it lacks ("did you mean")."""
+        slug = slug[:128]
+        wanted = _loose(slug)
+        for model_id in self._index:
+            if _loose(model_id) == wanted:
+                return model_id
+        ids = self.ids[:_SUGGEST_SCAN_LIMIT]
+        close = difflib.get_close_matches(slug, ids, n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    def capable(
+        self, tags: Iterable[str], *, vendor: str | None = None, min_output: int | None = None,
+        exclude: str | None = None, limit: int = 3,
+    ) -> list[str]:
+        """Up to ``limit`` ids of models that have every tag (and the vendor, and output room)."""
+        needed = frozenset(tags)
+        found = []
+        for entry in self.data:
+            if entry.id == exclude or not needed <= entry.tags:
+                continue
+            if vendor is not None and entry.owned_by != vendor:
+                continue
+            if min_output is not None and entry.max_output_tokens is not None:
+                if entry.max_output_tokens < min_output:
+                    continue
+            found.append(entry.id)
+            if len(found) == limit:
+                break
+        return found
+
+
+def _loose(model_id: str) -> str:
+    """A spelling-insensitive form, used only to suggest, never to resolve."""
+    return model_id.lower().removeprefix("models/").replace(".", "-").replace("_", "-")

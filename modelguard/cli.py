@@ -1,0 +1,169 @@
+"""The ``modelguard`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .catalog import Catalog, CatalogError
+from .guard import Guard
+from .verdict import Verdict
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+class InputError(Exception):
+    """An input file or record that cannot be read as a request."""
+
+
+@dataclass
+class Request:
+    source: str
+    method: str
+    target: str
+    headers: Any
+    body: bytes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return args.run(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelguard",
+        description="Check LLM API requests against a gateway's model catalog.",
+    )
+    parser.set_defaults(command=None)
+    commands = parser.add_subparsers(title="commands")
+    check = commands.add_parser(
+        "check", help="check request files; exit 0 all allowed, 1 any refused, 2 bad input",
+        description="Each FILE holds one request {method, path, headers, body} as a JSON "
+                    "document, or JSON Lines of them; a directory means its .json/.jsonl files; "
+                    "- reads standard input.",
+    )
+    check.add_argument("files", nargs="*", metavar="FILE")
+    check.add_argument("--catalog", metavar="FILE",
+                       help="catalog JSON file (default: the bundled sample snapshot)")
+    check.add_argument("--json", action="store_true", help="print JSON Lines, one per request")
+    check.set_defaults(command="check", run=_check)
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    out: TextIO = sys.stdout
+    if not args.files:
+        print("modelguard check: name at least one FILE (or - for standard input)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.default()
+    except CatalogError as exc:
+        print(f"modelguard check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    guard = Guard(catalog)
+    refused = unreadable = False
+    for item in _requests(args.files):
+        if isinstance(item, InputError):
+            print(f"modelguard check: {item}", file=sys.stderr)
+            unreadable = True
+            continue
+        verdict = asyncio.run(guard.check(item.method, item.target, item.headers, item.body))
+        refused |= not verdict.allowed
+        print(_report(item, verdict, args.json), file=out)
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_REFUSED if refused else EXIT_OK
+
+
+def _report(item: Request, verdict: Verdict, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({
+            "source": item.source,
+            "allowed": verdict.allowed,
+            "status": verdict.status,
+            "error": verdict.error,
+            "protocol": verdict.protocol,
+            "model": verdict.model_id,
+            "required": sorted(verdict.required),
+        })
+    if not verdict.guarded:
+        return f"{item.source}: pass (not a guarded route)"
+    if verdict.allowed:
+        needs = ", ".join(sorted(verdict.required)) or "text only"
+        return f"{item.source}: allowed {verdict.protocol} {verdict.model_id} [{needs}]"
+    first = verdict.violations[0]
+    return f"{item.source}: REFUSED {verdict.status} {verdict.token}: {first.message}"
+
+
+def _requests(names: Sequence[str]) -> Iterator[Request | InputError]:
+    for name in names:
+        if name == "-":
+            yield from _parse("<stdin>", sys.stdin.read())
+            continue
+        path = Path(name)
+        files = sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file()) \
+            if path.is_dir() else [path]
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                yield InputError(f"cannot read {file}: {exc}")
+                continue
+            yield from _parse(str(file), text)
+
+
+def _parse(source: str, text: str) -> Iterator[Request | InputError]:
+    try:
+        docs = [(source, json.loads(text))]
+    except ValueError:
+        docs = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                docs.append((f"{source}:{number}", json.loads(line)))
+            except ValueError as exc:
+                yield InputError(f"{source}:{number}: not JSON ({exc})")
+    for where, doc in docs:
+        try:
+            yield _request(where, doc)
+        except InputError as exc:
+            yield exc
+
+
+def _request(source: str, doc: Any) -> Request:
+    if not isinstance(doc, dict) or not isinstance(doc.get("path"), str):
+        raise InputError(f"{source}: expected an object with at least a string 'path'")
+    body = doc.get("body")
+    if body is None:
+        raw = b""
+    elif isinstance(body, str):
+        raw = body.encode("utf-8", "surrogatepass")
+    else:
+        raw = json.dumps(body).encode()
+    headers = doc.get("headers") or {}
+    if not isinstance(headers, (dict, list)):
+        raise InputError(f"{source}: 'headers' must be an object or a list of pairs")
+    method = doc.get("method", "POST")
+    if not isinstance(method, str):
+        raise InputError(f"{source}: 'method' must be a string")
+    return Request(source, method, doc["path"], headers, raw)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

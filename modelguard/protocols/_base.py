@@ -1,0 +1,224 @@
+"""What the protocol readers share: the features they report and the strict key checks."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..body import BodyError
+from ..errors import Reason
+
+__all__ = [
+    "Features", "Keys", "ModelRef", "Need", "malformed", "media_tag", "need_bool", "need_dict",
+    "need_list", "token_count",
+]
+
+# capability tags
+VISION, AUDIO, VIDEO = "vision", "audio", "video"
+TOOL_USE, STREAMING, CACHE_CONTROL = "tool_use", "streaming", "cache_control"
+THINKING, JSON_SCHEMA, LOGPROBS = "thinking", "json_schema", "logprobs"
+IMAGE_GEN, VIDEO_GEN = "image_gen", "video_gen"
+
+
+@dataclass(slots=True)
+class Need:
+    """One capability the request needs, and where in the body it asks for it."""
+
+    tag: str
+    path: str
+    what: str
+    #: ``owned_by`` the model must have (server-run tools run on their vendor's servers).
+    vendor: str | None = None
+    #: Output-side needs are skipped on token-counting routes.
+    output: bool = False
+    #: Anthropic body-level ``thinking``: replaced by a fallback's own ``thinking``.
+    body_thinking: bool = False
+
+
+@dataclass(slots=True)
+class ModelRef:
+    """A model the request would run on, with the output cap that applies to it."""
+
+    path: str
+    slug: str
+    #: (field path, requested output tokens) pairs to compare with ``max_output_tokens``.
+    caps: list[tuple[str, int]] = field(default_factory=list)
+    #: A fallback's own thinking needs, replacing the body's (None: the body's apply).
+    thinking: list[Need] | None = None
+
+
+@dataclass(slots=True)
+class Features:
+    """Everything the verdict needs from a body, and nothing else."""
+
+    models: list[ModelRef] = field(default_factory=list)
+    needs: list[Need] = field(default_factory=list)
+    #: (path, type) of content the guard does not know.
+    unknown: list[tuple[str, str]] = field(default_factory=list)
+
+    def need(self, tag: str, path: str, what: str, vendor: str | None = None,
+             output: bool = False) -> None:
+        self.needs.append(Need(tag, path, what, vendor, output))
+
+
+def malformed(path: str | None, message: str) -> BodyError:
+    where = f" at {path}" if path else ""
+    return BodyError(Reason.INVALID, f"Invalid request body{where}: {message}", path)
+
+
+def _fold(key: str) -> str:
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
+
+
+class Keys:
+    """The field names of one kind of object the verdict reads.
+
+    ``check`` refuses keys that are not these names but equal one under Unicode casefold and
+    NFKC (``"MODEL"``, ``"ſtream"``): some decoders fold field names, and then the guard and
+    the upstream would read different values. Gemini objects also refuse a field spelled both
+    in camelCase and snake_case.
+    """
+
+    __slots__ = ("names", "_folded", "_snake", "_to_snake")
+
+    def __init__(self, *names: str, gemini: bool = False) -> None:
+        all_names = set(names)
+        self._snake: dict[str, str] = {}
+        self._to_snake: dict[str, str] = {}
+        if gemini:
+            for name in names:
+                snake = _snake_case(name)
+                if snake != name:
+                    self._snake[snake] = name
+                    self._to_snake[name] = snake
+                    all_names.add(snake)
+        self.names = frozenset(all_names)
+        self._folded = frozenset(_fold(n) for n in all_names)
+
+    def check(self, obj: dict[str, Any], path: str) -> None:
+        if not self.names.issuperset(obj):
+            for key in obj:
+                if key not in self.names and _fold(key) in self._folded:
+                    raise malformed(
+                        path or None,
+                        f"key {key!r} is a look-alike of a field name (case or Unicode "
+                        "variant); spell field names exactly.",
+                    )
+        if self._snake and not self._snake.keys().isdisjoint(obj):
+            for key in obj:
+                camel = self._snake.get(key)
+                if camel is not None and camel in obj:
+                    raise malformed(
+                        path or None,
+                        f"field {camel!r} is given twice, as {camel!r} and {key!r}; send one.",
+                    )
+
+    def camel(self, key: str) -> str:
+        """Gemini: the camelCase name of a snake_case key (other keys as they are)."""
+        return self._snake.get(key, key)
+
+    def get(self, obj: dict[str, Any], name: str) -> tuple[str, Any]:
+        """Gemini: the value under either spelling of ``name``, with the spelling used."""
+        if name in obj:
+            return name, obj[name]
+        snake = self._to_snake.get(name, name)
+        return snake, obj.get(snake)
+
+
+def _snake_case(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch.isupper():
+            out.append("_")
+            out.append(ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def need_dict(value: Any, path: str, what: str = "an object") -> dict[str, Any]:
+    if type(value) is not dict:
+        raise malformed(path, f"expected {what}, got {_kind(value)}.")
+    return value
+
+
+def need_list(value: Any, path: str) -> list[Any]:
+    if type(value) is not list:
+        raise malformed(path, f"expected an array, got {_kind(value)}.")
+    return value
+
+
+def need_bool(value: Any, path: str) -> bool:
+    """``True``/``False``/``None`` only: ``"true"`` or ``1`` are refused, never guessed."""
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    raise malformed(path, f"expected true or false, got {_kind(value)}.")
+
+
+def need_str(value: Any, path: str) -> str:
+    if type(value) is not str:
+        raise malformed(path, f"expected a string, got {_kind(value)}.")
+    return value
+
+
+def token_count(value: Any, path: str, *, strings: bool = False) -> int | None:
+    """An output cap as an int; Gemini (proto3 JSON) may send it as a decimal string."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is float and value.is_integer():
+        return int(value)
+    if strings and kind is str and value.strip().lstrip("-").isdigit() and value.isascii():
+        return int(value)
+    raise malformed(path, f"expected an integer, got {_kind(value)}.")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "a boolean"
+    return {dict: "an object", list: "an array", str: "a string", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+#: MIME types (before ``;``) that are plain text and need no capability.
+_TEXT_APPLICATIONS = frozenset({
+    "application/json", "application/x-javascript", "application/javascript",
+    "application/x-python", "application/x-python-code", "application/xml",
+    "application/x-yaml", "application/yaml", "application/x-sh", "application/sql",
+    "application/x-typescript", "application/rtf", "application/csv", "application/ld+json",
+})
+
+
+def media_tag(mime: Any) -> str | None:
+    """The tag media of a MIME type needs; unknown kinds need ``vision`` (conservative)."""
+    if type(mime) is not str:
+        return VISION
+    main = mime.split(";", 1)[0].strip().lower()
+    if main.startswith("image/"):
+        return VISION
+    if main.startswith("audio/"):
+        return AUDIO
+    if main.startswith("video/"):
+        return VIDEO
+    if main.startswith("text/") or main in _TEXT_APPLICATIONS:
+        return None
+    return VISION  # application/pdf by policy, anything unreadable by caution
+
+
+def data_url_mime(url: Any) -> str | None:
+    """The MIME type of a ``data:`` URL, or None for any other URL."""
+    if type(url) is not str or url[:5].lower() != "data:":
+        return None
+    head = url[5:].split(",", 1)[0]
+    return head.split(";", 1)[0]

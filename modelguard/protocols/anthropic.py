@@ -1,0 +1,277 @@
+"""Anthropic Messages (``/v1/messages``, ``/v1/messages/count_tokens``): features of a body."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ._base import (
+    CACHE_CONTROL, JSON_SCHEMA, STREAMING, THINKING, TOOL_USE, VISION, Features, Keys, ModelRef,
+    Need, malformed, media_tag, need_bool, need_dict, need_list, need_str, token_count,
+)
+
+__all__ = ["read"]
+
+VENDOR = "anthropic"
+
+
+class Block(NamedTuple):
+    """What one content block ``type`` needs, and where its nested blocks live."""
+
+    tags: tuple[str, ...] = ()
+    #: Runs on Anthropic's servers: needs an ``owned_by: anthropic`` model.
+    server: bool = False
+    #: Key of nested content blocks (a string or a list of blocks).
+    nested: str | None = None
+
+
+_TOOL = (TOOL_USE,)
+_SERVER = Block(_TOOL, server=True)
+
+#: Content block types (``messages[*].content[*]``, ``system[*]`` and nested content).
+BLOCKS: dict[str, Block] = {
+    "text": Block(),
+    "thinking": Block(),
+    "redacted_thinking": Block(),
+    "compaction": Block(),
+    "fallback": Block(),
+    "image": Block((VISION,)),
+    "document": Block(),  # needs depend on its source, see _document
+    "search_result": Block(nested="content"),
+    "tool_use": Block(_TOOL),
+    "tool_result": Block(_TOOL, nested="content"),
+    "tool_reference": Block(_TOOL),
+    "browser_state": Block(_TOOL),
+    "tool_addition": Block(_TOOL),
+    "tool_removal": Block(_TOOL),
+    "mcp_tool_listing": Block(_TOOL),
+    "server_tool_use": _SERVER,
+    "web_search_tool_result": _SERVER,
+    "web_fetch_tool_result": _SERVER,  # its fetched document is read by _web_fetch
+    "code_execution_tool_result": _SERVER,
+    "bash_code_execution_tool_result": _SERVER,
+    "text_editor_code_execution_tool_result": _SERVER,
+    "tool_search_tool_result": _SERVER,
+    "container_upload": _SERVER,
+    "mcp_tool_use": _SERVER,
+    "mcp_tool_result": Block(_TOOL, server=True, nested="content"),
+    "advisor_tool_result": _SERVER,
+}
+
+#: Document ``source.type`` → tag (None: plain text, needs nothing). PDFs need vision (§4).
+DOCUMENT_SOURCES: dict[str, str | None] = {
+    "url": VISION,   # a PDF by URL
+    "file": VISION,  # an uploaded file: its type is not visible, assume the worst
+    "text": None,
+    "content": None,  # its nested blocks decide
+    "base64": None,   # its media_type decides
+}
+
+#: Tool ``type`` prefixes: server-run tools and Anthropic-defined client tools both need an
+#: Anthropic model with tool_use; custom tools need tool_use only.
+SERVER_TOOLS = ("web_search_", "web_fetch_", "code_execution_", "tool_search_tool_", "mcp_toolset")
+CLIENT_TOOLS = ("bash_", "text_editor_", "memory_", "computer_", "browser_")
+
+THINKING_ON = frozenset({"enabled", "adaptive", "between_tools"})
+THINKING_OFF = frozenset({"disabled"})
+TOOL_CHOICES = frozenset({"auto", "any", "tool", "none"})
+
+ROOT = Keys("model", "messages", "system", "tools", "tool_choice", "stream", "max_tokens",
+            "thinking", "cache_control", "output_config", "output_format", "fallbacks",
+            "mcp_servers", "container")
+MESSAGE = Keys("role", "content")
+BLOCK = Keys("type", "source", "content", "cache_control")
+SOURCE = Keys("type", "media_type", "content")
+TYPED = Keys("type")
+OUTPUT_CONFIG = Keys("format")
+FALLBACK = Keys("model", "max_tokens", "thinking")
+TOOL = Keys("type", "cache_control", "strict")
+
+
+def read(body: dict[str, Any], *, counting: bool = False) -> Features:
+    ROOT.check(body, "")
+    f = Features()
+    model = body.get("model")
+    if model is None:
+        raise malformed("model", "the model field is required.")
+    cap = None if counting else token_count(body.get("max_tokens"), "max_tokens")
+    caps = [] if cap is None else [("max_tokens", cap)]
+    f.models.append(ModelRef("model", need_str(model, "model"), caps))
+
+    if body.get("cache_control") is not None:
+        f.need(CACHE_CONTROL, "cache_control", "automatic prompt caching")
+    system = body.get("system")
+    if system is not None and type(system) is not str:
+        _blocks(f, need_list(system, "system"), "system")
+    messages = body.get("messages")
+    if messages is None:
+        raise malformed("messages", "the messages field is required.")
+    for i, message in enumerate(need_list(messages, "messages")):
+        path = f"messages[{i}]"
+        MESSAGE.check(need_dict(message, path), path)
+        _content(f, message.get("content"), f"{path}.content", required=True)
+    _tools(f, body)
+    thinking = _thinking(f, body.get("thinking"), "thinking")
+    for need in thinking:
+        need.body_thinking = True
+    f.needs.extend(thinking)
+    _output_format(f, body)
+    if need_bool(body.get("stream"), "stream"):
+        f.need(STREAMING, "stream", "streaming", output=True)
+    fallbacks = body.get("fallbacks")
+    if fallbacks is not None:
+        _fallbacks(f, need_list(fallbacks, "fallbacks"), caps)
+    return f
+
+
+def _content(f: Features, content: Any, path: str, *, required: bool = False) -> None:
+    if type(content) is str or (content is None and not required):
+        return
+    _blocks(f, need_list(content, path), path)
+
+
+def _blocks(f: Features, blocks: list[Any], path: str) -> None:
+    for i, block in enumerate(blocks):
+        _block(f, block, f"{path}[{i}]")
+
+
+def _block(f: Features, block: Any, path: str) -> None:
+    BLOCK.check(need_dict(block, path, "a content block object"), path)
+    kind = block.get("type")
+    rule = BLOCKS.get(kind) if type(kind) is str else None
+    if rule is None:
+        if type(kind) is not str:
+            raise malformed(f"{path}.type", "every content block needs a string type.")
+        f.unknown.append((path, kind))
+        return
+    if block.get("cache_control") is not None:
+        f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
+    what = f"{kind} block"
+    for tag in rule.tags:
+        f.need(tag, path, what, VENDOR if rule.server else None)
+    if kind == "document":
+        _document(f, block, path)
+    elif kind == "web_fetch_tool_result":
+        _web_fetch(f, block.get("content"), f"{path}.content")
+    elif kind == "image":
+        source = block.get("source")
+        if type(source) is dict:
+            SOURCE.check(source, f"{path}.source")
+    if rule.nested is not None:
+        _content(f, block.get(rule.nested), f"{path}.{rule.nested}")
+
+
+def _document(f: Features, block: dict[str, Any], path: str) -> None:
+    spath = f"{path}.source"
+    source = block.get("source")
+    SOURCE.check(need_dict(source, spath, "a document source object"), spath)
+    kind = source.get("type")
+    if type(kind) is not str:
+        raise malformed(f"{spath}.type", "a document source needs a string type.")
+    if kind not in DOCUMENT_SOURCES:
+        f.unknown.append((spath, kind))
+        return
+    tag = DOCUMENT_SOURCES[kind]
+    if kind == "base64":
+        tag = media_tag(source.get("media_type"))
+    elif kind == "content":
+        _content(f, source.get("content"), f"{spath}.content", required=True)
+    if tag is not None:
+        f.need(tag, path, f"document ({source.get('media_type') or kind})")
+
+
+def _web_fetch(f: Features, result: Any, path: str) -> None:
+    """A fetched page carries its own document block (often a PDF)."""
+    if type(result) is dict:
+        TYPED.check(result, path)
+        document = result.get("content")
+        if type(document) is dict:
+            _block(f, document, f"{path}.content")
+
+
+def _tools(f: Features, body: dict[str, Any]) -> None:
+    choice = body.get("tool_choice")
+    choice_type = None
+    if choice is not None:
+        TYPED.check(need_dict(choice, "tool_choice"), "tool_choice")
+        choice_type = need_str(choice.get("type"), "tool_choice.type").lower()
+        if choice_type not in TOOL_CHOICES:
+            f.unknown.append(("tool_choice", choice_type))
+    tools = body.get("tools")
+    tools = [] if tools is None else need_list(tools, "tools")
+    off = choice_type == "none"
+    if tools and not off:
+        f.need(TOOL_USE, "tools", "tools")
+    for i, tool in enumerate(tools):
+        path = f"tools[{i}]"
+        TOOL.check(need_dict(tool, path), path)
+        if tool.get("cache_control") is not None:
+            f.need(CACHE_CONTROL, path, "a cache_control breakpoint on a tool")
+        kind = tool.get("type")
+        if kind is None or kind == "custom":
+            continue
+        if type(kind) is not str:
+            raise malformed(f"{path}.type", "a tool type must be a string.")
+        if kind.startswith(SERVER_TOOLS):
+            what = f"server tool {kind}"
+        elif kind.startswith(CLIENT_TOOLS):
+            what = f"Anthropic-defined tool {kind}"
+        else:
+            f.unknown.append((path, kind))
+            continue
+        if not off:
+            f.need(TOOL_USE, path, what, VENDOR)
+    if choice_type in ("any", "tool"):
+        f.need(TOOL_USE, "tool_choice", f"tool_choice {choice_type}")
+    servers = body.get("mcp_servers")
+    if servers is not None and need_list(servers, "mcp_servers"):
+        f.need(TOOL_USE, "mcp_servers", "MCP servers", VENDOR)
+    if body.get("container") is not None:
+        f.need(TOOL_USE, "container", "a code-execution container", VENDOR)
+
+
+def _thinking(f: Features, thinking: Any, path: str) -> list[Need]:
+    if thinking is None:
+        return []
+    TYPED.check(need_dict(thinking, path), path)
+    kind = need_str(thinking.get("type"), f"{path}.type").lower()
+    if kind in THINKING_ON:
+        return [Need(THINKING, path, f"thinking {kind}", output=True)]
+    if kind not in THINKING_OFF:
+        f.unknown.append((path, f"thinking {kind}"))
+    return []
+
+
+def _output_format(f: Features, body: dict[str, Any]) -> None:
+    config = body.get("output_config")
+    if config is not None:
+        OUTPUT_CONFIG.check(need_dict(config, "output_config"), "output_config")
+        _format(f, config.get("format"), "output_config", "output_config.format")
+    _format(f, body.get("output_format"), "output_format", "output_format")
+
+
+def _format(f: Features, fmt: Any, path: str, where: str) -> None:
+    if fmt is None:
+        return
+    TYPED.check(need_dict(fmt, where), where)
+    kind = need_str(fmt.get("type"), f"{where}.type").lower()
+    if kind == "json_schema":
+        f.need(JSON_SCHEMA, path, "structured output (json_schema)", output=True)
+    else:
+        f.unknown.append((where, kind))
+
+
+def _fallbacks(f: Features, fallbacks: list[Any], caps: list[tuple[str, int]]) -> None:
+    """Beta fallbacks bring in more models; each is checked like ``model``."""
+    for i, fallback in enumerate(fallbacks):
+        path = f"fallbacks[{i}]"
+        FALLBACK.check(need_dict(fallback, path), path)
+        slug = need_str(fallback.get("model"), f"{path}.model")
+        if slug == "default":
+            continue  # the upstream's own default chain, not a model id
+        ref = ModelRef(f"{path}.model", slug, caps)
+        own_cap = token_count(fallback.get("max_tokens"), f"{path}.max_tokens")
+        if own_cap is not None:
+            ref.caps = [(f"{path}.max_tokens", own_cap)]
+        if "thinking" in fallback:
+            ref.thinking = _thinking(f, fallback.get("thinking"), f"{path}.thinking")
+        f.models.append(ref)

@@ -1,0 +1,342 @@
+"""Gemini ``generateContent`` / ``streamGenerateContent`` / ``countTokens`` bodies.
+
+Gemini speaks proto3 JSON: every field may be spelled camelCase or snake_case (the Python SDK
+mixes both), enums may be names or integers, int64 may be a string. A field spelled both ways
+in one object is ambiguous and refused. The model comes from the path, never the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._base import (
+    AUDIO, CACHE_CONTROL, IMAGE_GEN, JSON_SCHEMA, LOGPROBS, THINKING, TOOL_USE, VIDEO,
+    VIDEO_GEN, VISION, Features, Keys, ModelRef, join, malformed, media_tag, need_bool,
+    need_dict, need_list, token_count,
+)
+
+__all__ = ["read"]
+
+VENDOR = "google"
+
+#: Part data keys (a proto ``oneof``: exactly one per part) → what they need.
+#: ``"media"`` means the MIME type decides; ``"server"`` is Google-run tool traffic.
+PART_DATA: dict[str, str | None] = {
+    "text": None,
+    "inlineData": "media",
+    "fileData": "media",
+    "functionCall": TOOL_USE,
+    "functionResponse": TOOL_USE,
+    "executableCode": "server",
+    "codeExecutionResult": "server",
+    "toolCall": "server",
+    "toolResponse": "server",
+}
+#: Part keys that qualify the data and need nothing of their own.
+PART_METADATA = ("thought", "thoughtSignature", "videoMetadata", "mediaResolution",
+                 "partMetadata", "mediaProcessing", "speechMetadata", "documentMetadata",
+                 "spreadsheetMetadata", "audioMetadata")
+#: Function responses may carry media parts (FunctionResponsePart).
+RESPONSE_PART_DATA = ("inlineData", "fileData")
+
+#: ``tools[*]`` entries: function declarations, or a Google-run built-in tool.
+BUILTIN_TOOLS = ("googleSearch", "googleSearchRetrieval", "codeExecution", "urlContext",
+                 "googleMaps", "fileSearch", "computerUse", "mcpServers", "retrieval",
+                 "enterpriseWebSearch", "parallelAiSearch", "exaAiSearch")
+
+#: ``responseModalities`` values (names and GenerationConfig.Modality integers) → tag.
+MODALITIES: dict[str | int, str | None] = {
+    "MODALITY_UNSPECIFIED": None, 0: None, "TEXT": None, 1: None, "IMAGE": IMAGE_GEN, 2: IMAGE_GEN,
+    "AUDIO": AUDIO, 3: AUDIO, "VIDEO": VIDEO_GEN,
+}
+#: ``responseFormat[*]`` members → tag.
+RESPONSE_FORMATS = {"image": IMAGE_GEN, "audio": AUDIO, "video": VIDEO_GEN}
+#: generationConfig keys that each mean a schema-constrained response.
+SCHEMA_KEYS = ("responseSchema", "responseJsonSchema", "_responseJsonSchema",
+               "responseJsonSchemaOrdered")
+#: functionCallingConfig modes: NONE switches function calling off; ANY/VALIDATED force it.
+MODE_NONE = frozenset({"NONE", 3})
+MODE_FORCED = frozenset({"ANY", 2, "VALIDATED", 4})
+
+ROOT = Keys("contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
+            "cachedContent", "generateContentRequest", "model", gemini=True)
+CONTENT = Keys("role", "parts", gemini=True)
+PART = Keys(*PART_DATA, *PART_METADATA, gemini=True)
+BLOB = Keys("mimeType", "data", "fileUri", gemini=True)
+FUNCTION_RESPONSE = Keys("name", "response", "parts", gemini=True)
+RESPONSE_PART = Keys(*RESPONSE_PART_DATA, gemini=True)
+TOOL = Keys("functionDeclarations", *BUILTIN_TOOLS, gemini=True)
+TOOL_CONFIG = Keys("functionCallingConfig", "retrievalConfig",
+                   "includeServerSideToolInvocations", gemini=True)
+CALLING = Keys("mode", "allowedFunctionNames", gemini=True)
+GENERATION = Keys(
+    "temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences", "seed",
+    "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs", "responseMimeType",
+    "responseSchema", "responseJsonSchema", "_responseJsonSchema", "responseJsonSchemaOrdered",
+    "responseModalities", "speechConfig", "imageConfig", "thinkingConfig", "mediaResolution",
+    "responseFormat", "enableEnhancedCivicAnswers", "audioTimestamp", gemini=True)
+THINKING_CONFIG = Keys("thinkingBudget", "thinkingLevel", "includeThoughts", gemini=True)
+FORMAT = Keys("text", "image", "audio", "video", gemini=True)
+FORMAT_TEXT = Keys("mimeType", "jsonSchema", gemini=True)
+
+_YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
+_EXTENSIONS = {
+    "png": VISION, "jpg": VISION, "jpeg": VISION, "webp": VISION, "heic": VISION, "heif": VISION,
+    "gif": VISION, "pdf": VISION, "wav": AUDIO, "mp3": AUDIO, "aiff": AUDIO, "aac": AUDIO,
+    "ogg": AUDIO, "flac": AUDIO, "m4a": AUDIO, "mp4": VIDEO, "mpeg": VIDEO, "mov": VIDEO,
+    "avi": VIDEO, "flv": VIDEO, "mpg": VIDEO, "webm": VIDEO, "wmv": VIDEO, "3gp": VIDEO,
+    "txt": None, "md": None, "csv": None, "json": None, "html": None, "py": None, "js": None,
+}
+
+
+def read(body: dict[str, Any], model: str, *, counting: bool = False,
+         streaming: bool = False) -> Features:
+    ROOT.check(body, "")
+    f = Features()
+    ref = ModelRef("model", model)
+    f.models.append(ref)
+    key, nested = ROOT.get(body, "generateContentRequest")
+    if nested is not None:
+        if not counting:
+            raise malformed(key, "generateContentRequest belongs in countTokens bodies only.")
+        if ROOT.get(body, "contents")[1] is not None:
+            raise malformed(key, "send either contents or generateContentRequest, not both.")
+        ROOT.check(need_dict(nested, key), key)
+        _same_model(nested, model, key, required=True)
+        _request(f, nested, key, counting=True)
+    else:
+        _same_model(body, model, "", required=False)
+        _request(f, body, "", counting=counting)
+    if not counting:
+        key, config = ROOT.get(body, "generationConfig")
+        if config is not None:
+            cap_key, cap = GENERATION.get(config, "maxOutputTokens")
+            cap = token_count(cap, f"{key}.{cap_key}", strings=True)
+            if cap is not None:
+                ref.caps.append((f"{key}.{cap_key}", cap))
+    if streaming:
+        f.need("streaming", "streamGenerateContent", "streaming", output=True)
+    return f
+
+
+def _same_model(body: dict[str, Any], model: str, path: str, *, required: bool) -> None:
+    """A body ``model`` must name the path's model: two model ids are one too many."""
+    key, value = ROOT.get(body, "model")
+    where = join(path, key)
+    if value is None:
+        if required:
+            raise malformed(where, "the nested request needs model (models/...).")
+        return
+    if type(value) is not str or value.removeprefix("models/") != model:
+        raise malformed(where, f"the body names model {value!r} but the URL names {model!r}.")
+
+
+def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) -> None:
+    key, system = ROOT.get(body, "systemInstruction")
+    if system is not None and type(system) is not str:
+        _content(f, system, join(path, key))
+    key, contents = ROOT.get(body, "contents")
+    if contents is not None:
+        cpath = join(path, key)
+        if type(contents) is dict:  # a single Content, as some clients send
+            _content(f, contents, cpath)
+        else:
+            for i, content in enumerate(need_list(contents, cpath)):
+                _content(f, content, f"{cpath}[{i}]")
+    _tools(f, body, path)
+    key, cached = ROOT.get(body, "cachedContent")
+    if cached is not None:
+        f.need(CACHE_CONTROL, join(path, key), "a cached content reference")
+    if not counting:
+        key, config = ROOT.get(body, "generationConfig")
+        if config is not None:
+            _generation(f, need_dict(config, join(path, key)), join(path, key))
+
+
+def _content(f: Features, content: Any, path: str) -> None:
+    CONTENT.check(need_dict(content, path, "a Content object"), path)
+    key, parts = CONTENT.get(content, "parts")
+    if parts is None:
+        return
+    ppath = f"{path}.{key}"
+    for i, part in enumerate(need_list(parts, ppath)):
+        _part(f, part, f"{ppath}[{i}]", PART, PART_DATA)
+
+
+def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | None]) -> None:
+    keys.check(need_dict(part, path, "a Part object"), path)
+    found = None
+    unknown = False
+    for key in part:
+        kind = keys.camel(key)
+        if kind in kinds:
+            if found is not None:
+                raise malformed(path, f"a part holds one kind of data, got {found[0]!r} and {key!r}.")
+            found = (key, kind)
+        elif kind not in PART_METADATA:
+            f.unknown.append((path, key))
+            unknown = True
+    if found is None:
+        if not unknown:
+            raise malformed(path, "a part needs data (text, inlineData, fileData, ...).")
+        return
+    key, kind = found
+    dpath = f"{path}.{key}"
+    need = kinds[kind]
+    value = part[key]
+    if need == "media":
+        tag = _media(value, dpath, kind)
+        if tag is not None:
+            f.need(tag, dpath, f"{kind} ({_mime_of(value) or 'unknown type'})")
+    elif need == "server":
+        f.need(TOOL_USE, dpath, f"{kind} (Google-run tool traffic)", VENDOR)
+    elif need is not None:
+        f.need(need, dpath, kind)
+    if kind == "functionResponse":
+        response = need_dict(value, dpath)
+        FUNCTION_RESPONSE.check(response, dpath)
+        rkey, rparts = FUNCTION_RESPONSE.get(response, "parts")
+        if rparts is not None:
+            rpath = f"{dpath}.{rkey}"
+            for i, rpart in enumerate(need_list(rparts, rpath)):
+                _part(f, rpart, f"{rpath}[{i}]", RESPONSE_PART, _RESPONSE_KINDS)
+
+
+_RESPONSE_KINDS = {kind: PART_DATA[kind] for kind in RESPONSE_PART_DATA}
+
+
+def _mime_of(blob: Any) -> str | None:
+    if type(blob) is not dict:
+        return None
+    mime = BLOB.get(blob, "mimeType")[1]
+    return mime if type(mime) is str else None
+
+
+def _media(blob: Any, path: str, kind: str) -> str | None:
+    BLOB.check(need_dict(blob, path), path)
+    mime = _mime_of(blob)
+    if mime is not None:
+        return media_tag(mime)
+    if kind == "fileData":
+        return _uri_tag(BLOB.get(blob, "fileUri")[1])
+    return VISION  # bytes of an unknown kind: assume the worst
+
+
+def _uri_tag(uri: Any) -> str | None:
+    """No MIME type on a file: a YouTube link is video, else the extension tells."""
+    if type(uri) is not str:
+        return VISION
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return VISION
+    if (parts.hostname or "").lower() in _YOUTUBE:
+        return VIDEO
+    name = parts.path.rsplit("/", 1)[-1]
+    if "." in name:
+        return _EXTENSIONS.get(name.rsplit(".", 1)[-1].lower(), VISION)
+    return VISION
+
+
+def _tools(f: Features, body: dict[str, Any], path: str) -> None:
+    key, config = ROOT.get(body, "toolConfig")
+    mode = None
+    names = None
+    cpath = join(path, key)
+    if config is not None:
+        TOOL_CONFIG.check(need_dict(config, cpath), cpath)
+        ckey, calling = TOOL_CONFIG.get(config, "functionCallingConfig")
+        if calling is not None:
+            fpath = f"{cpath}.{ckey}"
+            CALLING.check(need_dict(calling, fpath), fpath)
+            mode = _enum(CALLING.get(calling, "mode")[1])
+            names = CALLING.get(calling, "allowedFunctionNames")[1]
+    off = mode in MODE_NONE
+    key, tools = ROOT.get(body, "tools")
+    tpath = join(path, key)
+    declared = False
+    builtins = []
+    if tools is not None:
+        for i, tool in enumerate(need_list(tools, tpath)):
+            ipath = f"{tpath}[{i}]"
+            TOOL.check(need_dict(tool, ipath), ipath)
+            for name in tool:
+                kind = TOOL.camel(name)
+                if kind not in TOOL.names:
+                    f.unknown.append((ipath, name))
+                elif kind == "functionDeclarations":
+                    declared = declared or bool(tool[name])
+                elif tool[name] is not None:
+                    builtins.append((ipath, kind))
+    if (declared and not off) or builtins:
+        f.need(TOOL_USE, tpath, "tools")
+    for ipath, kind in builtins:
+        f.need(TOOL_USE, ipath, f"built-in tool {kind}", VENDOR)
+    if mode in MODE_FORCED or (names and not off):
+        f.need(TOOL_USE, cpath, f"function calling mode {mode}")
+
+
+
+def _enum(value: Any) -> str | int | None:
+    if type(value) is str:
+        return value.upper()
+    return value
+
+
+def _generation(f: Features, config: dict[str, Any], path: str) -> None:
+    GENERATION.check(config, path)
+    _, modalities = GENERATION.get(config, "responseModalities")
+    if modalities is not None:
+        for modality in need_list(modalities, path):
+            modality = _enum(modality)
+            if modality not in MODALITIES:
+                f.unknown.append((path, f"response modality {modality}"))
+            elif MODALITIES[modality] is not None:
+                f.need(MODALITIES[modality], path, f"{modality} output", output=True)
+    if GENERATION.get(config, "speechConfig")[1] is not None:
+        f.need(AUDIO, path, "speech output (speechConfig)", output=True)
+    if GENERATION.get(config, "imageConfig")[1] is not None:
+        f.need(IMAGE_GEN, path, "image output (imageConfig)", output=True)
+    _, formats = GENERATION.get(config, "responseFormat")
+    if formats is not None:
+        for fmt in need_list(formats, path):
+            FORMAT.check(need_dict(fmt, path), path)
+            for name, tag in RESPONSE_FORMATS.items():
+                if fmt.get(name) is not None:
+                    f.need(tag, path, f"{name} output (responseFormat)", output=True)
+            text = FORMAT.get(fmt, "text")[1]
+            if text is not None:
+                FORMAT_TEXT.check(need_dict(text, path), path)
+                if FORMAT_TEXT.get(text, "jsonSchema")[1] is not None:
+                    f.need(JSON_SCHEMA, path, "a response JSON schema", output=True)
+    if any(GENERATION.get(config, key)[1] is not None for key in SCHEMA_KEYS):
+        f.need(JSON_SCHEMA, path, "a response schema", output=True)
+    key, logprobs = GENERATION.get(config, "responseLogprobs")
+    if need_bool(logprobs, f"{path}.{key}"):
+        f.need(LOGPROBS, path, "responseLogprobs", output=True)
+    key, top = GENERATION.get(config, "logprobs")
+    top = token_count(top, f"{path}.{key}", strings=True)
+    if top is not None and top > 0:
+        f.need(LOGPROBS, path, "logprobs", output=True)
+    key, thinking = GENERATION.get(config, "thinkingConfig")
+    if thinking is not None:
+        tpath = f"{path}.{key}"
+        THINKING_CONFIG.check(need_dict(thinking, tpath), tpath)
+        if _thinks(thinking, tpath):
+            f.need(THINKING, path, "thinking (thinkingConfig)", output=True)
+
+
+def _thinks(config: dict[str, Any], path: str) -> bool:
+    """thinkingBudget 0 is off and wins; otherwise a budget, a level or includeThoughts."""
+    key, budget = THINKING_CONFIG.get(config, "thinkingBudget")
+    budget = token_count(budget, f"{path}.{key}", strings=True)
+    if budget == 0:
+        return False
+    if budget is not None:
+        return True
+    level = _enum(THINKING_CONFIG.get(config, "thinkingLevel")[1])
+    if level not in (None, "THINKING_LEVEL_UNSPECIFIED", 0):
+        return True
+    key, include = THINKING_CONFIG.get(config, "includeThoughts")
+    return need_bool(include, f"{path}.{key}")

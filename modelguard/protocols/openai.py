@@ -1,0 +1,268 @@
+"""OpenAI Chat Completions (``/v1/chat/completions``) and the images/videos generation routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import (
+    AUDIO, CACHE_CONTROL, IMAGE_GEN, JSON_SCHEMA, LOGPROBS, STREAMING, THINKING, TOOL_USE,
+    VIDEO, VIDEO_GEN, VISION, Features, Keys, ModelRef, data_url_mime, malformed, media_tag,
+    need_bool, need_dict, need_list, need_str, token_count,
+)
+
+__all__ = ["read", "read_generation"]
+
+#: Part ``type`` → the tag it needs (None: nothing). Gateway extensions included.
+PARTS: dict[str, str | None] = {
+    "text": None,
+    "input_text": None,
+    "refusal": None,
+    "prompt_embeds": None,
+    "image_url": VISION,
+    "input_image": VISION,
+    "image_embeds": VISION,
+    "input_audio": AUDIO,
+    "audio_url": AUDIO,
+    "audio_embeds": AUDIO,
+    "video_url": VIDEO,
+    "input_video": VIDEO,
+    "file": VISION,        # Chat Completions files are PDFs: vision by policy
+    "input_file": VISION,
+}
+#: Type-less shorthand parts (vLLM): the key present decides.
+SHORTHANDS: dict[str, str] = {"image_url": VISION, "audio_url": AUDIO, "video_url": VIDEO}
+#: Part types whose media may be a ``data:`` URL that tells the real kind.
+_URL_KEYS = {"image_url": "image_url", "input_image": "image_url", "video_url": "video_url",
+             "input_video": "video_url", "audio_url": "audio_url"}
+_FILE_KEYS = {"file", "input_file"}
+
+#: Roles whose messages are tool traffic.
+TOOL_ROLES = frozenset({"tool", "function"})
+TOOL_TYPES = frozenset({"function", "custom"})
+RESPONSE_FORMATS = {"json_schema": JSON_SCHEMA, "json_object": None, "text": None}
+TOOL_CHOICE_STRINGS = frozenset({"none", "auto", "required"})
+TOOL_CHOICE_TYPES = frozenset({"function", "custom", "allowed_tools"})
+THINKING_ON = frozenset({"enabled", "adaptive"})
+THINKING_OFF = frozenset({"disabled"})
+#: ``modalities`` entries → tag (output audio needs ``audio``, decisions.md §4).
+MODALITIES = {"image": IMAGE_GEN, "audio": AUDIO, "text": None}
+
+ROOT = Keys("model", "messages", "stream", "tools", "tool_choice", "functions", "function_call",
+            "response_format", "logprobs", "top_logprobs", "reasoning_effort", "reasoning",
+            "thinking", "enable_thinking", "chat_template_kwargs", "modalities", "audio",
+            "max_tokens", "max_completion_tokens")
+MESSAGE = Keys("role", "content", "tool_calls", "function_call", "audio", "cache_control")
+PART = Keys("type", "image_url", "input_audio", "file", "video_url", "audio_url",
+            "cache_control", "prompt_cache_breakpoint")
+FILE = Keys("file_data", "file_id")
+MEDIA_URL = Keys("url")
+TYPED = Keys("type")
+REASONING = Keys("enabled", "effort", "max_tokens")
+TEMPLATE = Keys("enable_thinking")
+TOOL = Keys("type", "cache_control")
+
+
+def read(body: dict[str, Any], *, counting: bool = False) -> Features:
+    ROOT.check(body, "")
+    f = Features()
+    _model(f, body)
+    for name in ("max_completion_tokens", "max_tokens"):
+        cap = token_count(body.get(name), name)
+        if cap is not None:
+            f.models[0].caps.append((name, cap))
+    messages = body.get("messages")
+    if messages is None:
+        raise malformed("messages", "the messages field is required.")
+    for i, message in enumerate(need_list(messages, "messages")):
+        _message(f, message, f"messages[{i}]")
+    _tools(f, body)
+    _response_format(f, body.get("response_format"))
+    if need_bool(body.get("logprobs"), "logprobs"):
+        f.need(LOGPROBS, "logprobs", "logprobs", output=True)
+    if body.get("top_logprobs") is not None:
+        f.need(LOGPROBS, "top_logprobs", "top_logprobs", output=True)
+    _thinking(f, body)
+    _output_modalities(f, body)
+    if need_bool(body.get("stream"), "stream"):
+        f.need(STREAMING, "stream", "streaming", output=True)
+    return f
+
+
+def read_generation(body: dict[str, Any], tag: str) -> Features:
+    """``/v1/images/generations`` and ``/v1/videos/generations``: the model and its tag."""
+    ROOT.check(body, "")
+    f = Features()
+    _model(f, body)
+    f.need(tag, "model", "image generation" if tag == IMAGE_GEN else "video generation")
+    return f
+
+
+GENERATION_TAGS = {"images": IMAGE_GEN, "videos": VIDEO_GEN}
+
+
+def _model(f: Features, body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise malformed("model", "the model field is required.")
+    f.models.append(ModelRef("model", need_str(model, "model")))
+
+
+def _message(f: Features, message: Any, path: str) -> None:
+    MESSAGE.check(need_dict(message, path), path)
+    role = message.get("role")
+    if type(role) is str and role.lower() in TOOL_ROLES:
+        f.need(TOOL_USE, path, f"a {role} message (tool result in the history)")
+    if message.get("cache_control") is not None:
+        f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
+    content = message.get("content")
+    if content is not None and type(content) is not str:
+        cpath = f"{path}.content"
+        for i, part in enumerate(need_list(content, cpath)):
+            _part(f, part, f"{cpath}[{i}]")
+    calls = message.get("tool_calls")
+    if calls is not None and need_list(calls, f"{path}.tool_calls"):
+        f.need(TOOL_USE, f"{path}.tool_calls", "tool calls in the history")
+    if message.get("function_call") is not None:
+        f.need(TOOL_USE, f"{path}.function_call", "a function call in the history")
+    if message.get("audio") is not None:
+        f.need(AUDIO, f"{path}.audio", "audio output in the history")
+
+
+def _part(f: Features, part: Any, path: str) -> None:
+    PART.check(need_dict(part, path, "a content part object"), path)
+    kind = part.get("type")
+    if kind is None:
+        tags = [tag for key, tag in SHORTHANDS.items() if key in part]
+        if not tags:
+            f.unknown.append((path, "(a part without a type)"))
+        for tag in tags:
+            f.need(tag, path, "a media part")
+        what = None
+    elif type(kind) is not str:
+        raise malformed(f"{path}.type", "a content part type must be a string.")
+    elif kind not in PARTS:
+        f.unknown.append((path, kind))
+        return
+    else:
+        tag = PARTS[kind]
+        if kind in _URL_KEYS:
+            tag = _url_tag(part.get(_URL_KEYS[kind]), f"{path}.{_URL_KEYS[kind]}", tag)
+        elif kind in _FILE_KEYS:
+            tag = _file_tag(part.get("file"), f"{path}.file")
+        if tag is not None:
+            f.need(tag, path, f"{kind} part")
+        what = kind
+    if part.get("cache_control") is not None or part.get("prompt_cache_breakpoint") is not None:
+        f.need(CACHE_CONTROL, path, f"a cache breakpoint on a {what or 'media'} part")
+
+
+def _url_tag(media: Any, path: str, tag: str | None) -> str | None:
+    """A ``data:`` URL of audio or video needs that tag whatever the part type says."""
+    url = media
+    if type(media) is dict:
+        MEDIA_URL.check(media, path)
+        url = media.get("url")
+    mime = data_url_mime(url)
+    kind = None if mime is None else media_tag(mime)
+    return kind if kind in (AUDIO, VIDEO) else tag
+
+
+def _file_tag(file: Any, path: str) -> str | None:
+    if type(file) is not dict:
+        return VISION
+    FILE.check(file, path)
+    mime = data_url_mime(file.get("file_data"))
+    return VISION if mime is None else media_tag(mime)
+
+
+def _tools(f: Features, body: dict[str, Any]) -> None:
+    choice = body.get("tool_choice")
+    forced = False
+    off = False
+    if type(choice) is str:
+        value = choice.lower()
+        if value not in TOOL_CHOICE_STRINGS:
+            f.unknown.append(("tool_choice", choice))
+        off, forced = value == "none", value == "required"
+    elif choice is not None:
+        TYPED.check(need_dict(choice, "tool_choice"), "tool_choice")
+        kind = need_str(choice.get("type"), "tool_choice.type")
+        if kind not in TOOL_CHOICE_TYPES:
+            f.unknown.append(("tool_choice", kind))
+        forced = True
+    tools = body.get("tools")
+    tools = [] if tools is None else need_list(tools, "tools")
+    if tools and not off:
+        f.need(TOOL_USE, "tools", "tools")
+    for i, tool in enumerate(tools):
+        path = f"tools[{i}]"
+        TOOL.check(need_dict(tool, path), path)
+        kind = tool.get("type", "function")
+        if kind not in TOOL_TYPES:
+            f.unknown.append((path, str(kind)))
+        if tool.get("cache_control") is not None:
+            f.need(CACHE_CONTROL, path, "a cache_control breakpoint on a tool")
+    if forced:
+        f.need(TOOL_USE, "tool_choice", "a forced tool_choice")
+    functions = body.get("functions")
+    call = body.get("function_call")
+    call_off = type(call) is str and call.lower() == "none"
+    if functions is not None and need_list(functions, "functions") and not call_off:
+        f.need(TOOL_USE, "functions", "functions")
+    if type(call) is dict:
+        f.need(TOOL_USE, "function_call", "a forced function_call")
+
+
+def _response_format(f: Features, fmt: Any) -> None:
+    if fmt is None:
+        return
+    TYPED.check(need_dict(fmt, "response_format"), "response_format")
+    kind = need_str(fmt.get("type"), "response_format.type")
+    if kind not in RESPONSE_FORMATS:
+        f.unknown.append(("response_format", kind))
+    elif RESPONSE_FORMATS[kind] is not None:
+        f.need(JSON_SCHEMA, "response_format", "structured output (json_schema)", output=True)
+
+
+def _thinking(f: Features, body: dict[str, Any]) -> None:
+    """Reasoning switches: OpenAI's own and the gateways' (OpenRouter, LiteLLM, vLLM, Qwen)."""
+    effort = body.get("reasoning_effort")
+    if effort is not None and need_str(effort, "reasoning_effort").lower() != "none":
+        f.need(THINKING, "reasoning_effort", f"reasoning_effort {effort}", output=True)
+    reasoning = body.get("reasoning")
+    if reasoning is not None:
+        REASONING.check(need_dict(reasoning, "reasoning"), "reasoning")
+        enabled = reasoning.get("enabled")
+        effort = reasoning.get("effort")
+        on = enabled is True or reasoning.get("max_tokens") is not None or (
+            type(effort) is str and effort.lower() != "none")
+        if on and enabled is not False:
+            f.need(THINKING, "reasoning", "reasoning", output=True)
+    thinking = body.get("thinking")
+    if thinking is not None:
+        TYPED.check(need_dict(thinking, "thinking"), "thinking")
+        kind = need_str(thinking.get("type"), "thinking.type").lower()
+        if kind in THINKING_ON:
+            f.need(THINKING, "thinking", f"thinking {kind}", output=True)
+        elif kind not in THINKING_OFF:
+            f.unknown.append(("thinking", f"thinking {kind}"))
+    if need_bool(body.get("enable_thinking"), "enable_thinking"):
+        f.need(THINKING, "enable_thinking", "enable_thinking", output=True)
+    template = body.get("chat_template_kwargs")
+    if template is not None:
+        TEMPLATE.check(need_dict(template, "chat_template_kwargs"), "chat_template_kwargs")
+        if need_bool(template.get("enable_thinking"), "chat_template_kwargs.enable_thinking"):
+            f.need(THINKING, "chat_template_kwargs", "enable_thinking", output=True)
+
+
+def _output_modalities(f: Features, body: dict[str, Any]) -> None:
+    modalities = body.get("modalities")
+    if modalities is not None:
+        for i, modality in enumerate(need_list(modalities, "modalities")):
+            name = need_str(modality, f"modalities[{i}]").lower()
+            if name not in MODALITIES:
+                f.unknown.append(("modalities", f"output modality {name}"))
+            elif MODALITIES[name] is not None:
+                f.need(MODALITIES[name], "modalities", f"{name} output", output=True)
+    if body.get("audio") is not None:
+        f.need(AUDIO, "audio", "audio output", output=True)

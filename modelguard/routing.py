@@ -1,0 +1,128 @@
+"""Which requests are guarded, matched on a canonical path (decisions.md §1).
+
+A request that only a sloppy matcher would miss must not slip past the guard, so the path is
+canonicalized generously (absolute-form, fragment, root_path, one percent-decode, repeated
+slashes, dot segments, a trailing slash, ASCII case) and every plausible reading is matched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from .errors import ANTHROPIC, GEMINI, OPENAI
+
+__all__ = ["Route", "canonical_path", "match_route"]
+
+# kinds
+MESSAGES = "messages"
+COUNT_TOKENS = "count_tokens"
+CHAT = "chat"
+IMAGES = "images"
+VIDEOS = "videos"
+GENERATE = "generateContent"
+STREAM = "streamGenerateContent"
+COUNT = "countTokens"
+
+#: Exact canonical (lower-case) paths of the body-addressed routes.
+_FIXED = {
+    "/v1/messages": (ANTHROPIC, MESSAGES),
+    "/v1/messages/count_tokens": (ANTHROPIC, COUNT_TOKENS),
+    "/v1/chat/completions": (OPENAI, CHAT),
+    "/chat/completions": (OPENAI, CHAT),
+    "/v1/images/generations": (OPENAI, IMAGES),
+    "/v1/videos/generations": (OPENAI, VIDEOS),
+}
+_GEMINI_METHODS = {"generatecontent": GENERATE, "streamgeneratecontent": STREAM, "counttokens": COUNT}
+_GEMINI = re.compile(r"/(?:v1|v1beta|v1alpha)/(.+):([a-z]+)", re.DOTALL)
+_ABSOLUTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
+_SLASHES = re.compile(r"/{2,}")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-override")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    protocol: str
+    kind: str
+    #: Gemini: the model segment from the path, with one leading ``models/`` removed.
+    model: str | None = None
+    #: Set when two readings of the path disagree; such a request is refused as ambiguous.
+    ambiguous: bool = False
+
+    @property
+    def counts_only(self) -> bool:
+        """Token counting routes get input-side checks only."""
+        return self.kind in (COUNT_TOKENS, COUNT)
+
+    @property
+    def streams(self) -> bool:
+        return self.kind == STREAM
+
+
+def canonical_path(path: str, root_path: str = "") -> str:
+    """The path as a lenient router would see it (case is kept; routes compare folded)."""
+    path = _ABSOLUTE.sub("", path, count=1)
+    for mark in ("#", "?"):
+        cut = path.find(mark)
+        if cut >= 0:
+            path = path[:cut]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path):]
+    path = unquote(path, errors="surrogateescape").replace("\\", "/")
+    path = _SLASHES.sub("/", "/" + path)
+    segments: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment != ".":
+            segments.append(segment)
+    if path.endswith(("/.", "/..")):
+        segments.append("")
+    canonical = "/" + "/".join(segments)
+    if len(canonical) > 1 and canonical.endswith("/"):
+        canonical = canonical[:-1]
+    return canonical
+
+
+def _route_of(canonical: str) -> Route | None:
+    folded = canonical.translate(_ASCII_LOWER)
+    fixed = _FIXED.get(folded)
+    if fixed is not None:
+        return Route(*fixed)
+    match = _GEMINI.fullmatch(folded)
+    if match is None:
+        return None
+    kind = _GEMINI_METHODS.get(match.group(2))
+    if kind is None:
+        return None
+    model = canonical[match.start(1):match.end(1)]
+    return Route(GEMINI, kind, model.removeprefix("models/"))
+
+
+def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
+    """POST, compared case-insensitively, or a method override header asking for it."""
+    if method.upper() == "POST":
+        return True
+    return any(name in _METHOD_OVERRIDES and value.strip().upper() == "POST"
+               for name, value in headers)
+
+
+def match_route(*paths: str, root_path: str = "") -> Route | None:
+    """The guarded route for the given readings of one request path, if any.
+
+    Callers pass every reading they have (the raw target and the server-decoded path); if two
+    readings land on different guarded routes or models, the request is marked ambiguous.
+    """
+    found: Route | None = None
+    for raw in paths:
+        route = _route_of(canonical_path(raw, root_path))
+        if route is None:
+            continue
+        if found is None:
+            found = route
+        elif route != found:
+            return Route(found.protocol, found.kind, found.model, ambiguous=True)
+    return found
