@@ -3,17 +3,20 @@
 from .catalog import Catalog, CatalogError, ModelInfo
 from .guard import Guard
 from .middleware import ModelGuardMiddleware
+from .remote import CatalogChange, RemoteCatalog
 from .sources import CatalogSource, CatalogUnavailable
 from .verdict import Verdict
 
 __all__ = [
     "Catalog",
+    "CatalogChange",
     "CatalogError",
     "CatalogSource",
     "CatalogUnavailable",
     "Guard",
     "ModelGuardMiddleware",
     "ModelInfo",
+    "RemoteCatalog",
     "Verdict",
 ]
 

@@ -140,6 +140,24 @@ class Catalog(BaseModel):
     def ids(self) -> list[str]:
         return list(self._index)
 
+    def select(
+        self, capabilities: Iterable[str] = (), family: str | None = None
+    ) -> list[ModelInfo]:
+        """Models with every capability tag whose ``family`` or ``owned_by`` is ``family``."""
+        needed = frozenset(capabilities)
+        wanted = family.lower() if family else None
+        return [
+            entry for entry in self.data
+            if needed <= entry.tags and (wanted is None or wanted in (
+                (entry.family or "").lower(), (entry.owned_by or "").lower()))
+        ]
+
+    @staticmethod
+    def listing(models: Iterable[ModelInfo]) -> dict[str, Any]:
+        """A ``GET /v1/models`` payload for ``models``, unknown fields included."""
+        return {"object": "list", "data": [m.model_dump(mode="json", exclude_none=True)
+                                           for m in models]}
+
     def suggest(self, slug: str) -> str | None:
         """The closest id in this catalog for a slug it lacks ("did you mean")."""
         slug = slug[:128]
@@ -163,9 +181,9 @@ class Catalog(BaseModel):
                 continue
             if vendor is not None and entry.owned_by != vendor:
                 continue
-            if min_output is not None and entry.max_output_tokens is not None:
-                if entry.max_output_tokens < min_output:
-                    continue
+            room = entry.max_output_tokens
+            if min_output is not None and room is not None and room < min_output:
+                continue
             found.append(entry.id)
             if len(found) == limit:
                 break

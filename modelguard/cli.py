@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .catalog import Catalog, CatalogError
+from .catalog import Catalog, CatalogError, ModelInfo
 from .guard import Guard
+from .remote import RemoteCatalog
+from .sources import CatalogUnavailable
 from .verdict import Verdict
 
 __all__ = ["main"]
@@ -57,37 +60,120 @@ def _parser() -> argparse.ArgumentParser:
                     "- reads standard input.",
     )
     check.add_argument("files", nargs="*", metavar="FILE")
-    check.add_argument("--catalog", metavar="FILE",
-                       help="catalog JSON file (default: the bundled sample snapshot)")
+    check.add_argument("--catalog", metavar="FILE|URL",
+                       help="catalog JSON file, or the gateway's base URL (fetched with "
+                            "BYTESPIKE_API_KEY); default: the bundled sample snapshot")
     check.add_argument("--json", action="store_true", help="print JSON Lines, one per request")
     check.set_defaults(command="check", run=_check)
+
+    listing = commands.add_parser(
+        "catalog", help="show the models the current key may use",
+        description="Fetch GET /v1/models with BYTESPIKE_API_KEY and filter it locally.",
+    )
+    listing.add_argument("--base-url", metavar="URL",
+                         help=f"gateway base URL (default: $BYTESPIKE_BASE_URL or {DEFAULT_BASE})")
+    listing.add_argument("--capability", action="append", default=[], metavar="TAG",
+                         help="only models with this tag (repeat: all of them)")
+    listing.add_argument("--family", metavar="NAME", help="only this family or vendor")
+    listing.add_argument("--json", action="store_true", help="print the filtered JSON listing")
+    listing.set_defaults(command="catalog", run=_catalog)
     return parser
 
 
+DEFAULT_BASE = "https://llm.bytespike.ai"
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _remote(base_url: str, command: str) -> RemoteCatalog | None:
+    key = os.environ.get("BYTESPIKE_API_KEY")
+    if not key:
+        print(f"modelguard {command}: set BYTESPIKE_API_KEY to fetch the catalog from "
+              f"{base_url}", file=sys.stderr)
+        return None
+    return RemoteCatalog(base_url, api_key=key)
+
+
 def _check(args: argparse.Namespace) -> int:
-    out: TextIO = sys.stdout
     if not args.files:
         print("modelguard check: name at least one FILE (or - for standard input)",
               file=sys.stderr)
         return EXIT_USAGE
-    try:
-        catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.default()
-    except CatalogError as exc:
-        print(f"modelguard check: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    guard = Guard(catalog)
+    if args.catalog and _is_url(args.catalog):
+        source: object = _remote(args.catalog, "check")
+        if source is None:
+            return EXIT_USAGE
+    else:
+        try:
+            source = Catalog.from_file(args.catalog) if args.catalog else Catalog.default()
+        except CatalogError as exc:
+            print(f"modelguard check: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return asyncio.run(_check_all(Guard(source), args.files, args.json, sys.stdout))
+
+
+async def _check_all(guard: Guard, files: Sequence[str], as_json: bool, out: TextIO) -> int:
     refused = unreadable = False
-    for item in _requests(args.files):
-        if isinstance(item, InputError):
-            print(f"modelguard check: {item}", file=sys.stderr)
-            unreadable = True
-            continue
-        verdict = asyncio.run(guard.check(item.method, item.target, item.headers, item.body))
-        refused |= not verdict.allowed
-        print(_report(item, verdict, args.json), file=out)
+    try:
+        for item in _requests(files):
+            if isinstance(item, InputError):
+                print(f"modelguard check: {item}", file=sys.stderr)
+                unreadable = True
+                continue
+            verdict = await guard.check(item.method, item.target, item.headers, item.body)
+            refused |= not verdict.allowed
+            print(_report(item, verdict, as_json), file=out)
+    finally:
+        close = getattr(guard.source, "aclose", None)
+        if close is not None:
+            await close()
     if unreadable:
         return EXIT_USAGE
     return EXIT_REFUSED if refused else EXIT_OK
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    base_url = args.base_url or os.environ.get("BYTESPIKE_BASE_URL") or DEFAULT_BASE
+    source = _remote(base_url, "catalog")
+    if source is None:
+        return EXIT_USAGE
+    try:
+        catalog = asyncio.run(_fetch(source))
+    except CatalogUnavailable as error:
+        print(f"modelguard catalog: {base_url}: {error.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    models = catalog.select(args.capability, args.family)
+    if args.json:
+        print(json.dumps(Catalog.listing(models), indent=2))
+    else:
+        print(_table(models))
+    return EXIT_OK
+
+
+async def _fetch(source: RemoteCatalog) -> Catalog:
+    try:
+        return await source.catalog_for(None)
+    finally:
+        await source.aclose()
+
+
+def _table(models: Sequence[ModelInfo]) -> str:
+    rows = [("ID", "OWNED BY", "FAMILY", "CONTEXT", "MAX OUT", "CAPABILITIES")]
+    for m in models:
+        rows.append((m.id, m.owned_by or "-", m.family or "-", _num(m.context_window),
+                     _num(m.max_output_tokens),
+                     ",".join(c for c in m.capabilities if c != "text") or "text"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+             for row in rows]
+    lines.append(f"{len(models)} model{'s' if len(models) != 1 else ''}")
+    return "\n".join(lines)
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _report(item: Request, verdict: Verdict, as_json: bool) -> str:

@@ -9,13 +9,18 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .body import BodyError, too_large, unreadable_encoding
 from .errors import Reason
 from .policy import (
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH, Options, Violation, judge, read_features,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_DEPTH,
+    Options,
+    Violation,
+    judge,
+    read_features,
     required_tags,
 )
 from .routing import Route, is_post, match_route
@@ -26,7 +31,7 @@ __all__ = ["Guard", "Headers"]
 
 logger = logging.getLogger("modelguard")
 
-Headers = Union[Mapping[Any, Any], Iterable[tuple[Any, Any]]]
+Headers = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
 _MODES = ("enforce", "report")
 #: Reasons a report-mode guard only logs; malformed bodies and limits are refused regardless.
 _POLICY = frozenset({Reason.UNSUPPORTED_MODEL, Reason.UNSUPPORTED_CAPABILITY,

@@ -8,12 +8,19 @@ Responses are never touched.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from .body import BodyError, too_large
-from .guard import Guard, normalize_headers
+from .catalog import Catalog
+from .errors import ANTHROPIC, GEMINI, OPENAI, envelope
+from .guard import Guard, credential_of, normalize_headers
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
+from .routing import canonical_path
+from .sources import NO_CREDENTIAL, CatalogUnavailable
 from .verdict import Verdict
 
 __all__ = ["ModelGuardMiddleware"]
@@ -25,6 +32,7 @@ Send = Callable[[Message], Any]
 ASGIApp = Callable[[Scope, Receive, Send], Any]
 
 STATE_KEY = "modelguard"
+logger = logging.getLogger("modelguard")
 
 
 class ModelGuardMiddleware:
@@ -38,18 +46,26 @@ class ModelGuardMiddleware:
         max_depth: int = DEFAULT_MAX_DEPTH,
         allow_unknown_content: bool = False,
         on_violation: Callable[[Verdict], Any] | None = None,
+        serve_models: bool = False,
     ) -> None:
         self.app = app
         self.guard = Guard(
             catalog, mode=mode, max_body_bytes=max_body_bytes, max_depth=max_depth,
             allow_unknown_content=allow_unknown_content, on_violation=on_violation,
         )
+        self.serve_models = serve_models
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan" and hasattr(self.guard.source, "startup"):
+                await self.app(scope, *self._lifespan(receive, send))
+            else:
+                await self.app(scope, receive, send)
             return
         headers = normalize_headers(scope.get("headers") or [])
+        if self.serve_models and _is_models_listing(scope):
+            await self._models(scope, headers, send)
+            return
         route = self.guard.route(scope.get("method", ""), _paths(scope), headers,
                                  scope.get("root_path", ""))
         if route is None:
@@ -73,6 +89,66 @@ class ModelGuardMiddleware:
             return
         scope.setdefault("state", {})[STATE_KEY] = verdict
         await self.app(scope, _replay(body, receive), send)
+
+
+    def _lifespan(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        """Start and stop the catalog source with the app; a refused key fails startup."""
+        source: Any = self.guard.source
+        failure: list[str] = []
+
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await source.startup()
+                except CatalogUnavailable as error:
+                    logger.error("modelguard: catalog check at startup failed: %s "
+                                 "(verify the API key)", error.message)
+                    failure.append(f"modelguard: {error.message}")
+            elif message["type"] == "lifespan.shutdown":
+                await source.aclose()
+            return message
+
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and failure:
+                message = {"type": "lifespan.startup.failed", "message": failure[0]}
+            await send(message)
+
+        return lifespan_receive, lifespan_send
+
+    async def _models(self, scope: Scope, headers: list[tuple[str, str]], send: Send) -> None:
+        """``GET /v1/models`` answered from the cached catalog, with the gateway's filters."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        source = self.guard.source
+        credential = credential_of(headers, scope.get("query_string", b"").decode("latin-1"))
+        protocol = _listing_protocol(headers)
+        try:
+            if source.needs_credential and credential is None:
+                raise NO_CREDENTIAL
+            catalog = await source.catalog_for(credential)
+        except CatalogUnavailable as error:
+            status, body, extra = envelope(protocol, error.reason, error.message,
+                                           retry_after=error.retry_after)
+            await _send(send, status, body, extra)
+            return
+        models = catalog.select(query.get("capability", []), (query.get("family") or [None])[0])
+        body = json.dumps(Catalog.listing(models)).encode()
+        await _send(send, 200, body, [("content-type", "application/json")])
+
+
+def _is_models_listing(scope: Scope) -> bool:
+    if scope.get("method", "").upper() != "GET":
+        return False
+    return canonical_path(scope.get("path", ""), scope.get("root_path", "")).lower() == "/v1/models"
+
+
+def _listing_protocol(headers: list[tuple[str, str]]) -> str:
+    names = {name for name, _ in headers}
+    if "anthropic-version" in names:
+        return ANTHROPIC
+    if "x-goog-api-key" in names:
+        return GEMINI
+    return OPENAI
 
 
 def _paths(scope: Scope) -> tuple[str, ...]:
@@ -119,7 +195,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _respond(send: Send, verdict: Verdict) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers]
-    headers.append((b"content-length", str(len(verdict.body)).encode()))
-    await send({"type": "http.response.start", "status": verdict.status, "headers": headers})
-    await send({"type": "http.response.body", "body": verdict.body})
+    await _send(send, verdict.status, verdict.body, verdict.headers)
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

@@ -34,7 +34,9 @@ _FIXED = {
     "/v1/images/generations": (OPENAI, IMAGES),
     "/v1/videos/generations": (OPENAI, VIDEOS),
 }
-_GEMINI_METHODS = {"generatecontent": GENERATE, "streamgeneratecontent": STREAM, "counttokens": COUNT}
+_GEMINI_METHODS = {
+    "generatecontent": GENERATE, "streamgeneratecontent": STREAM, "counttokens": COUNT,
+}
 _GEMINI = re.compile(r"/(?:v1|v1beta|v1alpha)/(.+):([a-z]+)", re.DOTALL)
 _ABSOLUTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
 _SLASHES = re.compile(r"/{2,}")

@@ -5,8 +5,23 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._base import (
-    CACHE_CONTROL, JSON_SCHEMA, STREAMING, THINKING, TOOL_USE, VISION, Features, Keys, ModelRef,
-    Need, malformed, media_tag, need_bool, need_dict, need_list, need_str, token_count,
+    CACHE_CONTROL,
+    JSON_SCHEMA,
+    STREAMING,
+    THINKING,
+    TOOL_USE,
+    VISION,
+    Features,
+    Keys,
+    ModelRef,
+    Need,
+    malformed,
+    media_tag,
+    need_bool,
+    need_dict,
+    need_list,
+    need_str,
+    token_count,
 )
 
 __all__ = ["read"]

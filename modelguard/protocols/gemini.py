@@ -11,9 +11,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._base import (
-    AUDIO, CACHE_CONTROL, IMAGE_GEN, JSON_SCHEMA, LOGPROBS, THINKING, TOOL_USE, VIDEO,
-    VIDEO_GEN, VISION, Features, Keys, ModelRef, join, malformed, media_tag, need_bool,
-    need_dict, need_list, token_count,
+    AUDIO,
+    CACHE_CONTROL,
+    IMAGE_GEN,
+    JSON_SCHEMA,
+    LOGPROBS,
+    THINKING,
+    TOOL_USE,
+    VIDEO,
+    VIDEO_GEN,
+    VISION,
+    Features,
+    Keys,
+    ModelRef,
+    join,
+    malformed,
+    media_tag,
+    need_bool,
+    need_dict,
+    need_list,
+    token_count,
 )
 
 __all__ = ["read"]
@@ -172,7 +189,8 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
         kind = keys.camel(key)
         if kind in kinds:
             if found is not None:
-                raise malformed(path, f"a part holds one kind of data, got {found[0]!r} and {key!r}.")
+                raise malformed(
+                    path, f"a part holds one kind of data, got {found[0]!r} and {key!r}.")
             found = (key, kind)
         elif kind not in PART_METADATA:
             f.unknown.append((path, key))

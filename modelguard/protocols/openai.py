@@ -5,9 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from ._base import (
-    AUDIO, CACHE_CONTROL, IMAGE_GEN, JSON_SCHEMA, LOGPROBS, STREAMING, THINKING, TOOL_USE,
-    VIDEO, VIDEO_GEN, VISION, Features, Keys, ModelRef, data_url_mime, malformed, media_tag,
-    need_bool, need_dict, need_list, need_str, token_count,
+    AUDIO,
+    CACHE_CONTROL,
+    IMAGE_GEN,
+    JSON_SCHEMA,
+    LOGPROBS,
+    STREAMING,
+    THINKING,
+    TOOL_USE,
+    VIDEO,
+    VIDEO_GEN,
+    VISION,
+    Features,
+    Keys,
+    ModelRef,
+    data_url_mime,
+    malformed,
+    media_tag,
+    need_bool,
+    need_dict,
+    need_list,
+    need_str,
+    token_count,
 )
 
 __all__ = ["read", "read_generation"]

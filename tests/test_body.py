@@ -1,0 +1,99 @@
+"""Strict body reading (decisions.md §8) on its own, without HTTP."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelguard.body import BodyError, decode_content, parse_json, unreadable_encoding
+from modelguard.errors import Reason
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"\xef\xbb\xbf{}", '{"a":1}'.encode("utf-16"), b'{"a":"\xff"}', b'{"a":"\xc0\xaf"}',
+    b'{"a":"\xed\xa0\x80"}', b'{"a":"\\ud800"}', b'{"a":NaN}', b'{"a":Infinity}',
+    b'{"a":-Infinity}', b'{"a":1e400}', b'{"a":-1e400}', b'{"a":' + b"9" * 400 + b"}",
+    b'{"a":' + b"1" * 5000 + b"}", b'{"a":1,"a":2}', b'{"a":{"b":1,"\\u0062":2}}',
+    b"[" * 129 + b"]" * 129, b"[" * 100_000, b'{"a":1} x', b"{'a':1}", b'{"a":"\x01"}',
+])
+def test_not_strict_json_is_refused(raw: bytes) -> None:
+    with pytest.raises(BodyError) as info:
+        parse_json(raw, 128)
+    assert info.value.reason == Reason.INVALID
+
+
+def test_depth_limit_is_exact_and_configurable() -> None:
+    assert parse_json(b"[" * 128 + b"]" * 128, 128)
+    with pytest.raises(BodyError, match="deeper than 128"):
+        parse_json(b"[" * 129 + b"]" * 129, 128)
+    nested = b'{"a":' * 10 + b"{}" + b"}" * 10
+    assert parse_json(nested, 11)
+    with pytest.raises(BodyError, match="deeper than 10"):
+        parse_json(nested, 10)
+
+
+def test_edge_numbers_within_double_range_pass() -> None:
+    assert parse_json(b'{"a":1.7976931348623157e308,"b":-5e-324,"c":' + b"9" * 300 + b"}", 128)
+
+
+def test_gzip_deflate_and_stacked() -> None:
+    raw = json.dumps({"a": "b" * 1000}).encode()
+    assert decode_content(gzip.compress(raw), ["gzip"], 10_000) == raw
+    assert decode_content(zlib.compress(raw), ["DEFLATE"], 10_000) == raw
+    assert decode_content(gzip.compress(zlib.compress(raw)), ["deflate, gzip"], 10_000) == raw
+    assert decode_content(raw, ["identity"], 10_000) == raw
+
+
+def test_bomb_stops_at_the_limit() -> None:
+    bomb = gzip.compress(b"0" * 50_000_000)
+    assert len(bomb) < 100_000
+    with pytest.raises(BodyError) as info:
+        decode_content(bomb, ["gzip"], 1_000_000)
+    assert info.value.reason == Reason.TOO_LARGE
+
+
+@pytest.mark.parametrize(("data", "coding"), [
+    (b"not gzip", "gzip"), (gzip.compress(b"{}")[:-4], "gzip"), (gzip.compress(b"{}") + b"x",
+                                                                 "gzip"),
+    (b"\x00\x01", "deflate"),
+])
+def test_corrupt_compressed_bodies(data: bytes, coding: str) -> None:
+    with pytest.raises(BodyError) as info:
+        decode_content(data, [coding], 10_000)
+    assert info.value.reason == Reason.INVALID
+
+
+def test_unreadable_encodings() -> None:
+    assert unreadable_encoding(["br"]) == "br"
+    assert unreadable_encoding(["gzip, zstd"]) == "zstd"
+    assert unreadable_encoding(["gzip", "GZIP", "identity"]) is None
+    assert unreadable_encoding(["gzip"] * 5) is not None
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False,
+                                                                          allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8),
+                                                                       children, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(_json)
+def test_strict_json_round_trips(value) -> None:
+    raw = json.dumps(value).encode()
+    assert parse_json(raw, 128) == value
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_raise_anything_else(raw: bytes) -> None:
+    try:
+        parse_json(raw, 128)
+    except BodyError:
+        pass
