@@ -118,9 +118,10 @@ def test_anthropic_plain_call_passes_unchanged(env, sent, claude):
     msg = claude.messages.create(model="claude-sonnet-4-6", max_tokens=8192, messages=HI)
     assert msg.content[0].text == "ok"
     assert_forwarded_unchanged(env, sent)
-    assert env.standin.requests[0].path == "/v1/messages"
     request = env.standin.requests[0]
-    assert KEY in (request.header("x-api-key"), request.header("authorization").removeprefix("Bearer "))
+    assert request.path == "/v1/messages"
+    # The SDK sends the key as x-api-key or as a bearer token; it arrives as sent.
+    assert KEY in (request.header("x-api-key"), (request.header("authorization") or "")[7:])
 
 
 def test_anthropic_streaming_passes_unchanged(env, sent, claude):
@@ -310,8 +311,6 @@ def test_openai_refusals_raise_sdk_error(env, sent, oai, case):
     assert_nothing_forwarded(env, sent)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Catalog.capable() reuses `limit` for each entry's "
-                   "max_output_tokens, so the cap of three suggestions is lost")
 def test_openai_capability_message_suggests_at_most_three_models(env, sent, oai):
     """§5: the message names up to three models that have every needed capability."""
     with pytest.raises(openai.BadRequestError) as info:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,8 +68,15 @@ def malformed(path: str | None, message: str) -> BodyError:
     return BodyError(Reason.INVALID, f"Invalid request body{where}: {message}", path)
 
 
+@functools.lru_cache(maxsize=4096)
 def _fold(key: str) -> str:
+    """The form under which lenient decoders may match a field name."""
+    if key.isascii():
+        return key.lower()
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
+
+
+_SEEN_LIMIT = 2048
 
 
 class Keys:
@@ -80,7 +88,7 @@ class Keys:
     in camelCase and snake_case.
     """
 
-    __slots__ = ("names", "_folded", "_snake", "_to_snake")
+    __slots__ = ("names", "_folded", "_snake", "_to_snake", "_seen")
 
     def __init__(self, *names: str, gemini: bool = False) -> None:
         all_names = set(names)
@@ -95,16 +103,20 @@ class Keys:
                     all_names.add(snake)
         self.names = frozenset(all_names)
         self._folded = frozenset(_fold(n) for n in all_names)
+        #: Names already checked and found harmless, so common extra keys cost one set test.
+        self._seen = set(all_names)
 
     def check(self, obj: dict[str, Any], path: str) -> None:
-        if not self.names.issuperset(obj):
-            for key in obj:
-                if key not in self.names and _fold(key) in self._folded:
+        if not self._seen.issuperset(obj):
+            for key in obj.keys() - self._seen:
+                if _fold(key) in self._folded:
                     raise malformed(
                         path or None,
                         f"key {key!r} is a look-alike of a field name (case or Unicode "
                         "variant); spell field names exactly.",
                     )
+                if len(self._seen) < _SEEN_LIMIT:
+                    self._seen.add(key)
         if self._snake and not self._snake.keys().isdisjoint(obj):
             for key in obj:
                 camel = self._snake.get(key)
