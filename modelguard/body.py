@@ -17,7 +17,36 @@ import jiter
 
 from .errors import Reason
 
-__all__ = ["BodyError", "decode_content", "parse_json", "unreadable_encoding"]
+try:
+    from ._strictjson import StrictJSONError
+    from ._strictjson import loads as _accelerated_loads
+except ImportError:  # no compiler at install time: the pure-Python path below is equivalent
+    _accelerated_loads = None
+
+__all__ = ["ACCELERATED", "BodyError", "LongString", "decode_content", "parse_json",
+           "unreadable_encoding"]
+
+ACCELERATED = _accelerated_loads is not None
+
+class LongString(str):
+    """A long string that was validated whole but kept only as its first characters (or none)."""
+
+    __slots__ = ()
+
+
+#: Keys whose string values the verdict never reads (content, base64, signatures): the
+#: accelerated decoder validates such a string but, when it is long, hands back DROPPED.
+_DROPPED_KEYS = (
+    "text", "content", "system", "data", "thinking", "signature", "encrypted_content",
+    "arguments", "description", "refusal", "prompt", "code", "output", "reasoning_content",
+    "thoughtSignature", "thought_signature", "partial_json",
+)
+#: Keys whose long values are read only by their start (a ``data:<mime>;base64,`` URL).
+_PREFIX_KEYS = ("url", "file_data")
+BULKY_KEYS = {key: 1 for key in _DROPPED_KEYS} | {key: 2 for key in _PREFIX_KEYS}
+#: Bulky strings up to this many UTF-8 bytes are kept whole; longer prefixes keep about this many.
+KEEP_BYTES = 512
+DROPPED = LongString("")
 
 #: Content codings inspected (decisions.md §8); anything else on a guarded route is a 415.
 _CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -120,10 +149,20 @@ def too_large(limit: int) -> BodyError:
     return _too_large(limit)
 
 
-def parse_json(body: bytes, max_depth: int) -> Any:
-    """Decode ``body`` as strict JSON, raising :class:`BodyError` on anything else."""
+def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True) -> Any:
+    """Decode ``body`` as strict JSON, raising :class:`BodyError` on anything else.
+
+    Both paths accept and refuse the same bodies; the accelerated one also leaves long strings
+    under :data:`BULKY_KEYS` as :class:`LongString` heads.
+    """
     if not body:
         raise BodyError(Reason.INVALID, "The request body is empty; send a JSON object.")
+    if accelerated and _accelerated_loads is not None:
+        try:
+            return _accelerated_loads(body, max_depth, KEEP_BYTES, BULKY_KEYS, LongString,
+                                      DROPPED)
+        except StrictJSONError as exc:
+            raise BodyError(Reason.INVALID, _explain(str(exc), body, max_depth)) from None
     try:
         value = jiter.from_json(
             body, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys"
@@ -135,13 +174,13 @@ def parse_json(body: bytes, max_depth: int) -> Any:
 
 
 def _explain(detail: str, body: bytes, max_depth: int) -> str:
-    if "recursion limit" in detail:
+    if "recursion limit" in detail or "nesting too deep" in detail:
         return _too_deep(max_depth)
     if body.startswith(b"\xef\xbb\xbf"):
         detail = "byte order mark at the start"
     elif body[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(body) > 1 and b"\x00" in body[:4]):
         detail = "the body is not UTF-8 (UTF-16/32?)"
-    elif "duplicate key" in detail:
+    elif "duplicate key" in detail.lower():
         return f"The body is not strict JSON: {detail}. Send each key once per object."
     return f"The body is not strict JSON (UTF-8, no NaN/Infinity, no lone surrogates): {detail}."
 
@@ -153,7 +192,8 @@ def _too_deep(max_depth: int) -> str:
 def _check_tree(root: Any, max_depth: int) -> None:
     """Enforce the depth limit and double range on the decoded tree."""
     if type(root) is not dict and type(root) is not list:
-        return
+        root = [root]  # a bare scalar: check it like an element
+        max_depth += 1
     stack = [(root, 1)]
     pop, push = stack.pop, stack.append
     while stack:

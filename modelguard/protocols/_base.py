@@ -57,10 +57,16 @@ class Features:
     needs: list[Need] = field(default_factory=list)
     #: (path, type) of content the guard does not know.
     unknown: list[tuple[str, str]] = field(default_factory=list)
+    recorded: set[tuple[str, str | None, bool]] = field(default_factory=set, repr=False)
 
     def need(self, tag: str, path: str, what: str, vendor: str | None = None,
              output: bool = False) -> None:
-        self.needs.append(Need(tag, path, what, vendor, output))
+        """Record a need; only the first of a kind is kept (it names the first path)."""
+        key = (tag, vendor, output)
+        if key not in self.recorded:
+            self.recorded.add(key)
+            self.needs.append(Need(tag, path, what, vendor, output))
+
 
 
 def malformed(path: str | None, message: str) -> BodyError:
@@ -88,7 +94,7 @@ class Keys:
     in camelCase and snake_case.
     """
 
-    __slots__ = ("names", "_folded", "_snake", "_to_snake", "_seen")
+    __slots__ = ("names", "_folded", "_snake", "_to_snake", "_seen", "accepts")
 
     def __init__(self, *names: str, gemini: bool = False) -> None:
         all_names = set(names)
@@ -105,9 +111,11 @@ class Keys:
         self._folded = frozenset(_fold(n) for n in all_names)
         #: Names already checked and found harmless, so common extra keys cost one set test.
         self._seen = set(all_names)
+        #: ``accepts(obj)``: the fast test that every key is known or already found harmless.
+        self.accepts = self._seen.issuperset
 
     def check(self, obj: dict[str, Any], path: str) -> None:
-        if not self._seen.issuperset(obj):
+        if not self.accepts(obj):
             for key in obj.keys() - self._seen:
                 if _fold(key) in self._folded:
                     raise malformed(
@@ -230,7 +238,7 @@ def media_tag(mime: Any) -> str | None:
 
 def data_url_mime(url: Any) -> str | None:
     """The MIME type of a ``data:`` URL, or None for any other URL."""
-    if type(url) is not str or url[:5].lower() != "data:":
+    if not isinstance(url, str) or url[:5].lower() != "data:":
         return None
     head = url[5:].split(",", 1)[0]
     return head.split(";", 1)[0]

@@ -32,14 +32,18 @@ VENDOR = "anthropic"
 class Block(NamedTuple):
     """What one content block ``type`` needs, and where its nested blocks live."""
 
-    tags: tuple[str, ...] = ()
+    tag: str | None = None
     #: Runs on Anthropic's servers: needs an ``owned_by: anthropic`` model.
     server: bool = False
     #: Key of nested content blocks (a string or a list of blocks).
     nested: str | None = None
 
+    @property
+    def need_key(self) -> tuple[str | None, str | None, bool]:
+        return (self.tag, VENDOR if self.server else None, False)
 
-_TOOL = (TOOL_USE,)
+
+_TOOL = TOOL_USE
 _SERVER = Block(_TOOL, server=True)
 
 #: Content block types (``messages[*].content[*]``, ``system[*]`` and nested content).
@@ -49,7 +53,7 @@ BLOCKS: dict[str, Block] = {
     "redacted_thinking": Block(),
     "compaction": Block(),
     "fallback": Block(),
-    "image": Block((VISION,)),
+    "image": Block(VISION),
     "document": Block(),  # needs depend on its source, see _document
     "search_result": Block(nested="content"),
     "tool_use": Block(_TOOL),
@@ -71,6 +75,10 @@ BLOCKS: dict[str, Block] = {
     "mcp_tool_result": Block(_TOOL, server=True, nested="content"),
     "advisor_tool_result": _SERVER,
 }
+
+#: Block types with no nested or special content → the key of their need.
+_SIMPLE = {kind: rule.need_key for kind, rule in BLOCKS.items()
+           if rule.nested is None and kind not in ("document", "web_fetch_tool_result", "image")}
 
 #: Document ``source.type`` → tag (None: plain text, needs nothing). PDFs need vision (§4).
 DOCUMENT_SOURCES: dict[str, str | None] = {
@@ -115,15 +123,19 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     if body.get("cache_control") is not None:
         f.need(CACHE_CONTROL, "cache_control", "automatic prompt caching")
     system = body.get("system")
-    if system is not None and type(system) is not str:
+    if system is not None and not isinstance(system, str):
         _blocks(f, need_list(system, "system"), "system")
     messages = body.get("messages")
     if messages is None:
         raise malformed("messages", "the messages field is required.")
+    accepts = MESSAGE.accepts
     for i, message in enumerate(need_list(messages, "messages")):
-        path = f"messages[{i}]"
-        MESSAGE.check(need_dict(message, path), path)
-        _content(f, message.get("content"), f"{path}.content", required=True)
+        if type(message) is not dict or not accepts(message):
+            path = f"messages[{i}]"
+            MESSAGE.check(need_dict(message, path), path)
+        content = message.get("content")
+        if not isinstance(content, str):
+            _content(f, content, f"messages[{i}].content", required=True)
     _tools(f, body)
     thinking = _thinking(f, body.get("thinking"), "thinking")
     for need in thinking:
@@ -139,13 +151,22 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
 
 
 def _content(f: Features, content: Any, path: str, *, required: bool = False) -> None:
-    if type(content) is str or (content is None and not required):
+    if isinstance(content, str) or (content is None and not required):
         return
     _blocks(f, need_list(content, path), path)
 
 
 def _blocks(f: Features, blocks: list[Any], path: str) -> None:
+    accepts = BLOCK.accepts
+    recorded = f.recorded
     for i, block in enumerate(blocks):
+        # The common case, decided without building a path: a simple block whose need (if
+        # any) is already recorded.
+        if type(block) is dict and accepts(block) and block.get("cache_control") is None:
+            kind = block.get("type")
+            key = _SIMPLE.get(kind) if type(kind) is str else None
+            if key is not None and (key[0] is None or key in recorded):
+                continue
         _block(f, block, f"{path}[{i}]")
 
 
@@ -160,9 +181,8 @@ def _block(f: Features, block: Any, path: str) -> None:
         return
     if block.get("cache_control") is not None:
         f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
-    what = f"{kind} block"
-    for tag in rule.tags:
-        f.need(tag, path, what, VENDOR if rule.server else None)
+    if rule.tag is not None:
+        f.need(rule.tag, path, f"{kind} block", VENDOR if rule.server else None)
     if kind == "document":
         _document(f, block, path)
     elif kind == "web_fetch_tool_result":
@@ -216,7 +236,11 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
     off = choice_type == "none"
     if tools and not off:
         f.need(TOOL_USE, "tools", "tools")
+    accepts = TOOL.accepts
     for i, tool in enumerate(tools):
+        if type(tool) is dict and accepts(tool) and tool.get("type") is None and tool.get(
+                "cache_control") is None:
+            continue  # a plain custom tool
         path = f"tools[{i}]"
         TOOL.check(need_dict(tool, path), path)
         if tool.get("cache_control") is not None:

@@ -151,7 +151,7 @@ def _same_model(body: dict[str, Any], model: str, path: str, *, required: bool) 
 
 def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) -> None:
     key, system = ROOT.get(body, "systemInstruction")
-    if system is not None and type(system) is not str:
+    if system is not None and not isinstance(system, str):
         _content(f, system, join(path, key))
     key, contents = ROOT.get(body, "contents")
     if contents is not None:

@@ -134,7 +134,7 @@ def _message(f: Features, message: Any, path: str) -> None:
     if message.get("cache_control") is not None:
         f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
     content = message.get("content")
-    if content is not None and type(content) is not str:
+    if content is not None and not isinstance(content, str):
         cpath = f"{path}.content"
         for i, part in enumerate(need_list(content, cpath)):
             _part(f, part, f"{cpath}[{i}]")
