@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import zlib
@@ -93,7 +94,5 @@ def test_strict_json_round_trips(value) -> None:
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_raise_anything_else(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(BodyError):
         parse_json(raw, 128)
-    except BodyError:
-        pass

@@ -100,7 +100,7 @@ def test_console_entry_point_runs_the_examples() -> None:
     assert "REFUSED" in done.stdout and "allowed" in done.stdout
 
 
-# -- against a stand-in gateway ---------------------------------------------------------------------
+# -- against a stand-in gateway -------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ async def check(guard: Guard, body: bytes, headers: dict[str, str] | None = None
     return await guard.check("POST", target, headers or {}, body)
 
 
-# -- scoping and credentials ------------------------------------------------------------------
+# -- scoping and credentials ----------------------------------------------------------------------
 
 
 async def test_each_key_sees_its_own_catalog_end_to_end(gateway) -> None:
@@ -105,7 +105,7 @@ async def test_service_mode_uses_its_own_key_for_everyone(gateway) -> None:
     assert gw.hits == {ALICE: 1}
 
 
-# -- single flight, negative caching ------------------------------------------------------------
+# -- single flight, negative caching --------------------------------------------------------------
 
 
 async def test_500_concurrent_requests_with_a_new_key_make_one_fetch(gateway) -> None:
@@ -156,7 +156,7 @@ async def test_revocation_takes_effect_at_once_even_with_a_cached_catalog(gatewa
     assert verdict.error["error"]["code"] == "permission_denied"
 
 
-# -- freshness -----------------------------------------------------------------------------------
+# -- freshness ------------------------------------------------------------------------------------
 
 
 async def _settle(remote: RemoteCatalog) -> None:
@@ -326,7 +326,7 @@ async def test_thousands_of_keys_stay_bounded(gateway) -> None:
     assert gw.total_hits() == 1500
 
 
-# -- lifespan, local listing -----------------------------------------------------------------------
+# -- lifespan, local listing ----------------------------------------------------------------------
 
 
 async def _lifespan(app) -> list[dict]:
@@ -397,7 +397,7 @@ async def test_serve_models_answers_from_the_cache_with_filters(gateway) -> None
     assert gw.hits[ALICE] == 1
 
 
-# -- secrets -------------------------------------------------------------------------------------------
+# -- secrets --------------------------------------------------------------------------------------
 
 
 async def test_a_key_never_leaks(gateway, caplog) -> None:

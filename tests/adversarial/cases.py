@@ -128,8 +128,9 @@ class Case:
     socket_expect: dict[str, Expect] = field(default_factory=dict)
     #: Why this case is expected to fail (modelguard bug): run as a strict xfail.
     bug: str | None = None
-    #: Only over sockets: transports where a bug shows ("h11", "httptools").
-    bug_socket: dict[str, str] = field(default_factory=dict)
+    #: A bug that shows only in some runs: "asgi" (in-process), "pure" (in-process with the
+    #: pure-Python decoder), "h11", "httptools".
+    bug_in: dict[str, str] = field(default_factory=dict)
     #: The expectation is a choice where decisions.md leaves the outcome open.
     chosen: str | None = None
 
@@ -582,6 +583,9 @@ add(C, "escaped-slash-and-controls-pass", A_PATH,
 
 # ---- §1 numbers outside I-JSON --------------------------------------------------------------
 C = "numbers"
+PURE_BIG_INT = ("body.py _check_tree (pure-Python decoder): an int counts as out of range only "
+                "when bit_length() > 1024, but every integer >= 2**1024 - 2**970 rounds to inf "
+                "as a double; the C decoder (PyLong_AsDouble) refuses it, the fallback passes it")
 add(C, "nan", A_PATH, r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":NaN}'), A_BAD)
 add(C, "infinity", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":Infinity}'), A_BAD)
@@ -602,14 +606,13 @@ add(C, "int-minus-5000-digits", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":-' + "1" * 5000 + "}"), A_BAD)
 add(C, "int-2pow1024-minus-1", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":' + str(2**1024 - 1) + "}"), A_BAD,
-    bug="body.py _check_tree: an int is out of range only when bit_length() > 1024, but any "
-        "integer >= 2**1024 - 2**970 (e.g. 2**1024-1, bit_length 1024) rounds to inf as a "
-        "double; such numbers pass although §8 forbids numbers outside double range")
+    bug_in={"pure": PURE_BIG_INT})
 add(C, "int-just-above-max-double", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":'
-      + str(2**1024 - 2**970) + "}"), A_BAD,
-    bug="body.py _check_tree: bit_length() test misses integers in [2**1024-2**970, 2**1024) "
-        "that overflow a double (the halfway point rounds to inf)")
+      + str(2**1024 - 2**970) + "}"), A_BAD, bug_in={"pure": PURE_BIG_INT})
+add(C, "int-just-below-overflow-pass", A_PATH,
+    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":'
+      + str(2**1024 - 2**970 - 1) + "}"), PASS)
 add(C, "o-nan", O_PATH, r('{"model":"gpt-5-4",' + O_MSGS + ',"temperature":NaN}'), O_BAD)
 add(C, "g-infinity", G_PATH(),
     r("{" + G_CONTENTS + ',"generationConfig":{"temperature":Infinity}}'), G_BAD)
@@ -780,7 +783,7 @@ for i, target in enumerate([
     "/v1beta/models/gemini-3-flash%3AgenerateContent",
     "/v1beta/models/gemini-3-flash%3agenerateContent",
     "/v1beta/models%2Fgemini-3-flash%3AgenerateContent",
-    "/v1beta/models/gemini-3-flash:GENERATECONTENT", "/V1BETA/MODELS/gemini-3-flash:generateContent",
+    "/v1beta/models/gemini-3-flash:GENERATECONTENT",
     "/v1beta/models/gemini-3-1-pro/../gemini-3-flash:generateContent",
     "/v1beta/models/gemini-3-1-pro%2F..%2Fgemini-3-flash:generateContent",
     "/v1beta/models/gemini-3-flash:generateContent/", "/v1beta//models//gemini-3-flash:generateContent",
@@ -792,6 +795,14 @@ for i, target in enumerate([
 add(C, "no-models-prefix", "/v1beta/gemini-3-flash:generateContent", G_VIDEO, G_CAP,
     chosen="§1 names /{version}/models/{model}:method; the same path without 'models/' is "
            "also guarded (model read as written), the fail-closed reading")
+UPPER_MODELS = ("routing.py _route_of: the route is matched ASCII-case-folded, but the "
+                "'models/' prefix is stripped case-sensitively from the unfolded segment, so "
+                "/V1BETA/MODELS/x reads model 'MODELS/x' (refused as an unknown model: wrong "
+                "token, and a false refusal for a model in the catalog)")
+add(C, "upper-case-MODELS-segment", "/V1BETA/MODELS/gemini-3-flash:generateContent", G_VIDEO,
+    G_CAP, bug=UPPER_MODELS)
+add(C, "upper-case-MODELS-segment-pass", "/v1beta/Models/gemini-3-1-pro:generateContent",
+    G_VIDEO, PASS, bug=UPPER_MODELS)
 add(C, "models-models-x", "/v1beta/models/models/gemini-3-flash:generateContent", G_OK, G_MODEL)
 add(C, "tunedModels-x", "/v1beta/tunedModels/gemini-3-flash:generateContent", G_OK, G_MODEL)
 add(C, "extra-colon", "/v1beta/models/gemini-3-flash:generateContent:generateContent", G_OK,
@@ -962,7 +973,7 @@ C = "limits"
 add(C, "over-limit-with-content-length", A_PATH, over_limit, A_413, chunks=MiB,
     headers=(("Expect", "100-continue"),))
 add(C, "over-limit-expect-continue-gemini", G_PATH(), over_limit, G_413, chunks=MiB,
-    headers=(("Expect", "100-continue"),), content_length=LIMIT + 1)
+    headers=(("Expect", "100-continue"),))
 add(C, "over-limit-chunked", A_PATH, over_limit, A_413, content_length=None, chunks=MiB)
 add(C, "over-limit-declared-only", A_PATH, A_OK, A_413, content_length=40 * MiB,
     chosen="a declared Content-Length above max_body_bytes is refused before reading "
@@ -996,6 +1007,95 @@ add(C, "multipart-leading-space", A_PATH, A_OK, A_415, content_type="  multipart
 add(C, "two-content-types-one-multipart", A_PATH, A_OK, A_415,
     headers=(("Content-Type", "multipart/form-data; boundary=x"),))
 add(C, "json-suffix-type-bad", A_PATH, A_UNKNOWN, A_MODEL, content_type="application/vnd.api+json")
+
+# ---- §1 the decoder's own corners: long strings, SIMD boundaries, escapes ------------------
+C = "decoder-corners"
+LONG = "a" * 700
+
+
+def long_text(insert: bytes, at: int, key: str = "content") -> bytes:
+    """An Anthropic body whose message ``content`` (a long string) has ``insert`` at ``at``."""
+    text = b"a" * at + insert + b"b" * 40
+    return (b'{"model":"claude-sonnet-4-6","max_tokens":1024,"messages":[{"role":"user","'
+            + key.encode() + b'":"' + text + b'"}]}')
+
+
+for at in (0, 15, 16, 17, 31, 33, 511, 512, 513, 1000):
+    add(C, f"invalid-utf8-long-content-at-{at}", A_PATH, long_text(b"\xff", at), A_BAD)
+for at in (14, 511, 600):
+    add(C, f"lone-surrogate-long-content-at-{at}", A_PATH, long_text(b"\\udc00", at), A_BAD)
+    add(C, f"control-char-long-content-at-{at}", A_PATH, long_text(b"\x1f", at), A_BAD)
+    add(C, f"bad-escape-long-content-at-{at}", A_PATH, long_text(b"\\x41", at), A_BAD)
+    add(C, f"overlong-long-content-at-{at}", A_PATH, long_text(b"\xe0\x80\xaf", at), A_BAD)
+add(C, "unterminated-long-content", A_PATH,
+    b'{"model":"claude-sonnet-4-6","max_tokens":1024,"messages":[{"role":"user","content":"'
+    + b"a" * 2000, A_BAD)
+for at in (510, 511, 512, 513):
+    add(C, f"multibyte-straddles-cut-{at}-pass", A_PATH, long_text("\u20ac\U0001f600".encode(), at),
+        PASS)
+    add(C, f"escape-straddles-cut-{at}-pass", A_PATH, long_text(b'\\u00e9\\"\\n\\ud83d\\ude00', at),
+        PASS)
+add(C, "dup-key-after-long-string", A_PATH,
+    r('{"model":"claude-sonnet-9-9","system":"' + LONG + '","model":"claude-sonnet-4-6",'
+      + A_MSGS + "}"), A_BAD)
+add(C, "dup-long-key", A_PATH,
+    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"' + LONG + '":1,"' + LONG + '":2}'), A_BAD)
+add(C, "keys-differ-after-nul-pass", A_PATH,
+    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"x\u0000a":1,"x\u0000b":2}'), PASS)
+add(C, "model-with-nul-suffix-unknown", A_PATH,
+    r('{"model":"claude-sonnet-4-6\u0000",' + A_MSGS + "}"), A_MODEL)
+add(C, "invalid-utf8-in-long-unknown-key-value", A_PATH,
+    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"x_note":"' + "n" * 40 + '"}')
+    .replace(b'"}', b'\xc3"}', 1)[::-1].replace(b'"}'[::-1], b'"}'[::-1], 1)[::-1], A_BAD)
+add(C, "invalid-utf8-in-long-key", A_PATH,
+    b'{"model":"claude-sonnet-4-6",' + A_MSGS.encode() + b',"' + b"k" * 40 + b'\xed\xbf\xbf":1}',
+    A_BAD)
+add(C, "del-char-in-string-pass", A_PATH, long_text(b"\x7f", 20), PASS)
+for name, number in [("plus-sign", "+1"), ("leading-zero", "01"), ("bare-dot", ".5"),
+                     ("trailing-dot", "1."), ("bare-exponent", "1e"), ("exponent-sign-only", "1e+"),
+                     ("minus-only", "-"), ("hex", "0x10"), ("minus-space", "- 1")]:
+    add(C, f"number-{name}", A_PATH,
+        r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":' + number + "}"), A_BAD)
+for name, number in [("1E400-upper", "1E400"), ("1e+400", "1e+400"),
+                     ("long-mantissa-overflow", "1" * 400 + ".0"),
+                     ("huge-exponent", "1e99999999999999999999")]:
+    add(C, f"number-{name}", A_PATH,
+        r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":' + number + "}"), A_BAD)
+for name, number in [("tiny-exponent", "1e-99999999999999999999"), ("minus-zero", "-0.0"),
+                     ("19-digit-int", "1234567890123456789"), ("400-digit-int", "1" * 300),
+                     ("long-fraction", "0." + "3" * 5000)]:
+    add(C, f"number-{name}-pass", A_PATH,
+        r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":' + number + "}"), PASS)
+for name, literal in [("True", "True"), ("nul", "nul"), ("nulls", "nulls"), ("truex", "truex")]:
+    add(C, f"literal-{name}", A_PATH,
+        r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"stream":' + literal + "}"), A_BAD)
+add(C, "nul-after-document", A_PATH, A_OK + b"\x00", A_BAD)
+add(C, "form-feed-whitespace", A_PATH, A_OK.replace(b",", b",\x0c", 1), A_BAD)
+add(C, "vertical-tab-whitespace", A_PATH, b"\x0b" + A_OK, A_BAD)
+add(C, "nbsp-whitespace", A_PATH, "\u00a0".encode() + A_OK, A_BAD)
+PADDED_URL = ("body.py: the accelerated decoder keeps only the first 512 characters of strings "
+              "under BULKY_KEYS ('url', 'file_data'); protocols read the data: URL MIME type "
+              "from that head, so a MIME type pushed past character 512 (leading blanks, which "
+              "media_tag strips) reads as unknown -> vision instead of video; the pure decoder "
+              "refuses the same body")
+add(C, "data-url-mime-padded-100-video", O_PATH,
+    j(chat(content=[{"type": "image_url",
+                     "image_url": {"url": "data:" + " " * 100 + "video/mp4;base64,AAAA"}}])),
+    O_CAP)
+add(C, "data-url-mime-padded-600-video", O_PATH,
+    j(chat(content=[{"type": "image_url",
+                     "image_url": {"url": "data:" + " " * 600 + "video/mp4;base64,AAAA"}}])),
+    O_CAP, bug_in={"asgi": PADDED_URL, "h11": PADDED_URL, "httptools": PADDED_URL})
+add(C, "file-data-mime-padded-600-video", O_PATH,
+    j(chat(content=[{"type": "file", "file": {"filename": "a.mp4",
+                     "file_data": "data:" + " " * 600 + "video/mp4;base64,AAAA"}}])),
+    O_CAP, bug_in={"asgi": PADDED_URL, "h11": PADDED_URL, "httptools": PADDED_URL})
+add(C, "data-url-long-params-video", O_PATH,
+    j(chat(content=[{"type": "image_url", "image_url": {
+        "url": "data:video/mp4;name=" + "n" * 700 + ";base64,AAAA"}}])), O_CAP)
+add(C, "video-url-long-data-url-audio-gpt5", O_PATH,
+    j(chat(content=[{"type": "image_url", "image_url": {
+        "url": "data:audio/wav;base64," + "A" * 4000}}])), O_CAP)
 
 # ---- balance: valid requests that must arrive unchanged -------------------------------------
 C = "pass"
