@@ -5,6 +5,7 @@ from .guard import Guard
 from .middleware import ModelGuardMiddleware
 from .remote import CatalogChange, RemoteCatalog
 from .sources import CatalogSource, CatalogUnavailable
+from .store import RedisCatalogStore
 from .verdict import Verdict
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Guard",
     "ModelGuardMiddleware",
     "ModelInfo",
+    "RedisCatalogStore",
     "RemoteCatalog",
     "Verdict",
 ]

@@ -62,11 +62,12 @@ class ModelInfo(BaseModel):
 
     def has(self, tag: str) -> bool:
         """Whether the model has ``tag``, by its capabilities or its input modalities."""
-        return tag in self._tags
+        # (private attributes read through __pydantic_private__: pydantic's __getattr__ is slow)
+        return tag in self.__pydantic_private__["_tags"]
 
     @property
     def tags(self) -> frozenset[str]:
-        return self._tags
+        return self.__pydantic_private__["_tags"]
 
 
 class Catalog(BaseModel):
@@ -125,7 +126,7 @@ class Catalog(BaseModel):
     # -- queries --------------------------------------------------------------------------
 
     def get(self, model_id: str) -> ModelInfo | None:
-        return self._index.get(model_id)
+        return self.__pydantic_private__["_index"].get(model_id)
 
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._index

@@ -1,4 +1,4 @@
-"""The ``modelguard`` command line."""
+"""The ``modelguard`` command line: check, catalog and serve."""
 
 from __future__ import annotations
 
@@ -77,7 +77,50 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--family", metavar="NAME", help="only this family or vendor")
     listing.add_argument("--json", action="store_true", help="print the filtered JSON listing")
     listing.set_defaults(command="catalog", run=_catalog)
+
+    serve = commands.add_parser(
+        "serve", help="run a guarded reverse proxy in front of an LLM gateway",
+        description="A sidecar for clients you cannot change: point their base URL here. "
+                    "Requests on the guarded routes are checked against the catalog and "
+                    "refused in the protocol's own error shape; everything else, and every "
+                    "allowed request, is forwarded to --upstream unchanged (the caller's "
+                    "credentials included) and the response streamed back as it arrives. "
+                    "GET /healthz and GET /metrics are the sidecar's own. Needs the serve "
+                    "extra: pip install 'modelguard[serve]'.",
+    )
+    serve.add_argument("--upstream", required=True, metavar="URL",
+                       help="the gateway to forward to, e.g. https://llm.bytespike.ai")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--catalog", metavar="FILE|URL",
+                       help="catalog JSON file, or a gateway base URL fetched with each "
+                            "caller's key; default: the upstream, with each caller's key")
+    serve.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="S",
+                       help="seconds to connect to the upstream; unreachable -> 502 "
+                            "(default: 10)")
+    serve.add_argument("--read-timeout", type=_seconds, default=600.0, metavar="S",
+                       help="seconds to wait for the upstream's next bytes; exceeded -> 504, "
+                            "or a stream cut short (default: 600)")
+    serve.add_argument("--mode", choices=("enforce", "report"), default="enforce",
+                       help="enforce refuses; report only logs and counts (default: enforce)")
+    serve.add_argument("--shutdown-timeout", type=_seconds, default=30.0, metavar="S",
+                       help="on SIGTERM, seconds to let requests in flight finish (default: 30)")
+    serve.add_argument("--log-level", default="info",
+                       choices=("critical", "error", "warning", "info", "debug"),
+                       help="log level; access lines are JSON on stderr (default: info)")
+    serve.set_defaults(command="serve", run=_serve)
     return parser
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {value!r}")
+    return seconds
 
 
 DEFAULT_BASE = "https://llm.bytespike.ai"
@@ -149,6 +192,40 @@ def _catalog(args: argparse.Namespace) -> int:
         print(json.dumps(Catalog.listing(models), indent=2))
     else:
         print(_table(models))
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .sidecar import configure_logging, create_app
+    except ImportError as exc:
+        print(f"modelguard serve: needs the serve extra (pip install 'modelguard[serve]'): "
+              f"{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    catalog: object = None
+    if args.catalog and _is_url(args.catalog):
+        catalog = RemoteCatalog(args.catalog)
+    elif args.catalog:
+        try:
+            catalog = Catalog.from_file(args.catalog)
+        except CatalogError as exc:
+            print(f"modelguard serve: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        app = create_app(args.upstream, catalog, connect_timeout=args.connect_timeout,
+                         read_timeout=args.read_timeout, mode=args.mode)
+    except ValueError as exc:
+        print(f"modelguard serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(args.log_level)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on",
+        access_log=False,    # modelguard.access logs each request, with keys masked
+        server_header=False, date_header=False,  # the upstream's own headers pass through
+        timeout_graceful_shutdown=args.shutdown_timeout,
+    )
     return EXIT_OK
 
 

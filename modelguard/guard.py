@@ -110,17 +110,26 @@ class Guard:
 
     def precheck(self, route: Route, headers: list[tuple[str, str]], query: str) -> Verdict | None:
         """Refusals that need no body: an unreadable encoding or media type, a declared size."""
-        bad = unreadable_encoding(header_values(headers, "content-encoding"))
-        if bad is not None:
-            return self.refuse(route, Reason.MEDIA_TYPE, (
-                f"Content-Encoding {bad!r} is not supported here; send the body uncompressed, "
-                "or with gzip or deflate."))
-        media_types = header_values(headers, "content-type")
-        media_types += [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "$ct"]
+        encodings, media_types, lengths = [], [], []
+        for name, value in headers:
+            if name == "content-encoding":
+                encodings.append(value)
+            elif name == "content-type":
+                media_types.append(value)
+            elif name == "content-length":
+                lengths.append(value)
+        if encodings:
+            bad = unreadable_encoding(encodings)
+            if bad is not None:
+                return self.refuse(route, Reason.MEDIA_TYPE, (
+                    f"Content-Encoding {bad!r} is not supported here; send the body "
+                    "uncompressed, or with gzip or deflate."))
+        if "$ct" in query or "%24ct" in query.lower():
+            media_types += [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "$ct"]
         if any(v.strip().lower().startswith("multipart/") for v in media_types):
             return self.refuse(route, Reason.MEDIA_TYPE, (
                 "multipart bodies are not supported here; send the request as JSON."))
-        for value in header_values(headers, "content-length"):
+        for value in lengths:
             if value.strip().isdigit() and int(value) > self.options.max_body_bytes:
                 error = too_large(self.options.max_body_bytes)
                 return self.refuse(route, error.reason, error.message)

@@ -77,18 +77,22 @@ class ModelGuardMiddleware:
             await _respond(send, verdict)
             return
         try:
-            body = await _read_body(receive, self.guard.options.max_body_bytes)
+            chunks = await _read_body(receive, self.guard.options.max_body_bytes)
         except BodyError as error:
             await _respond(send, self.guard.refuse(route, error.reason, error.message))
             return
-        if body is None:
+        if chunks is None:
             return  # the client left before its body arrived: nobody to answer
-        verdict = await self.guard.inspect(route, headers, query, body)
+        # One contiguous copy for the check only (none when the body came in one piece); the
+        # app gets the original chunks, so no second copy outlives the check.
+        whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        verdict = await self.guard.inspect(route, headers, query, whole)
+        del whole
         if not verdict.allowed:
             await _respond(send, verdict)
             return
         scope.setdefault("state", {})[STATE_KEY] = verdict
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(chunks, receive), send)
 
 
     def _lifespan(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
@@ -156,11 +160,13 @@ def _paths(scope: Scope) -> tuple[str, ...]:
     path = scope.get("path", "")
     raw = scope.get("raw_path")
     if raw:
-        return (raw.decode("latin-1"), path)
+        target = raw.decode("latin-1")
+        return (target,) if target == path else (target, path)
     return (path,)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+async def _read_body(receive: Receive, limit: int) -> list[bytes] | None:
+    """The body's non-empty chunks as they arrived, or None if the client disconnected."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -175,20 +181,17 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    if len(chunks) == 1:
-        return chunks[0]
-    return b"".join(chunks)
+    return chunks
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The original body in one message, then the real ``receive`` (disconnects and all)."""
-    pending = True
+def _replay(chunks: list[bytes], receive: Receive) -> Receive:
+    """The original body chunks, then the real ``receive`` (disconnects and all)."""
+    pending = list(reversed(chunks)) or [b""]
 
     async def replay() -> Message:
-        nonlocal pending
         if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
+            body = pending.pop()
+            return {"type": "http.request", "body": body, "more_body": bool(pending)}
         return await receive()
 
     return replay

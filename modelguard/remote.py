@@ -5,6 +5,10 @@ served while one background refresh runs, and, if refreshing fails, until ``max_
 its expiry. A 401/403 takes effect at once and is remembered for ``negative_ttl`` seconds.
 Concurrent misses for one key share one upstream request. Raw keys never leave this module's
 locals: entries are indexed by a keyed hash.
+
+With ``store=RedisCatalogStore(url)`` the in-process cache stays in front (a fresh entry never
+touches the network); misses and refreshes go through Redis first, so replicas share fetched
+catalogs, refusals and failures, and one replica at a time refreshes a key (store.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cachetools
 import httpx
@@ -27,6 +31,10 @@ import httpx
 from .catalog import Catalog, CatalogError, ModelInfo
 from .errors import Reason
 from .sources import CatalogUnavailable
+from .store import StoredEntry, StoredState, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .store import RedisCatalogStore
 
 __all__ = ["CatalogChange", "RemoteCatalog"]
 
@@ -66,6 +74,19 @@ class _Failed(Exception):
     """A transient failure to fetch (timeout, 5xx, 429, malformed)."""
 
 
+@dataclass
+class _Outcome:
+    """What one shared fetch found: a catalog, a refusal or a failure (maybe with a stale copy)."""
+
+    catalog: Catalog | None = None
+    age: float = 0.0                 # seconds since that catalog was fetched upstream
+    denied: CatalogUnavailable | None = None
+    denied_for: float = 0.0
+    failure: str | None = None
+    failure_for: float = RETRY_AFTER
+    own: bool = False                # this process made the upstream request
+
+
 class RemoteCatalog:
     """The gateway's ``GET /v1/models``, per caller key (or one ``api_key`` for everyone)."""
 
@@ -83,6 +104,7 @@ class RemoteCatalog:
         on_change: Callable[[CatalogChange], Any] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        store: RedisCatalogStore | None = None,
     ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
@@ -97,6 +119,14 @@ class RemoteCatalog:
         self._transport = transport
         self._clock = clock
         self._secret = secrets.token_bytes(32)
+        #: Shared cache behind the local one (None: this process only).
+        self.store = store
+        if store is not None:
+            store._attach(self)  # noqa: SLF001
+            if store.secret is not None:
+                self._secret = store.secret
+            #: Gateways never share entries: Redis keys carry a digest of the base URL.
+            self._namespace = hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
         self._entries: cachetools.LRUCache[str, _Entry] = cachetools.LRUCache(max_keys)
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -105,6 +135,10 @@ class RemoteCatalog:
             weakref.WeakValueDictionary())
         #: Upstream requests made, by outcome (for tests, logs and metrics).
         self.fetches: dict[str, int] = {}
+        #: With a store: how misses and refreshes were answered ("hit": a catalog another
+        #: replica fetched, "denied"/"failed": a refusal or failure another replica saw,
+        #: "fetched": fetched here and shared, "local": fetched here, Redis unavailable).
+        self.shared: dict[str, int] = {}
 
     # -- the CatalogSource interface ------------------------------------------------------
 
@@ -145,14 +179,24 @@ class RemoteCatalog:
         if entry is None or self._clock() - entry.attempted_at < self.min_refresh_interval:
             return None
         try:
-            return await self._join(slot, entry, key)
+            return await self._join(slot, entry, key, self.min_refresh_interval)
         except (_Failed, CatalogUnavailable):
             return None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Service mode: fetch now, so a refused key is reported at boot, not on a request."""
+        """Service mode: fetch now, so a refused key is reported at boot, not on a request.
+
+        With a store, also read (or create) the shared key secret now; Redis being down is
+        logged and not fatal."""
+        if self.store is not None:
+            try:
+                await self.store.ensure_secret()
+            except StoreUnavailable:
+                pass
+            else:
+                self._adopt_secret()
         if self._api_key is None:
             return
         try:
@@ -173,6 +217,8 @@ class RemoteCatalog:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self.store is not None:
+            await self.store._release(self)  # noqa: SLF001
 
     def key_id(self, key: str) -> str:
         """A keyed hash of a key: stable in this process, useless to anyone guessing keys."""
@@ -205,9 +251,15 @@ class RemoteCatalog:
             retry_after=wait,
         )
 
-    def _start(self, slot: str, entry: _Entry, key: str) -> asyncio.Task[Catalog]:
+    def _start(self, slot: str, entry: _Entry, key: str,
+               max_age: float | None = None) -> asyncio.Task[Catalog]:
         if entry.inflight is None:
-            task = asyncio.get_running_loop().create_task(self._fetch(slot, entry, key))
+            if self.store is None:
+                work = self._fetch(slot, entry, key)
+            else:
+                work = self._fetch_shared(slot, entry, key,
+                                          self.ttl if max_age is None else max_age)
+            task = asyncio.get_running_loop().create_task(work)
             entry.inflight = task
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -218,8 +270,9 @@ class RemoteCatalog:
         if not task.cancelled():
             task.exception()  # retrieved: a background refresh failure is already logged
 
-    async def _join(self, slot: str, entry: _Entry, key: str) -> Catalog:
-        task = self._start(slot, entry, key)
+    async def _join(self, slot: str, entry: _Entry, key: str,
+                    max_age: float | None = None) -> Catalog:
+        task = self._start(slot, entry, key, max_age)
         return await asyncio.shield(task)
 
     async def _fetch(self, slot: str, entry: _Entry, key: str) -> Catalog:
@@ -238,16 +291,183 @@ class RemoteCatalog:
             raise
         finally:
             entry.inflight = None
+        self._accept(slot, entry, catalog, self._clock())
+        return catalog
+
+    # -- through the shared store ----------------------------------------------------------------
+
+    async def _fetch_shared(self, slot: str, entry: _Entry, key: str, max_age: float) -> Catalog:
+        """Like :meth:`_fetch`, but another replica's fetch (within ``max_age``), refusal or
+        failure counts, and only one replica at a time asks the gateway for this key."""
+        entry.attempted_at = self._clock()
+        try:
+            outcome = await self._shared_outcome(slot, entry, key, max_age)
+        finally:
+            entry.inflight = None
+        now = self._clock()
+        if outcome.denied is not None:
+            entry.catalog = None
+            entry.denied = outcome.denied
+            entry.denied_until = now + outcome.denied_for
+            raise outcome.denied
+        if outcome.failure is None:
+            assert outcome.catalog is not None
+            self._accept(slot, entry, outcome.catalog, now - outcome.age)
+            return outcome.catalog
+        # A failure: the newest good copy anyone has keeps serving (stale-if-error).
+        if outcome.catalog is not None and (
+                entry.catalog is None or now - outcome.age > entry.fetched_at):
+            self._accept(slot, entry, outcome.catalog, now - outcome.age)
+        entry.failed_at = now - max(0.0, RETRY_AFTER - outcome.failure_for)
+        entry.failure = outcome.failure
+        if outcome.own:
+            logger.warning("modelguard: catalog refresh failed for key %s: %s", slot[:12],
+                           outcome.failure)
+        if entry.catalog is not None and now - entry.fetched_at < self.ttl + self.max_stale:
+            return entry.catalog
+        raise _Failed(outcome.failure)
+
+    async def _shared_outcome(self, slot: str, entry: _Entry, key: str,
+                              max_age: float) -> _Outcome:
+        store = self.store
+        assert store is not None
+        store._attach(self)  # noqa: SLF001  (again, if this catalog was closed and reused)
+        try:
+            await store.ensure_secret()
+        except StoreUnavailable:
+            return await self._local_outcome(key)
+        self._adopt_secret()
+        kid = self.key_id(key)
+        if kid != slot and kid not in self._entries:
+            self._entries[kid] = entry  # the secret just changed: same entry, new id
+        ns = self._namespace
+        hold = 2 * self.timeout + 1  # the lock outlives one upstream request
+        deadline = time.monotonic() + hold + 1
+        pause = 0.01
+        while True:
+            try:
+                found = await self._usable(await store.read(ns, kid), entry, max_age)
+                if found is not None:
+                    return found
+                token = await store.lock(ns, kid, hold)
+                if token is not None:
+                    try:  # checked again: the previous holder may have just finished
+                        state = await store.read(ns, kid)
+                        found = await self._usable(state, entry, max_age)
+                        if found is not None:
+                            return found
+                        return await self._fetch_and_share(ns, kid, key, state)
+                    finally:
+                        await store.unlock(ns, kid, token)
+            except StoreUnavailable:
+                return await self._local_outcome(key)
+            if time.monotonic() >= deadline:  # the holder vanished: stop waiting for it
+                return await self._local_outcome(key)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.1)
+
+    async def _usable(self, state: StoredState, entry: _Entry,
+                      max_age: float) -> _Outcome | None:
+        """What Redis has that answers this fetch, or None (then someone must fetch)."""
+        stored = state.entry
+        if stored is not None and stored.state != "ok":
+            self._share("denied")
+            return _Outcome(denied=_refused(int(stored.state)), denied_for=stored.expires_in)
+        if stored is not None and stored.age < max_age:
+            catalog = await self._stored_catalog(stored)
+            if catalog is not None:
+                self._share("hit")
+                return _Outcome(catalog=catalog, age=stored.age)
+        if state.failure is not None:  # another replica just failed: do not hammer upstream
+            self._share("failed")
+            return _Outcome(catalog=await self._stale_copy(stored),
+                            age=stored.age if stored is not None else 0.0,
+                            failure=state.failure, failure_for=state.failure_expires_in)
+        return None
+
+    async def _stale_copy(self, stored: StoredEntry | None) -> Catalog | None:
+        if stored is None or stored.state != "ok" or stored.age >= self.ttl + self.max_stale:
+            return None
+        return await self._stored_catalog(stored)
+
+    async def _stored_catalog(self, stored: StoredEntry) -> Catalog | None:
+        """The catalog an entry points at (None if its payload is gone or damaged)."""
+        assert self.store is not None
+        try:
+            digest = bytes.fromhex(stored.digest)
+        except ValueError:
+            return None
+        catalog = self._interned.get(digest)
+        if catalog is not None:
+            return catalog
+        raw = await self.store.payload(stored.digest)
+        if raw is None or hashlib.sha256(raw).digest() != digest:
+            return None
+        try:
+            return self._intern(raw, digest)
+        except CatalogError:
+            return None
+
+    async def _fetch_and_share(self, ns: str, kid: str, key: str,
+                               state: StoredState) -> _Outcome:
+        """This replica holds the lock: ask the gateway, then tell the others."""
+        assert self.store is not None
+        try:
+            raw = await self._download_raw(key)
+            digest = hashlib.sha256(raw).digest()
+            catalog = self._parse(raw, digest)
+        except CatalogUnavailable as denied:
+            status = 401 if denied.reason == Reason.UNAUTHENTICATED else 403
+            await self.store.put_denied(ns, kid, status, time.time(), self.negative_ttl)
+            self._share("fetched")
+            return _Outcome(denied=denied, denied_for=self.negative_ttl)
+        except _Failed as error:
+            await self.store.put_failure(ns, kid, str(error), RETRY_AFTER)
+            self._share("fetched")
+            try:
+                stale = await self._stale_copy(state.entry)
+            except StoreUnavailable:
+                stale = None
+            age = state.entry.age if state.entry is not None else 0.0
+            return _Outcome(catalog=stale, age=age, failure=str(error), own=True)
+        await self.store.put_catalog(ns, kid, digest.hex(), raw, time.time(),
+                                     self.ttl + self.max_stale)
+        self._share("fetched")
+        return _Outcome(catalog=catalog)
+
+    async def _local_outcome(self, key: str) -> _Outcome:
+        """Redis is unavailable: fetch as a lone process would."""
+        self._share("local")
+        try:
+            return _Outcome(catalog=await self._download(key))
+        except CatalogUnavailable as denied:
+            return _Outcome(denied=denied, denied_for=self.negative_ttl)
+        except _Failed as error:
+            return _Outcome(failure=str(error), own=True)
+
+    def _adopt_secret(self) -> None:
+        """Hash keys with the store's secret once it is known (it may arrive late)."""
+        secret = self.store.secret if self.store is not None else None
+        if secret is not None and secret != self._secret:
+            self._secret = secret
+
+    def _share(self, outcome: str) -> None:
+        self.shared[outcome] = self.shared.get(outcome, 0) + 1
+
+    def _accept(self, slot: str, entry: _Entry, catalog: Catalog, fetched_at: float) -> None:
         previous = entry.catalog
         entry.catalog = catalog
-        entry.fetched_at = self._clock()
+        entry.fetched_at = fetched_at
         entry.failed_at = -math.inf
         entry.denied = None
         if previous is not None and previous is not catalog:
             self._report_changes(slot, previous, catalog)
-        return catalog
 
     async def _download(self, key: str) -> Catalog:
+        raw = await self._download_raw(key)
+        return self._parse(raw)
+
+    async def _download_raw(self, key: str) -> bytes:
         client = self._http()
         url = f"{self.base_url}/v1/models"
         try:
@@ -266,16 +486,19 @@ class RemoteCatalog:
         except httpx.HTTPError as error:
             self._count("error")
             raise _Failed(type(error).__name__) from None
+        return raw
+
+    def _parse(self, raw: bytes, digest: bytes | None = None) -> Catalog:
         try:
-            catalog = self._intern(raw)
+            catalog = self._intern(raw, digest)
         except CatalogError as error:
             self._count("malformed")
             raise _Failed(str(error)[:200]) from None
         self._count("ok")
         return catalog
 
-    def _intern(self, raw: bytes) -> Catalog:
-        digest = hashlib.sha256(raw).digest()
+    def _intern(self, raw: bytes, digest: bytes | None = None) -> Catalog:
+        digest = hashlib.sha256(raw).digest() if digest is None else digest
         catalog = self._interned.get(digest)
         if catalog is None:
             catalog = Catalog.from_bytes(raw)

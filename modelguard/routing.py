@@ -65,6 +65,8 @@ class Route:
 
 def canonical_path(path: str, root_path: str = "") -> str:
     """The path as a lenient router would see it (case is kept; routes compare folded)."""
+    if not root_path and _is_canonical(path):
+        return path
     path = _ABSOLUTE.sub("", path, count=1)
     for mark in ("#", "?"):
         cut = path.find(mark)
@@ -87,6 +89,15 @@ def canonical_path(path: str, root_path: str = "") -> str:
     if len(canonical) > 1 and canonical.endswith("/"):
         canonical = canonical[:-1]
     return canonical
+
+
+def _is_canonical(path: str) -> bool:
+    """Already canonical: the common case, recognised without rewriting anything."""
+    return (path[:1] == "/" and not path.endswith("/") and "//" not in path
+            and "/." not in path and not _SPECIAL.search(path))
+
+
+_SPECIAL = re.compile(r"[%\\#?]")
 
 
 def _route_of(canonical: str) -> Route | None:

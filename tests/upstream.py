@@ -12,10 +12,12 @@ it down cleanly (bounded) on exit.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,6 +74,7 @@ class RecordedRequest:
 @dataclass
 class _Log:
     items: list[RecordedRequest] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -168,9 +171,16 @@ class StandIn:
     """
 
     def __init__(self, *, models: dict[str, Any] | None = None,
-                 handler: Handler | None = None) -> None:
+                 handler: Handler | None = None, stream_delay: float = 0.0,
+                 stream_gate: threading.Event | None = None,
+                 gate_timeout: float = 10.0) -> None:
         self.models = models
         self.handler = handler
+        #: Streams only: a pause between chunks, and an event waited on (bounded by
+        #: ``gate_timeout``) before the last chunk. The defaults send every chunk at once.
+        self.stream_delay = stream_delay
+        self.stream_gate = stream_gate
+        self.gate_timeout = gate_timeout
         self._log = _Log()
         self.app = Starlette(routes=[
             Route("/{path:path}", self._endpoint, methods=ALL_METHODS),
@@ -186,6 +196,26 @@ class StandIn:
     def clear(self) -> None:
         with self._log.cond:
             self._log.items.clear()
+            self._log.streams.clear()
+
+    @property
+    def stream_outcomes(self) -> list[str]:
+        """How each SSE stream ended: "completed", "cancelled" or "gate_timeout" (then sent)."""
+        with self._log.cond:
+            return list(self._log.streams)
+
+    def wait_streams(self, count: int, timeout: float = 5.0) -> list[str]:
+        """Block until at least ``count`` streams ended (bounded); return their outcomes."""
+        with self._log.cond:
+            if not self._log.cond.wait_for(lambda: len(self._log.streams) >= count, timeout):
+                raise TimeoutError(f"expected {count} stream(s) to end, "
+                                   f"got {len(self._log.streams)}")
+            return list(self._log.streams)
+
+    def _stream_ended(self, outcome: str) -> None:
+        with self._log.cond:
+            self._log.streams.append(outcome)
+            self._log.cond.notify_all()
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Block until at least ``count`` requests arrived (bounded); return them all."""
@@ -240,11 +270,11 @@ class StandIn:
             return JSONResponse({"input_tokens": 3})
         if path.endswith("/messages"):
             if streaming:
-                return _stream(anthropic_stream(model))
+                return self._stream(anthropic_stream(model))
             return JSONResponse(anthropic_message(model))
         if path.endswith("/chat/completions"):
             if streaming:
-                return _stream(openai_stream(model))
+                return self._stream(openai_stream(model))
             return JSONResponse(openai_completion(model))
         if path.endswith("/images/generations"):
             return JSONResponse({"created": 1_700_000_000,
@@ -262,19 +292,48 @@ class StandIn:
             if method == "streamGenerateContent":
                 chunks = gemini_stream_chunks(model)
                 if "alt=sse" in req.query:
-                    return _stream([f"data: {json.dumps(c)}\r\n\r\n".encode() for c in chunks])
+                    return self._stream(
+                        [f"data: {json.dumps(c)}\r\n\r\n".encode() for c in chunks])
                 return JSONResponse(chunks)
         return JSONResponse({"error": {"message": f"stand-in: no route {req.path}"}},
                             status_code=404)
 
+    def _stream(self, chunks: list[bytes]) -> StreamingResponse:
+        return _stream(chunks, delay=self.stream_delay, gate=self.stream_gate,
+                       gate_timeout=self.gate_timeout, on_end=self._stream_ended)
 
-def _stream(chunks: list[bytes]) -> StreamingResponse:
+
+def _stream(chunks: list[bytes], *, delay: float = 0.0, gate: threading.Event | None = None,
+            gate_timeout: float = 10.0,
+            on_end: Callable[[str], None] | None = None) -> StreamingResponse:
     async def gen() -> Any:
-        for chunk in chunks:
-            yield chunk
+        outcome = "cancelled"  # unless the last chunk goes out (a disconnect cancels us)
+        try:
+            for index, chunk in enumerate(chunks):
+                if index and delay:
+                    await asyncio.sleep(delay)
+                if gate is not None and index == len(chunks) - 1 \
+                        and not await _wait_event(gate, gate_timeout):
+                    outcome = "gate_timeout"
+                yield chunk
+            if outcome == "cancelled":
+                outcome = "completed"
+        finally:
+            if on_end is not None:
+                on_end(outcome)
 
     return StreamingResponse(gen(), media_type="text/event-stream",
                              headers={"cache-control": "no-cache"})
+
+
+async def _wait_event(event: threading.Event, timeout: float) -> bool:
+    """Wait (bounded, without blocking the loop) until a thread sets ``event``."""
+    deadline = time.monotonic() + timeout
+    while not event.is_set():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
 
 
 # -- serving for real ---------------------------------------------------------------------------

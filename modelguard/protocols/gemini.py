@@ -177,7 +177,10 @@ def _content(f: Features, content: Any, path: str) -> None:
     if parts is None:
         return
     ppath = f"{path}.{key}"
+    accepts = PART.accepts
     for i, part in enumerate(need_list(parts, ppath)):
+        if type(part) is dict and "text" in part and accepts(part) and _TEXT_PART.issuperset(part):
+            continue  # a plain text part (or thought summary)
         _part(f, part, f"{ppath}[{i}]", PART, PART_DATA)
 
 
@@ -222,6 +225,8 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
 
 
 _RESPONSE_KINDS = {kind: PART_DATA[kind] for kind in RESPONSE_PART_DATA}
+#: Keys of a part that holds text only (the fast path).
+_TEXT_PART = frozenset({"text", "thought", "thoughtSignature", "thought_signature"})
 
 
 def _mime_of(blob: Any) -> str | None:

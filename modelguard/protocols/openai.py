@@ -55,6 +55,10 @@ _URL_KEYS = {"image_url": "image_url", "input_image": "image_url", "video_url": 
              "input_video": "video_url", "audio_url": "audio_url"}
 _FILE_KEYS = {"file", "input_file"}
 
+#: Roles whose messages need nothing by themselves (compared exactly: the fast path).
+PLAIN_ROLES = frozenset({"user", "assistant", "system", "developer"})
+#: Message keys that may need something.
+_EXTRAS = frozenset({"tool_calls", "function_call", "audio", "cache_control"})
 #: Roles whose messages are tool traffic.
 TOOL_ROLES = frozenset({"tool", "function"})
 TOOL_TYPES = frozenset({"function", "custom"})
@@ -92,7 +96,13 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     messages = body.get("messages")
     if messages is None:
         raise malformed("messages", "the messages field is required.")
+    accepts = MESSAGE.accepts
     for i, message in enumerate(need_list(messages, "messages")):
+        # The common case, decided without building a path: a chat turn with string content.
+        if type(message) is dict and accepts(message) and _EXTRAS.isdisjoint(message):
+            content = message.get("content")
+            if message.get("role") in PLAIN_ROLES and (content is None or isinstance(content, str)):
+                continue
         _message(f, message, f"messages[{i}]")
     _tools(f, body)
     _response_format(f, body.get("response_format"))
@@ -136,7 +146,12 @@ def _message(f: Features, message: Any, path: str) -> None:
     content = message.get("content")
     if content is not None and not isinstance(content, str):
         cpath = f"{path}.content"
+        accepts = PART.accepts
         for i, part in enumerate(need_list(content, cpath)):
+            if (type(part) is dict and accepts(part) and part.get("type") == "text"
+                    and part.get("cache_control") is None
+                    and part.get("prompt_cache_breakpoint") is None):
+                continue  # a plain text part
             _part(f, part, f"{cpath}[{i}]")
     calls = message.get("tool_calls")
     if calls is not None and need_list(calls, f"{path}.tool_calls"):
