@@ -145,11 +145,12 @@ class Guard:
         if route is None:
             return PASS
         early = self.precheck(route, pairs, query)
-        if early is not None:
-            return early
-        if len(body) > self.options.max_body_bytes:
+        if early is None and len(body) > self.options.max_body_bytes:
             error = too_large(self.options.max_body_bytes)
-            return self.refuse(route, error.reason, error.message)
+            early = self.refuse(route, error.reason, error.message)
+        if early is not None:
+            await self.notify(early)
+            return early
         return await self.inspect(route, pairs, query, body)
 
     async def inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
@@ -161,8 +162,7 @@ class Guard:
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.refuse(route, Reason.INVALID, (
                 "The request could not be inspected; it was refused to be safe."))
-        if verdict.violations and self.on_violation is not None:
-            await self._notify(verdict)
+        await self.notify(verdict)
         return verdict
 
     async def _inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
@@ -195,10 +195,9 @@ class Guard:
                            model_id=main, model=entry, required=required)
         first = violations[0]
         reject = self.mode == "enforce" or first.reason not in _POLICY
-        level = logging.WARNING if reject else logging.INFO
-        logger.log(level, "modelguard %s %s request for model %r: %s", "refused" if reject
-                   else "reported", route.protocol, main, first.reason,
-                   extra={"modelguard_reason": first.reason, "modelguard_path": first.path})
+        logger.info("modelguard %s %s request for model %r: %s", "refused" if reject
+                    else "reported", route.protocol, main, first.reason,
+                    extra={"modelguard_reason": first.reason, "modelguard_path": first.path})
         return refusal(route.protocol, route.kind, first, reject=reject, model=entry,
                        required=required, violations=tuple(violations), model_id=main)
 
@@ -207,8 +206,10 @@ class Guard:
         return refusal(route.protocol, route.kind, Violation(reason, message, path),
                        retry_after=retry_after, model_id=route.model)
 
-    async def _notify(self, verdict: Verdict) -> None:
-        assert self.on_violation is not None
+    async def notify(self, verdict: Verdict) -> None:
+        """Hand a verdict with violations to ``on_violation``; a failing hook is only logged."""
+        if not verdict.violations or self.on_violation is None:
+            return
         try:
             result = self.on_violation(verdict)
             if inspect.isawaitable(result):

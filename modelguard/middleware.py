@@ -73,13 +73,14 @@ class ModelGuardMiddleware:
             return
         query = scope.get("query_string", b"").decode("latin-1")
         verdict = self.guard.precheck(route, headers, query)
+        if verdict is None:
+            try:
+                chunks = await _read_body(receive, self.guard.options.max_body_bytes)
+            except BodyError as error:
+                verdict = self.guard.refuse(route, error.reason, error.message)
         if verdict is not None:
+            await self.guard.notify(verdict)
             await _respond(send, verdict)
-            return
-        try:
-            chunks = await _read_body(receive, self.guard.options.max_body_bytes)
-        except BodyError as error:
-            await _respond(send, self.guard.refuse(route, error.reason, error.message))
             return
         if chunks is None:
             return  # the client left before its body arrived: nobody to answer
