@@ -5,7 +5,7 @@
  * in any object) and builds the Python values the verdict reads. Long strings under "bulky"
  * keys (text, base64 data, signatures, ...) are validated but not materialized: the caller gets
  * a shared empty LongString (a str subclass), or for keys whose prefix matters (a data: URL) a
- * LongString holding only the head, so a 2 MB image costs no second copy.
+ * LongString holding only the part up to the first comma, so a 2 MB image costs no second copy.
  *
  * The pure-Python fallback in body.py (jiter plus a tree walk) accepts and refuses exactly the
  * same inputs; the tests compare the two.
@@ -172,16 +172,21 @@ put_utf8(char *out, Py_UCS4 cp)
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F)); return 4;
 }
 
-/* A long bulky string: the shared stand-in, or its first `cut` bytes as a LongString. */
+/* A long bulky string: mode 1, the shared stand-in; mode 2 (a URL whose data: prefix is read),
+ * everything up to its first comma as a LongString, or the whole string if it has none, so the
+ * reader sees exactly what it would see in the full text. */
 static PyObject *
-cut_string(Parser *ps, const char *text, Py_ssize_t cut, int mode)
+cut_string(Parser *ps, const char *text, Py_ssize_t n, int mode)
 {
     if (mode == 1) {
         Py_INCREF(ps->dropped);
         return ps->dropped;
     }
-    while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80) cut--;  /* whole characters */
-    PyObject *head = PyUnicode_DecodeUTF8(text, cut, "strict");
+    const char *comma = memchr(text, ',', (size_t)n);
+    if (comma == NULL) {
+        return PyUnicode_DecodeUTF8(text, n, "strict");
+    }
+    PyObject *head = PyUnicode_DecodeUTF8(text, comma + 1 - text, "strict");
     if (head == NULL) return NULL;
     PyObject *res = PyObject_CallOneArg(ps->long_type, head);
     Py_DECREF(head);
@@ -232,7 +237,7 @@ parse_string(Parser *ps, Py_ssize_t cut, int mode)
             ps->p = p + 1;
             Py_ssize_t n = p - begin;
             if (mode > 0 && n > cut) {
-                return cut_string(ps, (const char *)begin, cut, mode);
+                return cut_string(ps, (const char *)begin, n, mode);
             }
             if (ascii && mode < 0 && n <= KEY_CACHE_MAX_LEN) {
                 return cached_key(begin, n);
@@ -311,7 +316,7 @@ parse_string(Parser *ps, Py_ssize_t cut, int mode)
         }
     }
     if (mode > 0 && outlen > cut) {
-        return cut_string(ps, ps->buf, cut, mode);
+        return cut_string(ps, ps->buf, outlen, mode);
     }
     return PyUnicode_DecodeUTF8(ps->buf, outlen, "strict");
 }

@@ -41,10 +41,11 @@ _DROPPED_KEYS = (
     "arguments", "description", "refusal", "prompt", "code", "output", "reasoning_content",
     "thoughtSignature", "thought_signature", "partial_json",
 )
-#: Keys whose long values are read only by their start (a ``data:<mime>;base64,`` URL).
+#: Keys whose long values are read only up to their first comma (a ``data:<mime>;base64,`` URL):
+#: a long one is kept up to and including that comma (whole if it has none).
 _PREFIX_KEYS = ("url", "file_data")
 BULKY_KEYS = {key: 1 for key in _DROPPED_KEYS} | {key: 2 for key in _PREFIX_KEYS}
-#: Bulky strings up to this many UTF-8 bytes are kept whole; longer prefixes keep about this many.
+#: Bulky strings up to this many UTF-8 bytes are always kept whole.
 KEEP_BYTES = 512
 DROPPED = LongString("")
 
@@ -56,7 +57,7 @@ _MAX_CODINGS = 4
 _CHUNK = 64 * 1024
 #: The decoder's own nesting limit; ``max_depth`` above it cannot be honoured.
 DECODER_MAX_DEPTH = 200
-_MAX_DOUBLE_BITS = 1024  # an int with more bits than this overflows a double
+_MAX_DOUBLE_BITS = 1024  # ints this wide may round to infinity as a double
 
 
 class BodyError(Exception):
@@ -210,8 +211,17 @@ def _check_tree(root: Any, max_depth: int) -> None:
             elif kind is float:
                 if math.isinf(item):
                     raise _out_of_range()
-            elif kind is int and item.bit_length() > _MAX_DOUBLE_BITS:
+            elif kind is int and item.bit_length() >= _MAX_DOUBLE_BITS and _overflows(item):
                 raise _out_of_range()
+
+
+def _overflows(value: int) -> bool:
+    """Whether an int rounds to infinity as a double (the same test as the C decoder's)."""
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
 
 
 def _out_of_range() -> BodyError:

@@ -112,7 +112,9 @@ def _route_of(canonical: str) -> Route | None:
     if kind is None:
         return None
     model = canonical[match.start(1):match.end(1)]
-    return Route(GEMINI, kind, model.removeprefix("models/"))
+    if model[:7].lower() == "models/":  # the collection is route, compared like one
+        model = model[7:]
+    return Route(GEMINI, kind, model)
 
 
 def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
@@ -123,6 +125,24 @@ def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
                for name, value in headers)
 
 
+def _readings(paths: tuple[str, ...], root_path: str) -> list[str]:
+    """Canonical forms a lenient router might give: with and without ``root_path`` removed
+    (an app mounted at ``/v1`` still forwards ``/v1/messages``), and with ``;params`` dropped
+    from each segment (as Java-style routers do)."""
+    found = []
+    for raw in paths:
+        found.append(canonical_path(raw, root_path))
+        if root_path:
+            found.append(canonical_path(raw))
+        if ";" in raw:
+            stripped = _MATRIX.sub("", raw.split("?", 1)[0].split("#", 1)[0])
+            found.append(canonical_path(stripped, root_path))
+    return found
+
+
+_MATRIX = re.compile(r";[^/]*")
+
+
 def match_route(*paths: str, root_path: str = "") -> Route | None:
     """The guarded route for the given readings of one request path, if any.
 
@@ -130,8 +150,8 @@ def match_route(*paths: str, root_path: str = "") -> Route | None:
     readings land on different guarded routes or models, the request is marked ambiguous.
     """
     found: Route | None = None
-    for raw in paths:
-        route = _route_of(canonical_path(raw, root_path))
+    for raw in _readings(paths, root_path):
+        route = _route_of(raw)
         if route is None:
             continue
         if found is None:

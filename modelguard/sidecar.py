@@ -492,13 +492,13 @@ class _Instrumented:
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            metrics.in_flight.dec()
             _CURRENT.reset(token)
             exchange.guard_done()
             try:
                 self.sidecar.account(scope, exchange)
             except Exception:  # accounting must never break a response
                 logger.exception("modelguard: access accounting failed")
+            metrics.in_flight.dec()  # last: in flight 0 means every request is accounted for
 
 
 class _Proxy:

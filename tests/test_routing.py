@@ -64,6 +64,19 @@ def test_gemini_model_is_taken_as_written(path: str, model: str) -> None:
 def test_root_path_is_removed() -> None:
     assert match_route("/proxy/v1/messages", root_path="/proxy").kind == "messages"
     assert match_route("/v1/messages", root_path="/proxy").kind == "messages"
+    # an app mounted at /v1 still forwards /v1/messages: that reading is matched too
+    assert match_route("/v1/messages", root_path="/v1").kind == "messages"
+
+
+def test_matrix_parameters_are_a_reading_too() -> None:
+    assert match_route("/v1/messages;jsessionid=1").kind == "messages"
+    assert match_route("/v1;x/chat/completions;y").kind == "chat"
+    route = match_route("/v1beta/models/gemini-3-flash;x:generateContent")
+    assert route is not None and route.model == "gemini-3-flash;x"
+
+
+def test_models_collection_is_case_folded_like_the_route() -> None:
+    assert match_route("/V1BETA/MODELS/gemini-3-flash:GENERATECONTENT").model == "gemini-3-flash"
 
 
 def test_two_readings_that_disagree_are_ambiguous() -> None:

@@ -284,6 +284,16 @@ def at_limit() -> bytes:
     return head + b"x" * (LIMIT - len(head) - len(tail)) + tail
 
 
+@functools.cache
+def at_limit_gzip() -> bytes:
+    return gz(at_limit())
+
+
+def preset_dict_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(zdict=b"claude-sonnet-4-6 messages model")
+    return c.compress(data) + c.flush()
+
+
 def utf16(text: bytes, codec: str) -> bytes:
     return text.decode("utf-8").encode(codec)
 
@@ -436,6 +446,26 @@ add(C, "a-source-MEDIA_TYPE", A_PATH,
 add(C, "a-thinking-Type", A_PATH,
     r('{"model":"claude-haiku-4-5",' + A_MSGS
       + ',"thinking":{"type":"disabled","Type":"enabled","budget_tokens":1024}}'), A_BAD)
+add(C, "a-MODEL-all-escaped", A_PATH,
+    r('{"model":"claude-sonnet-4-6","\\u004d\\u004f\\u0044\\u0045\\u004c":"claude-sonnet-9-9",'
+      + A_MSGS + "}"), A_BAD)
+add(C, "a-math-bold-model", A_PATH,
+    r('{"model":"claude-sonnet-4-6","\U0001d426\U0001d428\U0001d41d\U0001d41e\U0001d425":'
+      '"claude-sonnet-9-9",' + A_MSGS + "}"), A_BAD)
+add(C, "a-modifier-letter-m-model", A_PATH,
+    r('{"model":"claude-sonnet-4-6","\u1d50odel":"claude-sonnet-9-9",' + A_MSGS + "}"), A_BAD)
+add(C, "a-st-ligature-stream-minimax", A_PATH,
+    r('{"model":"minimax-m2-5",' + A_MSGS + ',"\ufb06ream":true}'), A_BAD)
+add(C, "a-TOOLS-minimax", A_PATH,
+    r('{"model":"minimax-m2-5",' + A_MSGS + ',"TOOLS":[{"name":"f","input_schema":{}}]}'), A_BAD)
+add(C, "a-fallback-Thinking-haiku", A_PATH,
+    j(anth(fallbacks=[{"model": HAIKU, "Thinking": {"type": "enabled", "budget_tokens": 1024}}])),
+    A_BAD)
+add(C, "o-Modalities-audio-gpt", O_PATH,
+    r('{"model":"gpt-5-4",' + O_MSGS + ',"Modalities":["text","audio"]}'), O_BAD)
+add(C, "o-template-Enable_Thinking-nano", O_PATH,
+    r('{"model":"gpt-5-4-nano",' + O_MSGS + ',"chat_template_kwargs":{"Enable_Thinking":true}}'),
+    O_BAD)
 add(C, "o-MESSAGES", O_PATH,
     r('{"model":"gpt-5-4",' + O_MSGS + ',"MESSAGES":[{"role":"user","content":"x"}]}'), O_BAD)
 add(C, "o-Stream-minimax", O_PATH,
@@ -542,6 +572,68 @@ add(C, "mixed-camel-outer-snake-inner-pass", G_PATH(),
        "generationConfig": {"max_output_tokens": 2048, "thinking_config": {"thinking_budget": 0}}}),
     PASS)
 
+add(C, "snake-cached_content-flash", G_PATH(),
+    j(gem(cached_content="cachedContents/abc")), G_CAP)
+add(C, "snake-response_modalities-image-flash", G_PATH(),
+    j(gem(generation_config={"response_modalities": ["TEXT", "IMAGE"]})), G_CAP)
+add(C, "snake-google_search-minimax", G_PATH(MINIMAX), j(gem(tools=[{"google_search": {}}])),
+    G_CAP)
+add(C, "snake-response_json_schema-minimax", G_PATH(MINIMAX),
+    j(gem(generation_config={"response_mime_type": "application/json",
+                             "response_json_schema": {"type": "object"}})), G_CAP)
+add(C, "snake-tool_config-forced-minimax", G_PATH(MINIMAX),
+    j(gem(tool_config={"function_calling_config": {"mode": "ANY"}})), G_CAP)
+add(C, "snake-function_response-image-parts-deepseek", G_PATH(DEEPSEEK),
+    j({"contents": [{"role": "user", "parts": [{"function_response": {
+        "name": "f", "response": {}, "parts": [
+            {"inline_data": {"mime_type": "image/png", "data": "AAAA"}}]}}]}]}), G_CAP)
+add(C, "enum-lowercase-image-modality-flash", G_PATH(),
+    j(gem(generationConfig={"responseModalities": ["image"]})), G_CAP)
+add(C, "enum-integer-image-modality-flash", G_PATH(),
+    j(gem(generationConfig={"responseModalities": [2]})), G_CAP)
+add(C, "contents-single-object-video-flash", G_PATH(),
+    j({"contents": {"role": "user", "parts": [VIDEO_G]}}), G_CAP)
+
+# ---- §1 look-alike values (fail closed on case variants of content types) -------------------
+C = "lookalike-values"
+add(C, "a-block-type-Image-deepseek", A_PATH,
+    j(anth(DEEPSEEK, content=[dict(IMG_A, type="Image")])), A_CONTENT)
+add(C, "a-block-type-trailing-space", A_PATH,
+    j(anth(DEEPSEEK, content=[dict(IMG_A, type="image ")])), A_CONTENT)
+add(C, "a-block-type-escaped-image-deepseek", A_PATH,
+    r('{"model":"deepseek-v4-pro","max_tokens":1024,"messages":[{"role":"user","content":'
+      '[{"type":"\\u0069mage","source":{"type":"base64","media_type":"image/png",'
+      '"data":"iVBO"}}]}]}'), A_CAP)
+add(C, "a-system-image-block-deepseek", A_PATH, j(anth(DEEPSEEK, system=[IMG_A])), A_CAP)
+add(C, "a-model-leading-space", A_PATH, j(anth(" claude-sonnet-4-6")), A_MODEL)
+add(C, "a-model-fullwidth-digit", A_PATH, j(anth("claude-sonnet-\uff14-6")), A_MODEL)
+add(C, "a-model-upper", A_PATH, j(anth("Claude-Sonnet-4-6")), A_MODEL)
+add(C, "a-model-dot-version", A_PATH, j(anth("claude-sonnet-4.6")), A_MODEL)
+add(C, "a-fallback-model-unknown", A_PATH,
+    j(anth(fallbacks=[{"model": "claude-sonnet-9-9"}])), A_MODEL)
+add(C, "a-fallback-no-vision", A_PATH,
+    j(anth(content=[IMG_A], fallbacks=[{"model": DEEPSEEK}])), A_CAP)
+add(C, "a-fallback-MODEL-lookalike", A_PATH,
+    j(anth(fallbacks=[{"model": SONNET, "MODEL": "claude-sonnet-9-9"}])), A_BAD)
+add(C, "a-thinking-type-ENABLED-haiku", A_PATH,
+    j(anth(HAIKU, thinking={"type": "ENABLED", "budget_tokens": 1024})), A_CAP)
+add(C, "o-part-type-IMAGE_URL-deepseek", O_PATH,
+    j(chat(DEEPSEEK, content=[dict(IMG_O, type="IMAGE_URL")])), O_CONTENT)
+add(C, "o-role-TOOL-minimax", O_PATH,
+    j({"model": MINIMAX, "messages": [{"role": "TOOL", "tool_call_id": "c", "content": "x"}]}),
+    O_CAP)
+add(C, "o-typeless-image-part-deepseek", O_PATH,
+    j(chat(DEEPSEEK, content=[{"image_url": {"url": "https://e.com/a.png"}}])), O_CAP)
+add(C, "o-data-url-video-in-image-part-gpt", O_PATH,
+    j(chat(content=[{"type": "image_url", "image_url": {"url": "DATA:VIDEO/MP4;base64,AAAA"}}])),
+    O_CAP)
+add(C, "o-forced-tool-choice-minimax", O_PATH,
+    j(chat(MINIMAX, tool_choice={"type": "function", "function": {"name": "f"}})), O_CAP)
+add(C, "g-GoogleSearch-lookalike-minimax", G_PATH(MINIMAX), j(gem(tools=[{"GoogleSearch": {}}])),
+    G_BAD)
+add(C, "g-google-search-owned-by-other-vendor", G_PATH(DEEPSEEK),
+    j(gem(tools=[{"googleSearch": {}}])), G_CAP)
+
 # ---- §1 encodings -----------------------------------------------------------------------------
 C = "encoding"
 A_PRE = b'{"model":"claude-sonnet-4-6","max_tokens":1024,"messages":[{"role":"user","content":"'
@@ -583,9 +675,6 @@ add(C, "escaped-slash-and-controls-pass", A_PATH,
 
 # ---- §1 numbers outside I-JSON --------------------------------------------------------------
 C = "numbers"
-PURE_BIG_INT = ("body.py _check_tree (pure-Python decoder): an int counts as out of range only "
-                "when bit_length() > 1024, but every integer >= 2**1024 - 2**970 rounds to inf "
-                "as a double; the C decoder (PyLong_AsDouble) refuses it, the fallback passes it")
 add(C, "nan", A_PATH, r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":NaN}'), A_BAD)
 add(C, "infinity", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":Infinity}'), A_BAD)
@@ -605,11 +694,10 @@ add(C, "int-5000-digits", A_PATH,
 add(C, "int-minus-5000-digits", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":-' + "1" * 5000 + "}"), A_BAD)
 add(C, "int-2pow1024-minus-1", A_PATH,
-    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":' + str(2**1024 - 1) + "}"), A_BAD,
-    bug_in={"pure": PURE_BIG_INT})
+    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":' + str(2**1024 - 1) + "}"), A_BAD)
 add(C, "int-just-above-max-double", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":'
-      + str(2**1024 - 2**970) + "}"), A_BAD, bug_in={"pure": PURE_BIG_INT})
+      + str(2**1024 - 2**970) + "}"), A_BAD)
 add(C, "int-just-below-overflow-pass", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"seed":'
       + str(2**1024 - 2**970 - 1) + "}"), PASS)
@@ -629,7 +717,8 @@ add(C, "g-maxOutputTokens-string-2048-pass", G_PATH(),
 add(C, "g-maxOutputTokens-string-70000", G_PATH(),
     r("{" + G_CONTENTS + ',"generationConfig":{"maxOutputTokens":"70000"}}'), G_MAXTOK)
 add(C, "g-maxOutputTokens-fullwidth-digits", G_PATH(),
-    r("{" + G_CONTENTS + ',"generationConfig":{"maxOutputTokens":"\uff17\uff10\uff10\uff10\uff10"}}'),
+    r("{" + G_CONTENTS
+      + ',"generationConfig":{"maxOutputTokens":"\uff17\uff10\uff10\uff10\uff10"}}'),
     G_BAD)
 add(C, "g-maxOutputTokens-7e4-float", G_PATH(),
     r("{" + G_CONTENTS + ',"generationConfig":{"maxOutputTokens":7e4}}'), G_MAXTOK)
@@ -723,6 +812,7 @@ for i, target in enumerate([
     "///v1/messages//", "/v1/messages/x/..",
 ]):
     add(C, f"a-{i:02d}-{target}", target, A_UNKNOWN, A_MODEL)
+    add(C, f"a-{i:02d}-{target}-good-body-pass", target, A_OK, PASS)
 add(C, "a-fragment", "/v1/messages#frag", A_UNKNOWN, A_MODEL)
 add(C, "a-query-and-fragment", "/v1/messages?beta=true#frag", A_UNKNOWN, A_MODEL)
 add(C, "a-absolute-form", "http://api.example.com/v1/messages", A_UNKNOWN, A_MODEL)
@@ -760,6 +850,7 @@ for i, target in enumerate([
     "/v1/chat/%63ompletions", "/v1/chat/x/../completions", "http://h/v1/chat/completions",
 ]):
     add(C, f"o-{i:02d}-{target}", target, O_UNKNOWN, O_MODEL)
+    add(C, f"o-{i:02d}-{target}-good-body-pass", target, O_OK, PASS)
 add(C, "o-images-gpt-5-4", "/v1/images/generations", j({"model": GPT, "prompt": "a cat"}),
     O_CAP)
 add(C, "o-images-unknown-model", "/v1/Images/Generations/", j({"model": "dall-e-9", "prompt": "x"}),
@@ -786,23 +877,22 @@ for i, target in enumerate([
     "/v1beta/models/gemini-3-flash:GENERATECONTENT",
     "/v1beta/models/gemini-3-1-pro/../gemini-3-flash:generateContent",
     "/v1beta/models/gemini-3-1-pro%2F..%2Fgemini-3-flash:generateContent",
-    "/v1beta/models/gemini-3-flash:generateContent/", "/v1beta//models//gemini-3-flash:generateContent",
+    "/v1beta/models/gemini-3-flash:generateContent/",
+    "/v1beta//models//gemini-3-flash:generateContent",
     "/v1beta/./models/gemini-3-flash:generateContent",
     G_PATH() + "?key=AIzaFAKE", G_PATH() + "?$alt=json;enum-encoding=int",
     G_PATH() + "?alt=sse", G_PATH() + "#frag", "http://generativelanguage.example/" + G_PATH()[1:],
     ]):
     add(C, f"video-flash-{i:02d}-{target}", target, G_VIDEO, G_CAP)
+    add(C, f"image-flash-{i:02d}-{target}-pass", target, j(gem([{"text": "what"}, IMAGE_G])),
+        PASS)
 add(C, "no-models-prefix", "/v1beta/gemini-3-flash:generateContent", G_VIDEO, G_CAP,
     chosen="§1 names /{version}/models/{model}:method; the same path without 'models/' is "
            "also guarded (model read as written), the fail-closed reading")
-UPPER_MODELS = ("routing.py _route_of: the route is matched ASCII-case-folded, but the "
-                "'models/' prefix is stripped case-sensitively from the unfolded segment, so "
-                "/V1BETA/MODELS/x reads model 'MODELS/x' (refused as an unknown model: wrong "
-                "token, and a false refusal for a model in the catalog)")
 add(C, "upper-case-MODELS-segment", "/V1BETA/MODELS/gemini-3-flash:generateContent", G_VIDEO,
-    G_CAP, bug=UPPER_MODELS)
+    G_CAP)
 add(C, "upper-case-MODELS-segment-pass", "/v1beta/Models/gemini-3-1-pro:generateContent",
-    G_VIDEO, PASS, bug=UPPER_MODELS)
+    G_VIDEO, PASS)
 add(C, "models-models-x", "/v1beta/models/models/gemini-3-flash:generateContent", G_OK, G_MODEL)
 add(C, "tunedModels-x", "/v1beta/tunedModels/gemini-3-flash:generateContent", G_OK, G_MODEL)
 add(C, "extra-colon", "/v1beta/models/gemini-3-flash:generateContent:generateContent", G_OK,
@@ -830,6 +920,16 @@ add(C, "countTokens-generateContentRequest-video",
     G_PATH(method="countTokens"),
     j({"generateContentRequest": {"model": "models/gemini-3-flash",
                                   "contents": [{"parts": [VIDEO_G]}]}}), G_CAP)
+add(C, "generateContentRequest-in-generateContent", G_PATH(),
+    j({"generateContentRequest": {"model": "models/gemini-3-flash",
+                                  "contents": [{"parts": [{"text": "hi"}]}]}}), G_BAD)
+add(C, "countTokens-both-contents-and-request", G_PATH(method="countTokens"),
+    j({"contents": [{"parts": [{"text": "hi"}]}],
+       "generateContentRequest": {"model": "models/gemini-3-flash",
+                                  "contents": [{"parts": [VIDEO_G]}]}}), G_BAD)
+add(C, "countTokens-request-other-model", G_PATH(PRO, "countTokens"),
+    j({"generateContentRequest": {"model": "models/gemini-3-flash",
+                                  "contents": [{"parts": [VIDEO_G]}]}}), G_BAD)
 add(C, "countTokens-cap-ignored-pass", G_PATH(method="countTokens"),
     j({"contents": [{"parts": [{"text": "hi"}]}]}), PASS)
 add(C, "video-pro-pass", G_PATH(PRO), G_VIDEO, PASS)
@@ -938,6 +1038,10 @@ add(C, "stacked-deflate-gzip-one-header", G_PATH(), gz(zl(G_VIDEO)), G_CAP,
 add(C, "gzip-identity", A_PATH, gz(A_UNKNOWN), A_MODEL, headers=((CE, "gzip, identity"),))
 add(C, "identity-bad", A_PATH, A_UNKNOWN, A_MODEL, headers=((CE, "identity"),))
 add(C, "identity-pass", A_PATH, A_OK, PASS, headers=((CE, "identity"),))
+add(C, "empty-encoding-bad", A_PATH, A_UNKNOWN, A_MODEL, headers=((CE, ""),))
+add(C, "commas-only-encoding-bad", A_PATH, A_UNKNOWN, A_MODEL, headers=((CE, " , ,"),))
+add(C, "gzip-with-params", A_PATH, gz(A_OK), A_415, headers=((CE, "gzip;q=1"),),
+    chosen="a content coding with parameters is not 'gzip'; an unreadable coding is a 415")
 add(C, "br", A_PATH, A_UNKNOWN, A_415, headers=((CE, "br"),))
 add(C, "zstd", O_PATH, O_UNKNOWN, O_415, headers=((CE, "zstd"),))
 add(C, "compress", G_PATH(), G_VIDEO, G_415, headers=((CE, "compress"),))
@@ -959,6 +1063,14 @@ add(C, "gzip-multi-member", A_PATH, gz(A_OK[:20]) + gz(A_OK[20:]), A_BAD,
     chosen="a multi-member gzip stream is legal gzip; modelguard refuses the bytes after the "
            "first member (400) rather than decode members it may read differently: fail closed")
 add(C, "gzip-without-header", A_PATH, gz(A_OK), A_BAD)
+add(C, "gzip-bad-crc", A_PATH, gz(A_OK)[:-8] + b"\x00\x00\x00\x00" + gz(A_OK)[-4:], A_BAD,
+    headers=((CE, "gzip"),))
+add(C, "gzip-bad-isize", A_PATH, gz(A_OK)[:-4] + b"\x01\x00\x00\x00", A_BAD,
+    headers=((CE, "gzip"),))
+add(C, "deflate-preset-dictionary", A_PATH, preset_dict_deflate(A_OK), A_BAD,
+    headers=((CE, "deflate"),))
+add(C, "gzip-inflates-to-exactly-limit-pass", A_PATH, at_limit_gzip, PASS,
+    headers=((CE, "gzip"),))
 add(C, "gzip-header-plain-body", A_PATH, A_OK, A_BAD, headers=((CE, "gzip"),))
 add(C, "gzip-empty-body", A_PATH, b"", A_BAD, headers=((CE, "gzip"),))
 add(C, "gzip-of-empty", A_PATH, gz(b""), A_BAD, headers=((CE, "gzip"),))
@@ -1041,12 +1153,12 @@ add(C, "dup-key-after-long-string", A_PATH,
 add(C, "dup-long-key", A_PATH,
     r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"' + LONG + '":1,"' + LONG + '":2}'), A_BAD)
 add(C, "keys-differ-after-nul-pass", A_PATH,
-    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"x\u0000a":1,"x\u0000b":2}'), PASS)
+    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"x\\u0000a":1,"x\\u0000b":2}'), PASS)
 add(C, "model-with-nul-suffix-unknown", A_PATH,
-    r('{"model":"claude-sonnet-4-6\u0000",' + A_MSGS + "}"), A_MODEL)
+    r('{"model":"claude-sonnet-4-6\\u0000",' + A_MSGS + "}"), A_MODEL)
 add(C, "invalid-utf8-in-long-unknown-key-value", A_PATH,
-    r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"x_note":"' + "n" * 40 + '"}')
-    .replace(b'"}', b'\xc3"}', 1)[::-1].replace(b'"}'[::-1], b'"}'[::-1], 1)[::-1], A_BAD)
+    b'{"model":"claude-sonnet-4-6",' + A_MSGS.encode() + b',"x_note":"' + b"n" * 40
+    + b'\xc3"}', A_BAD)
 add(C, "invalid-utf8-in-long-key", A_PATH,
     b'{"model":"claude-sonnet-4-6",' + A_MSGS.encode() + b',"' + b"k" * 40 + b'\xed\xbf\xbf":1}',
     A_BAD)
@@ -1062,7 +1174,7 @@ for name, number in [("1E400-upper", "1E400"), ("1e+400", "1e+400"),
     add(C, f"number-{name}", A_PATH,
         r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":' + number + "}"), A_BAD)
 for name, number in [("tiny-exponent", "1e-99999999999999999999"), ("minus-zero", "-0.0"),
-                     ("19-digit-int", "1234567890123456789"), ("400-digit-int", "1" * 300),
+                     ("19-digit-int", "1234567890123456789"), ("300-digit-int", "1" * 300),
                      ("long-fraction", "0." + "3" * 5000)]:
     add(C, f"number-{name}-pass", A_PATH,
         r('{"model":"claude-sonnet-4-6",' + A_MSGS + ',"temperature":' + number + "}"), PASS)
@@ -1073,11 +1185,6 @@ add(C, "nul-after-document", A_PATH, A_OK + b"\x00", A_BAD)
 add(C, "form-feed-whitespace", A_PATH, A_OK.replace(b",", b",\x0c", 1), A_BAD)
 add(C, "vertical-tab-whitespace", A_PATH, b"\x0b" + A_OK, A_BAD)
 add(C, "nbsp-whitespace", A_PATH, "\u00a0".encode() + A_OK, A_BAD)
-PADDED_URL = ("body.py: the accelerated decoder keeps only the first 512 characters of strings "
-              "under BULKY_KEYS ('url', 'file_data'); protocols read the data: URL MIME type "
-              "from that head, so a MIME type pushed past character 512 (leading blanks, which "
-              "media_tag strips) reads as unknown -> vision instead of video; the pure decoder "
-              "refuses the same body")
 add(C, "data-url-mime-padded-100-video", O_PATH,
     j(chat(content=[{"type": "image_url",
                      "image_url": {"url": "data:" + " " * 100 + "video/mp4;base64,AAAA"}}])),
@@ -1085,11 +1192,11 @@ add(C, "data-url-mime-padded-100-video", O_PATH,
 add(C, "data-url-mime-padded-600-video", O_PATH,
     j(chat(content=[{"type": "image_url",
                      "image_url": {"url": "data:" + " " * 600 + "video/mp4;base64,AAAA"}}])),
-    O_CAP, bug_in={"asgi": PADDED_URL, "h11": PADDED_URL, "httptools": PADDED_URL})
+    O_CAP)
 add(C, "file-data-mime-padded-600-video", O_PATH,
     j(chat(content=[{"type": "file", "file": {"filename": "a.mp4",
                      "file_data": "data:" + " " * 600 + "video/mp4;base64,AAAA"}}])),
-    O_CAP, bug_in={"asgi": PADDED_URL, "h11": PADDED_URL, "httptools": PADDED_URL})
+    O_CAP)
 add(C, "data-url-long-params-video", O_PATH,
     j(chat(content=[{"type": "image_url", "image_url": {
         "url": "data:video/mp4;name=" + "n" * 700 + ";base64,AAAA"}}])), O_CAP)

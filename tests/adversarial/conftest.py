@@ -42,7 +42,7 @@ class Capture(logging.Handler):
 @pytest.fixture(scope="session")
 def capture() -> Iterator[Capture]:
     handler = Capture()
-    loggers = [logging.getLogger(name) for name in ("modelguard", "uvicorn.error", "uvicorn")]
+    loggers = [logging.getLogger(name) for name in ("modelguard", "uvicorn.error")]
     for logger in loggers:
         logger.addHandler(handler)
     yield handler

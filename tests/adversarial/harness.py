@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ class Outcome:
         return next((v for k, v in self.headers if k == name), None)
 
 
-def split(data: bytes, sizes: int | tuple[int, ...] | None, default: int | None = None) -> list[bytes]:
+def split(data: bytes, sizes: int | tuple[int, ...] | None,
+          default: int | None = None) -> list[bytes]:
     """``data`` cut into pieces of the given sizes (a tuple is used in turn; 0 = empty)."""
     if sizes is None:
         sizes = default
@@ -74,7 +76,8 @@ def split(data: bytes, sizes: int | tuple[int, ...] | None, default: int | None 
     return pieces
 
 
-def request_headers(case: Case, body: bytes, key: str, *, socket: bool) -> list[tuple[bytes, bytes]]:
+def request_headers(case: Case, body: bytes, key: str, *,
+                    socket: bool) -> list[tuple[bytes, bytes]]:
     headers = [(b"host", b"testserver")]
     if case.content_type is not None:
         headers.append((b"content-type", case.content_type.encode("latin-1")))
@@ -287,10 +290,8 @@ async def run_over_socket(port: int, recorder: Recorder, case: Case, body: bytes
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 2)
-        except (ConnectionError, OSError, asyncio.TimeoutError):
-            pass
     assert raw or not reset, "connection reset before any response arrived"
     status, headers, body_out = parse_response(raw, case.method)
     if status is None:
@@ -331,7 +332,7 @@ def check(case: Case, expect: Expect, out: Outcome, sent: bytes) -> None:
         assert out.seen is not None, f"the app was not reached. {where}"
         got = out.seen.body
         if got != sent:
-            at = next((i for i, (a, b) in enumerate(zip(got, sent)) if a != b),
+            at = next((i for i, (a, b) in enumerate(zip(got, sent, strict=False)) if a != b),
                       min(len(got), len(sent)))
             raise AssertionError(f"body altered: {len(got)} bytes received, {len(sent)} sent, "
                                  f"first difference at {at}. {where}")

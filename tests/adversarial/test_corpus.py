@@ -4,6 +4,10 @@ Every case gets the same assertion (harness.check): the app is reached iff the c
 PASS, and then with the exact bytes sent; a refusal has the protocol's status, token and
 ``application/json``; nothing answers 5xx, no exception escapes, every call ends in time, and
 the guard never hides an internal error behind a fail-closed refusal.
+
+Runs: ``asgi`` (in-process, hand-written scope/receive/send), ``pure`` (the same with the
+pure-Python JSON decoder instead of the C accelerator, when both exist: the two must agree),
+and ``h11`` / ``httptools`` (uvicorn on 127.0.0.1, raw bytes over a socket).
 """
 
 from __future__ import annotations
@@ -13,48 +17,65 @@ import uuid
 
 import pytest
 
+import modelguard.body as body_module
 from modelguard import ModelGuardMiddleware
 
 from .cases import CASES, Case
 from .conftest import SERVERS, Capture, ServerThread
-from .harness import Recorder, check, run_in_process, run_over_socket
+from .harness import check, run_in_process, run_over_socket
 
 
-def _param(case: Case, server: str | None = None) -> pytest.param:
-    reason = case.bug or (case.bug_socket.get(server) if server else None)
-    marks = [pytest.mark.xfail(strict=True, reason=f"BUG: {reason}")] if reason else []
-    return pytest.param(case, id=case.id, marks=marks)
+def _marks(case: Case, run: str) -> list:
+    reason = case.bug or case.bug_in.get(run)
+    return [pytest.mark.xfail(strict=True, reason=f"BUG: {reason}")] if reason else []
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in CASES])
-async def test_in_process(case: Case, catalog, capture: Capture) -> None:
-    body = case.data()
+async def _in_process(case: Case, catalog, capture: Capture) -> None:
+    data = case.data()
     mark = len(capture.records)
+    tasks_before = asyncio.all_tasks()
     try:
         out = await run_in_process(lambda app: ModelGuardMiddleware(app, catalog=catalog), case,
-                                   body)
-    except asyncio.TimeoutError:
+                                   data)
+    except TimeoutError:
         pytest.fail(f"{case.id}: the guarded call did not finish in time (hang)")
     except Exception as exc:  # noqa: BLE001 - that is the point
         pytest.fail(f"{case.id}: an exception escaped the middleware: {exc!r}")
-    check(case, case.expect, out, body)
+    check(case, case.expect, out, data)
     assert not capture.problems(mark), capture.problems(mark)
+    leaked = {t for t in asyncio.all_tasks() - tasks_before if not t.done()}
+    assert not leaked, f"tasks left running: {leaked}"
 
 
-SOCKET_CASES = [(c, s) for s in SERVERS for c in CASES if c.socket]
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c, "asgi"))
+                                  for c in CASES])
+async def test_in_process(case: Case, catalog, capture: Capture) -> None:
+    await _in_process(case, catalog, capture)
+
+
+HAS_TWO_DECODERS = getattr(body_module, "_accelerated_loads", None) is not None
+
+
+@pytest.mark.skipif(not HAS_TWO_DECODERS, reason="only one JSON decoder is built")
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c, "pure"))
+                                  for c in CASES])
+async def test_in_process_pure_decoder(case: Case, catalog, capture: Capture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(body_module, "_accelerated_loads", None)
+    await _in_process(case, catalog, capture)
 
 
 @pytest.mark.parametrize(
     ("server", "case"),
-    [pytest.param(s, *_param(c, s).values, id=f"{s}-{c.id}", marks=_param(c, s).marks)
-     for c, s in SOCKET_CASES],
+    [pytest.param(s, c, id=f"{s}-{c.id}", marks=_marks(c, s))
+     for s in SERVERS for c in CASES if c.socket],
 )
 async def test_over_socket(server: str, case: Case, servers: dict[str, ServerThread],
                            capture: Capture) -> None:
     running = servers[server]
-    body = case.data()
+    data = case.data()
     key = f"{case.id}|{server}|{uuid.uuid4().hex}"
     mark = len(capture.records)
-    out = await run_over_socket(running.port, running.recorder, case, body, key)
-    check(case, case.expected_over(server), out, body)
+    out = await run_over_socket(running.port, running.recorder, case, data, key)
+    check(case, case.expected_over(server), out, data)
     assert not capture.problems(mark), capture.problems(mark)
