@@ -304,6 +304,7 @@ class RemoteCatalog:
             outcome = await self._shared_outcome(slot, entry, key, max_age)
         finally:
             entry.inflight = None
+        self._follow_secret(slot, entry, key)  # a write may have found a newer shared secret
         now = self._clock()
         if outcome.denied is not None:
             entry.catalog = None
@@ -336,24 +337,21 @@ class RemoteCatalog:
             await store.ensure_secret()
         except StoreUnavailable:
             return await self._local_outcome(key)
-        self._adopt_secret()
-        kid = self.key_id(key)
-        if kid != slot and kid not in self._entries:
-            self._entries[kid] = entry  # the secret just changed: same entry, new id
+        kid = self._follow_secret(slot, entry, key)
         ns = self._namespace
         hold = 2 * self.timeout + 1  # the lock outlives one upstream request
         deadline = time.monotonic() + hold + 1
         pause = 0.01
         while True:
             try:
-                found = await self._usable(await store.read(ns, kid), entry, max_age)
+                found = await self._usable(await store.read(ns, kid), max_age)
                 if found is not None:
                     return found
                 token = await store.lock(ns, kid, hold)
                 if token is not None:
                     try:  # checked again: the previous holder may have just finished
                         state = await store.read(ns, kid)
-                        found = await self._usable(state, entry, max_age)
+                        found = await self._usable(state, max_age)
                         if found is not None:
                             return found
                         return await self._fetch_and_share(ns, kid, key, state)
@@ -366,8 +364,7 @@ class RemoteCatalog:
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 0.1)
 
-    async def _usable(self, state: StoredState, entry: _Entry,
-                      max_age: float) -> _Outcome | None:
+    async def _usable(self, state: StoredState, max_age: float) -> _Outcome | None:
         """What Redis has that answers this fetch, or None (then someone must fetch)."""
         stored = state.entry
         if stored is not None and stored.state != "ok":
@@ -444,6 +441,14 @@ class RemoteCatalog:
             return _Outcome(denied=denied, denied_for=self.negative_ttl)
         except _Failed as error:
             return _Outcome(failure=str(error), own=True)
+
+    def _follow_secret(self, slot: str, entry: _Entry, key: str) -> str:
+        """Adopt the store's secret; if that changed the key id, file the entry under both."""
+        self._adopt_secret()
+        kid = self.key_id(key)
+        if kid != slot and kid not in self._entries:
+            self._entries[kid] = entry
+        return kid
 
     def _adopt_secret(self) -> None:
         """Hash keys with the store's secret once it is known (it may arrive late)."""

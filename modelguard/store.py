@@ -119,7 +119,7 @@ class RedisCatalogStore:
     ) -> None:
         try:
             import redis
-            from redis.asyncio import Redis
+            from redis.asyncio import ConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError as error:
@@ -137,8 +137,7 @@ class RedisCatalogStore:
             raise ValueError("timeout must be positive and retry_interval not negative")
         self._redis_class = Redis
         self._no_retry = lambda: Retry(NoBackoff(), 0)
-        self._redis_errors: tuple[type[BaseException], ...] = (
-            redis.RedisError, OSError, EOFError, TimeoutError)
+        ConnectionPool.from_url(url)  # a bad URL fails here, not on a request
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
@@ -358,12 +357,11 @@ class RedisCatalogStore:
     async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
         if not self._up and time.monotonic() < self._retry_at:
             raise StoreUnavailable("Redis failed recently")
-        client = self._connection()
         epoch = self._epoch  # a call that began before the last up/down change cannot undo it
         try:
             async with asyncio.timeout(self.timeout):
-                result = await op(client)
-        except self._redis_errors as error:
+                result = await op(self._connection())
+        except Exception as error:  # noqa: BLE001 - whatever Redis does, the request goes on
             if epoch == self._epoch:
                 self._down(error)
             raise StoreUnavailable(type(error).__name__) from None

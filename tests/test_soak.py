@@ -165,7 +165,8 @@ async def test_soak_with_a_flapping_gateway() -> None:
                            min_refresh_interval=0.3, timeout=2)
     with serve(gateway.app()) as gw:
         remote.base_url = gw.url
-        with serve(ModelGuardMiddleware(recorder, catalog=remote)) as app:
+        guarded = ModelGuardMiddleware(recorder, catalog=remote)
+        with serve(guarded, timeout_keep_alive=300) as app:
             deadline = time.monotonic() + DEADLINE
             warm = await drive(app.url, plan(max(REQUESTS // 5, 200), 1), 10_000_000, deadline)
             assert not warm["problems"], warm["problems"][:5]
