@@ -85,8 +85,9 @@ class SidecarMetrics:
             "read, check, catalog lookup), until it was forwarded or refused.",
             ["protocol"], buckets=GUARD_BUCKETS, registry=r)
         self.upstream_errors = Counter(
-            "modelguard_upstream_errors", "Upstream failures: connect (answered 502), timeout "
-            "(504, or a stream cut short), broken (the connection failed mid-response).",
+            "modelguard_upstream_errors", "Upstream failures: connect (unreachable, answered "
+            "502), timeout (no answer in time: 504, or a stream cut short), broken (the "
+            "connection failed: 502, or a stream cut short).",
             ["kind"], registry=r)
         self.in_flight = Gauge(
             "modelguard_in_flight_requests", "Requests being proxied right now.", registry=r)

@@ -66,7 +66,7 @@ class ModelGuardMiddleware:
         if self.serve_models and _is_models_listing(scope):
             await self._models(scope, headers, send)
             return
-        route = self.guard.route(scope.get("method", ""), _paths(scope), headers,
+        route = self.guard.route(scope.get("method", ""), scope_paths(scope), headers,
                                  scope.get("root_path", ""))
         if route is None:
             await self.app(scope, receive, send)
@@ -79,6 +79,7 @@ class ModelGuardMiddleware:
             except BodyError as error:
                 verdict = self.guard.refuse(route, error.reason, error.message)
         if verdict is not None:
+            scope.setdefault("state", {})[STATE_KEY] = verdict
             await self.guard.notify(verdict)
             await _respond(send, verdict)
             return
@@ -89,10 +90,10 @@ class ModelGuardMiddleware:
         whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         verdict = await self.guard.inspect(route, headers, query, whole)
         del whole
+        scope.setdefault("state", {})[STATE_KEY] = verdict
         if not verdict.allowed:
             await _respond(send, verdict)
             return
-        scope.setdefault("state", {})[STATE_KEY] = verdict
         await self.app(scope, _replay(chunks, receive), send)
 
 
@@ -156,7 +157,7 @@ def _listing_protocol(headers: list[tuple[str, str]]) -> str:
     return OPENAI
 
 
-def _paths(scope: Scope) -> tuple[str, ...]:
+def scope_paths(scope: Scope) -> tuple[str, ...]:
     """Every reading of the path: the raw target (decoded once) and the server's decoded path."""
     path = scope.get("path", "")
     raw = scope.get("raw_path")

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from .errors import ANTHROPIC, GEMINI, OPENAI, Reason
 from .guard import normalize_headers
 from .metrics import CONTENT_TYPE, SidecarMetrics
-from .middleware import STATE_KEY, ModelGuardMiddleware
+from .middleware import STATE_KEY, ModelGuardMiddleware, scope_paths
 from .remote import RemoteCatalog
 from .sources import CatalogUnavailable, StaticSource
 from .verdict import Verdict
@@ -85,10 +85,6 @@ _EXCHANGE = "modelguard.sidecar"
 _CURRENT: ContextVar[_Exchange | None] = ContextVar("modelguard_sidecar_exchange", default=None)
 _NOT_VCHAR = re.compile(rb"[^\x21-\x7e]")
 _SCHEME = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-class UpstreamBroken(Exception):
-    """The upstream failed after the response had started: the client connection is cut."""
 
 
 class _ClientGone(Exception):
@@ -234,7 +230,8 @@ class Sidecar:
                 limits=httpx.Limits(max_connections=self.max_connections,
                                     max_keepalive_connections=min(100, self.max_connections)),
                 follow_redirects=False,  # a redirect is the client's to follow
-                cookies=_NoCookies(),    # one client for every caller: never keep cookies
+                # One client serves every caller: it must never keep a cookie.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
                 transport=self._transport,
             )
         return self._client
@@ -296,7 +293,7 @@ class Sidecar:
             watch.cancel()
             await asyncio.gather(pump, watch, return_exceptions=True)
         if not pump.cancelled():
-            pump.result()  # re-raise an upstream failure after the response started
+            pump.result()  # re-raise anything unexpected
 
     async def _exchange(self, request: httpx.Request, send: Send, exchange: _Exchange,
                         protocol: str) -> None:
@@ -305,11 +302,14 @@ class Sidecar:
         except _ClientGone:
             exchange.client_gone = True
             return
-        except httpx.TimeoutException as error:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # unreachable
+            await self._fail(send, exchange, protocol, 502, "connect", error)
+            return
+        except httpx.TimeoutException as error:  # connected, but no answer in time
             await self._fail(send, exchange, protocol, 504, "timeout", error)
             return
-        except httpx.HTTPError as error:
-            await self._fail(send, exchange, protocol, 502, "connect", error)
+        except httpx.HTTPError as error:  # connected, but no usable answer
+            await self._fail(send, exchange, protocol, 502, "broken", error)
             return
         try:
             await send({"type": "http.response.start", "status": response.status_code,
@@ -323,11 +323,12 @@ class Sidecar:
             kind = "timeout" if isinstance(error, httpx.TimeoutException) else "broken"
             exchange.upstream_error = kind
             self.metrics.upstream_errors.labels(kind).inc()
-            logger.warning("modelguard: upstream response cut short (%s) for %s %s",
-                           type(error).__name__, request.method, mask_target(request_target(
-                               request)))
-            raise UpstreamBroken(f"upstream response cut short: {type(error).__name__}") \
-                from None
+            logger.warning("modelguard: upstream response cut short (%s) for %s %s; closing "
+                           "the client connection", type(error).__name__, request.method,
+                           mask_target(request_target(request)))
+            # Returning without the final body message makes the server close the connection
+            # (uvicorn: "ASGI callable returned without completing response"), so the client
+            # sees a truncated response, never one that looks complete.
         except OSError:  # servers on ASGI spec 2.4 raise this when the client has gone
             exchange.client_gone = True
         finally:
@@ -337,8 +338,9 @@ class Sidecar:
                     kind: str, error: Exception) -> None:
         exchange.upstream_error = kind
         self.metrics.upstream_errors.labels(kind).inc()
-        logger.warning("modelguard: upstream %s (%s); answered %d", "timed out" if status == 504
-                       else "unreachable", type(error).__name__, status)
+        logger.warning("modelguard: upstream %s (%s); answered %d",
+                       {"connect": "unreachable", "timeout": "timed out"}.get(kind, "failed"),
+                       type(error).__name__, status)
         body = upstream_error_body(protocol, status, type(error).__name__)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
@@ -427,7 +429,7 @@ class Sidecar:
         else:
             if protocol is None:  # refused before a verdict (or the client left): find out
                 route = self.guard_app.guard.route(
-                    scope.get("method", ""), _paths(scope),
+                    scope.get("method", ""), scope_paths(scope),
                     normalize_headers(scope.get("headers") or []), scope.get("root_path", ""))
                 protocol = route.protocol if route is not None else None
                 model = model or (route.model if route is not None else None)
@@ -536,13 +538,6 @@ class _Local:
         await response(scope, receive, send)
 
 
-class _NoCookies(httpx.Cookies):
-    """A cookie store that keeps nothing (one client serves every caller)."""
-
-    def __init__(self) -> None:
-        super().__init__(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
-
-
 # -- helpers ------------------------------------------------------------------------------------
 
 
@@ -607,12 +602,6 @@ async def _wait_disconnect(receive: Receive, body_done: asyncio.Event) -> None:
             return
 
 
-def _paths(scope: Scope) -> tuple[str, ...]:
-    path = scope.get("path", "")
-    raw = scope.get("raw_path")
-    return (raw.decode("latin-1"), path) if raw else (path,)
-
-
 def _client_target(scope: Scope) -> bytes:
     raw: bytes = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
     query = scope.get("query_string") or b""
@@ -658,7 +647,8 @@ def upstream_error_body(protocol: str, status: int, cause: str) -> bytes:
     """A 502/504 in the caller's protocol shape (the SDKs raise their own error types)."""
     timeout = status == 504
     message = ("modelguard: the upstream did not answer in time" if timeout else
-               "modelguard: the upstream could not be reached") + f" ({cause}); retry later."
+               "modelguard: no answer could be had from the upstream") + \
+        f" ({cause}); retry later."
     if protocol == ANTHROPIC:
         doc: dict[str, Any] = {"type": "error", "error": {
             "type": "timeout_error" if timeout else "api_error", "message": message}}
