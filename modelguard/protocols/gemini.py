@@ -160,7 +160,8 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) ->
             _content(f, contents, cpath)
         else:
             for i, content in enumerate(need_list(contents, cpath)):
-                _content(f, content, f"{cpath}[{i}]")
+                if not _plain_text(content):
+                    _content(f, content, f"{cpath}[{i}]")
     _tools(f, body, path)
     key, cached = ROOT.get(body, "cachedContent")
     if cached is not None:
@@ -169,6 +170,19 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) ->
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
             _generation(f, need_dict(config, join(path, key)), join(path, key))
+
+
+def _plain_text(content: Any) -> bool:
+    """A turn made of plain text parts only: the common case, needing nothing."""
+    if type(content) is not dict or not _PLAIN_CONTENT.issuperset(content):
+        return False
+    parts = content.get("parts")
+    if type(parts) is not list:
+        return False
+    for part in parts:
+        if type(part) is not dict or "text" not in part or not _TEXT_PART.issuperset(part):
+            return False
+    return True
 
 
 def _content(f: Features, content: Any, path: str) -> None:
@@ -225,8 +239,9 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
 
 
 _RESPONSE_KINDS = {kind: PART_DATA[kind] for kind in RESPONSE_PART_DATA}
-#: Keys of a part that holds text only (the fast path).
+#: Keys of a part that holds text only, and of a turn (the fast paths).
 _TEXT_PART = frozenset({"text", "thought", "thoughtSignature", "thought_signature"})
+_PLAIN_CONTENT = frozenset({"role", "parts"})
 
 
 def _mime_of(blob: Any) -> str | None:

@@ -57,8 +57,8 @@ _FILE_KEYS = {"file", "input_file"}
 
 #: Roles whose messages need nothing by themselves (compared exactly: the fast path).
 PLAIN_ROLES = frozenset({"user", "assistant", "system", "developer"})
-#: Message keys that may need something.
-_EXTRAS = frozenset({"tool_calls", "function_call", "audio", "cache_control"})
+#: Keys of a message that can need nothing beyond its content (the fast path).
+_PLAIN_MESSAGE = frozenset({"role", "content", "name"})
 #: Roles whose messages are tool traffic.
 TOOL_ROLES = frozenset({"tool", "function"})
 TOOL_TYPES = frozenset({"function", "custom"})
@@ -96,12 +96,12 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     messages = body.get("messages")
     if messages is None:
         raise malformed("messages", "the messages field is required.")
-    accepts = MESSAGE.accepts
+    plain = _PLAIN_MESSAGE.issuperset
     for i, message in enumerate(need_list(messages, "messages")):
         # The common case, decided without building a path: a chat turn with string content.
-        if type(message) is dict and accepts(message) and _EXTRAS.isdisjoint(message):
+        if type(message) is dict and plain(message) and message.get("role") in PLAIN_ROLES:
             content = message.get("content")
-            if message.get("role") in PLAIN_ROLES and (content is None or isinstance(content, str)):
+            if content is None or isinstance(content, str):
                 continue
         _message(f, message, f"messages[{i}]")
     _tools(f, body)
