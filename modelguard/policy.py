@@ -146,8 +146,8 @@ def _missing(need: Need, ref: ModelRef, entry: ModelInfo, needs: list[Need],
                    f"{need.vendor} model with {need.tag}; model {entry.id!r} is owned by "
                    f"{entry.owned_by or 'an unknown vendor'}.")
     else:
-        message = (f"Model {entry.id!r} does not support {need.tag}, needed by the "
-                   f"{need.what} at {need.path}.")
+        message = (f"Model {entry.id!r} does not support {need.tag}, needed for {need.what} "
+                   f"(at {need.path}).")
     if others:
         message += (" Remove it, or use a model that has every capability this request "
                     f"needs: {', '.join(others)}.")

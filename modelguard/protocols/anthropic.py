@@ -182,7 +182,7 @@ def _block(f: Features, block: Any, path: str) -> None:
     if block.get("cache_control") is not None:
         f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
     if rule.tag is not None:
-        f.need(rule.tag, path, f"{kind} block", VENDOR if rule.server else None)
+        f.need(rule.tag, path, f"the {kind} block", VENDOR if rule.server else None)
     if kind == "document":
         _document(f, block, path)
     elif kind == "web_fetch_tool_result":
@@ -211,7 +211,7 @@ def _document(f: Features, block: dict[str, Any], path: str) -> None:
     elif kind == "content":
         _content(f, source.get("content"), f"{spath}.content", required=True)
     if tag is not None:
-        f.need(tag, path, f"document ({source.get('media_type') or kind})")
+        f.need(tag, path, f"a document ({source.get('media_type') or kind})")
 
 
 def _web_fetch(f: Features, result: Any, path: str) -> None:
@@ -235,7 +235,7 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
     tools = [] if tools is None else need_list(tools, "tools")
     off = choice_type == "none"
     if tools and not off:
-        f.need(TOOL_USE, "tools", "tools")
+        f.need(TOOL_USE, "tools", "tool definitions")
     accepts = TOOL.accepts
     for i, tool in enumerate(tools):
         if type(tool) is dict and accepts(tool) and tool.get("type") is None and tool.get(

@@ -308,7 +308,7 @@ def _tools(f: Features, body: dict[str, Any], path: str) -> None:
                 elif tool[name] is not None:
                     builtins.append((ipath, kind))
     if (declared and not off) or builtins:
-        f.need(TOOL_USE, tpath, "tools")
+        f.need(TOOL_USE, tpath, "tool definitions")
     for ipath, kind in builtins:
         f.need(TOOL_USE, ipath, f"built-in tool {kind}", VENDOR)
     if mode in MODE_FORCED or (names and not off):

@@ -184,7 +184,7 @@ def _part(f: Features, part: Any, path: str) -> None:
         elif kind in _FILE_KEYS:
             tag = _file_tag(part.get("file"), f"{path}.file")
         if tag is not None:
-            f.need(tag, path, f"{kind} part")
+            f.need(tag, path, f"the {kind} part")
         what = kind
     if part.get("cache_control") is not None or part.get("prompt_cache_breakpoint") is not None:
         f.need(CACHE_CONTROL, path, f"a cache breakpoint on a {what or 'media'} part")
@@ -227,7 +227,7 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
     tools = body.get("tools")
     tools = [] if tools is None else need_list(tools, "tools")
     if tools and not off:
-        f.need(TOOL_USE, "tools", "tools")
+        f.need(TOOL_USE, "tools", "tool definitions")
     for i, tool in enumerate(tools):
         path = f"tools[{i}]"
         TOOL.check(need_dict(tool, path), path)
