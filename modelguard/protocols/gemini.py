@@ -75,6 +75,7 @@ SCHEMA_KEYS = ("responseSchema", "responseJsonSchema", "_responseJsonSchema",
 #: functionCallingConfig modes: NONE switches function calling off; ANY/VALIDATED force it.
 MODE_NONE = frozenset({"NONE", 3})
 MODE_FORCED = frozenset({"ANY", 2, "VALIDATED", 4})
+MODES = MODE_NONE | MODE_FORCED | {None, "MODE_UNSPECIFIED", 0, "AUTO", 1}
 
 ROOT = Keys("contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
             "cachedContent", "generateContentRequest", "model", gemini=True)
@@ -288,7 +289,10 @@ def _tools(f: Features, body: dict[str, Any], path: str) -> None:
         if calling is not None:
             fpath = f"{cpath}.{ckey}"
             CALLING.check(need_dict(calling, fpath), fpath)
-            mode = _enum(CALLING.get(calling, "mode")[1])
+            mkey, mode = CALLING.get(calling, "mode")
+            mode = _enum(mode, f"{fpath}.{mkey}")
+            if mode not in MODES:
+                f.unknown.append((f"{fpath}.{mkey}", f"function calling mode {mode}"))
             names = CALLING.get(calling, "allowedFunctionNames")[1]
     off = mode in MODE_NONE
     key, tools = ROOT.get(body, "tools")
@@ -316,10 +320,13 @@ def _tools(f: Features, body: dict[str, Any], path: str) -> None:
 
 
 
-def _enum(value: Any) -> str | int | None:
+def _enum(value: Any, path: str) -> str | int | None:
+    """An enum given by name (any case) or number, as proto3 JSON allows."""
     if type(value) is str:
         return value.upper()
-    return value
+    if value is None or type(value) is int:
+        return value
+    raise malformed(path, "expected an enum name or number.")
 
 
 def _generation(f: Features, config: dict[str, Any], path: str) -> None:
@@ -327,7 +334,7 @@ def _generation(f: Features, config: dict[str, Any], path: str) -> None:
     _, modalities = GENERATION.get(config, "responseModalities")
     if modalities is not None:
         for modality in need_list(modalities, path):
-            modality = _enum(modality)
+            modality = _enum(modality, path)
             if modality not in MODALITIES:
                 f.unknown.append((path, f"response modality {modality}"))
             elif MODALITIES[modality] is not None:
@@ -373,7 +380,8 @@ def _thinks(config: dict[str, Any], path: str) -> bool:
         return False
     if budget is not None:
         return True
-    level = _enum(THINKING_CONFIG.get(config, "thinkingLevel")[1])
+    key, level = THINKING_CONFIG.get(config, "thinkingLevel")
+    level = _enum(level, f"{path}.{key}")
     if level not in (None, "THINKING_LEVEL_UNSPECIFIED", 0):
         return True
     key, include = THINKING_CONFIG.get(config, "includeThoughts")

@@ -99,9 +99,11 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     plain = _PLAIN_MESSAGE.issuperset
     for i, message in enumerate(need_list(messages, "messages")):
         # The common case, decided without building a path: a chat turn with string content.
-        if type(message) is dict and plain(message) and message.get("role") in PLAIN_ROLES:
+        if type(message) is dict and plain(message):
+            role = message.get("role")
             content = message.get("content")
-            if content is None or isinstance(content, str):
+            if (type(role) is str and role in PLAIN_ROLES
+                    and (content is None or isinstance(content, str))):
                 continue
         _message(f, message, f"messages[{i}]")
     _tools(f, body)
@@ -139,7 +141,7 @@ def _model(f: Features, body: dict[str, Any]) -> None:
 def _message(f: Features, message: Any, path: str) -> None:
     MESSAGE.check(need_dict(message, path), path)
     role = message.get("role")
-    if type(role) is str and role.lower() in TOOL_ROLES:
+    if role is not None and need_str(role, f"{path}.role").lower() in TOOL_ROLES:
         f.need(TOOL_USE, path, f"a {role} message (tool result in the history)")
     if message.get("cache_control") is not None:
         f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
@@ -231,15 +233,17 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
     for i, tool in enumerate(tools):
         path = f"tools[{i}]"
         TOOL.check(need_dict(tool, path), path)
-        kind = tool.get("type", "function")
+        kind = need_str(tool.get("type", "function"), f"{path}.type")
         if kind not in TOOL_TYPES:
-            f.unknown.append((path, str(kind)))
+            f.unknown.append((path, kind))
         if tool.get("cache_control") is not None:
             f.need(CACHE_CONTROL, path, "a cache_control breakpoint on a tool")
     if forced:
         f.need(TOOL_USE, "tool_choice", "a forced tool_choice")
     functions = body.get("functions")
     call = body.get("function_call")
+    if call is not None and type(call) is not str:
+        need_dict(call, "function_call", "a string or an object")
     call_off = type(call) is str and call.lower() == "none"
     if functions is not None and need_list(functions, "functions") and not call_off:
         f.need(TOOL_USE, "functions", "functions")
@@ -267,9 +271,13 @@ def _thinking(f: Features, body: dict[str, Any]) -> None:
     if reasoning is not None:
         REASONING.check(need_dict(reasoning, "reasoning"), "reasoning")
         enabled = reasoning.get("enabled")
+        need_bool(enabled, "reasoning.enabled")
         effort = reasoning.get("effort")
-        on = enabled is True or reasoning.get("max_tokens") is not None or (
-            type(effort) is str and effort.lower() != "none")
+        if effort is not None:
+            effort = need_str(effort, "reasoning.effort")
+        budget = token_count(reasoning.get("max_tokens"), "reasoning.max_tokens")
+        on = enabled is True or budget is not None or (
+            effort is not None and effort.lower() != "none")
         if on and enabled is not False:
             f.need(THINKING, "reasoning", "reasoning", output=True)
     thinking = body.get("thinking")
