@@ -39,7 +39,7 @@ def _b64(n_bytes: int) -> str:
 
 def _schema(i: int) -> dict:
     return {"type": "object", "properties": {
-        "query": {"type": "string", "description": _text(12)},
+        "query": {"type": "string", "description": _text(16)},
         "limit": {"type": "integer", "minimum": 1, "maximum": 100},
         "filters": {"type": "array", "items": {"type": "string"}},
         f"option_{i}": {"type": "boolean"},
@@ -90,9 +90,9 @@ def _openai(model: str, messages: list, **extra) -> bytes:
 
 
 def _openai_agent(model: str = "gpt-5-4") -> bytes:
-    tools = [{"type": "function", "function": {"name": f"tool_{i}", "description": _text(25),
+    tools = [{"type": "function", "function": {"name": f"tool_{i}", "description": _text(30),
                                                "parameters": _schema(i)}} for i in range(12)]
-    messages = [{"role": "system", "content": _text(60)}]
+    messages = [{"role": "system", "content": _text(140)}]
     for i in range(9):
         messages.append({"role": "user", "content": _text(40)})
         messages.append({"role": "assistant", "content": _text(20), "tool_calls": [
@@ -122,7 +122,7 @@ def _gemini(contents: list, **extra) -> bytes:
 
 
 def _gemini_agent() -> bytes:
-    tools = [{"functionDeclarations": [{"name": f"tool_{i}", "description": _text(25),
+    tools = [{"functionDeclarations": [{"name": f"tool_{i}", "description": _text(30),
                                         "parameters": _schema(i)} for i in range(12)]}]
     contents = []
     for i in range(10):
@@ -132,7 +132,7 @@ def _gemini_agent() -> bytes:
             {"functionCall": {"name": f"tool_{i}", "args": {"query": _text(8)}}}]})
     contents[-1] = {"role": "user", "parts": [
         {"functionResponse": {"name": "tool_9", "response": {"result": _text(40)}}}]}
-    return _gemini(contents, tools=tools, systemInstruction={"parts": [{"text": _text(60)}]},
+    return _gemini(contents, tools=tools, systemInstruction={"parts": [{"text": _text(90)}]},
                    generationConfig={"maxOutputTokens": 4096, "temperature": 0.2})
 
 
