@@ -24,15 +24,15 @@ def outcome(raw: bytes, depth: int = 128, accelerated: bool = True):
 def same_value(fast, slow) -> bool:
     """Equal, except that a LongString stands for a long string by its head (or nothing)."""
     if isinstance(fast, LongString):
-        return isinstance(slow, str) and len(slow.encode()) > KEEP_BYTES and (
-            fast is DROPPED or slow.startswith(fast))
+        return isinstance(slow, str) and len(slow.encode("utf-8", "surrogatepass")) > KEEP_BYTES \
+            and (fast is DROPPED or slow.startswith(fast))
     if type(fast) is not type(slow):
         return False
     if isinstance(fast, dict):
         return fast.keys() == slow.keys() and all(same_value(fast[k], slow[k]) for k in fast)
     if isinstance(fast, list):
         return len(fast) == len(slow) and all(map(same_value, fast, slow))
-    return fast == slow
+    return fast == slow or (fast != fast and slow != slow)
 
 
 def agree(raw: bytes, depth: int = 128) -> None:

@@ -43,22 +43,14 @@ from modelguard import Catalog, Guard
 from modelguard.policy import Options, read_features, required_tags
 from modelguard.routing import match_route
 
+from .fuzz._common import drive
+
 ANTHROPIC, OPENAI, GEMINI = "anthropic", "openai", "gemini"
 VENDOR = {ANTHROPIC: "anthropic", OPENAI: "openai", GEMINI: "google"}
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "sdk").glob("*.json"))
 #: Multiplies every max_examples, for long bug hunts (``MODELGUARD_PROPERTY_SCALE=50``).
 SCALE = max(1, int(os.environ.get("MODELGUARD_PROPERTY_SCALE", "1")))
 MAX_DEPTH = 128
-
-
-def run(coro: Any) -> Any:
-    """Drive a coroutine that never waits (a static catalog needs no I/O) without a loop."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coro.close()
-    raise AssertionError("Guard.check suspended although its catalog is static")
 
 
 # ==================================================================================================
@@ -971,7 +963,7 @@ CAP_TOKEN = {ANTHROPIC: "invalid_request_error", OPENAI: "max_tokens_exceeded",
 
 
 def check(guard: Guard, target: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
-    return run(guard.check("POST", target, headers or {"content-type": "application/json"},
+    return drive(guard.check("POST", target, headers or {"content-type": "application/json"},
                            body))
 
 

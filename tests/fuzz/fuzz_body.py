@@ -35,16 +35,14 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.fuzz._common import Bytes, atheris, drive, main  # noqa: E402
+from tests.test_decoders import same_value  # noqa: E402
 
 # libFuzzer gets coverage feedback from modelguard only when this runs as the fuzzer.
 INSTRUMENT = atheris is not None and __name__ == "__main__"
 with atheris.instrument_imports(include=["modelguard"]) if INSTRUMENT else nullcontext():
     from modelguard import Catalog, Guard
     from modelguard.body import (
-        DROPPED,
-        KEEP_BYTES,
         BodyError,
-        LongString,
         decode_content,
         parse_json,
     )
@@ -90,20 +88,6 @@ def outcome(body: bytes, depth: int, accelerated: bool) -> tuple[str, Any]:
         return "ok", parse_json(body, depth, accelerated=accelerated)
     except BodyError as error:
         return "refused", error.reason
-
-
-def same_value(fast: Any, slow: Any) -> bool:
-    """Equal, except that a LongString stands for a long string by its head (or nothing)."""
-    if isinstance(fast, LongString):
-        return isinstance(slow, str) and len(slow.encode("utf-8", "surrogatepass")) > KEEP_BYTES \
-            and (fast is DROPPED or slow.startswith(fast))
-    if type(fast) is not type(slow):
-        return False
-    if isinstance(fast, dict):
-        return fast.keys() == slow.keys() and all(same_value(fast[k], slow[k]) for k in fast)
-    if isinstance(fast, list):
-        return len(fast) == len(slow) and all(map(same_value, fast, slow))
-    return fast == slow or (fast != fast and slow != slow)
 
 
 def check_decoders(body: bytes, depth: int) -> None:
