@@ -116,7 +116,7 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
             piece = inflater.decompress(pending, _CHUNK)
             size += len(piece)
             if size > limit:
-                raise _too_large(limit, "after decompression")
+                raise too_large(limit, "after decompression")
             out.append(piece)
             pending = inflater.unconsumed_tail
             if inflater.eof:
@@ -128,7 +128,7 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
         ) from None
     size += len(tail)
     if size > limit:
-        raise _too_large(limit, "after decompression")
+        raise too_large(limit, "after decompression")
     if not inflater.eof or inflater.unused_data:
         raise BodyError(
             Reason.INVALID, f"The {coding} body is truncated or has trailing bytes."
@@ -137,17 +137,13 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
     return b"".join(out)
 
 
-def _too_large(limit: int, when: str = "") -> BodyError:
+def too_large(limit: int, when: str = "") -> BodyError:
     suffix = f" {when}" if when else ""
     return BodyError(
         Reason.TOO_LARGE,
         f"The request body is larger than the {limit}-byte limit{suffix}; "
         "send less content per request (for large media, use a file or URL reference).",
     )
-
-
-def too_large(limit: int) -> BodyError:
-    return _too_large(limit)
 
 
 def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True) -> Any:

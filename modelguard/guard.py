@@ -24,7 +24,7 @@ from .policy import (
     required_tags,
 )
 from .routing import Route, is_post, match_route
-from .sources import NO_CREDENTIAL, CatalogUnavailable, as_source
+from .sources import CatalogUnavailable, as_source, no_credential
 from .verdict import PASS, Verdict, refusal
 
 __all__ = ["Guard", "Headers"]
@@ -177,7 +177,7 @@ class Guard:
             credential = credential_of(headers, query)
         try:
             if self.source.needs_credential and credential is None:
-                raise NO_CREDENTIAL
+                raise no_credential()
             catalog = await self.source.catalog_for(credential)
             violations = judge(route, features, catalog, self.options)
             if any(v.reason == Reason.UNSUPPORTED_MODEL for v in violations):

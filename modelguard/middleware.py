@@ -20,7 +20,7 @@ from .errors import ANTHROPIC, GEMINI, OPENAI, envelope
 from .guard import Guard, credential_of, normalize_headers
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
 from .routing import canonical_path
-from .sources import NO_CREDENTIAL, CatalogUnavailable
+from .sources import CatalogUnavailable, no_credential
 from .verdict import Verdict
 
 __all__ = ["ModelGuardMiddleware"]
@@ -130,7 +130,7 @@ class ModelGuardMiddleware:
         protocol = _listing_protocol(headers)
         try:
             if source.needs_credential and credential is None:
-                raise NO_CREDENTIAL
+                raise no_credential()
             catalog = await source.catalog_for(credential)
         except CatalogUnavailable as error:
             status, body, extra = envelope(protocol, error.reason, error.message,

@@ -30,7 +30,7 @@ import httpx
 
 from .catalog import Catalog, CatalogError, ModelInfo
 from .errors import Reason
-from .sources import CatalogUnavailable
+from .sources import CatalogUnavailable, no_credential
 from .store import StoredEntry, StoredState, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -234,11 +234,7 @@ class RemoteCatalog:
     def _credential(self, credential: str | None) -> str:
         key = self._api_key if self._api_key is not None else credential
         if not key:
-            raise CatalogUnavailable(
-                Reason.UNAUTHENTICATED,
-                "No API key: send it as x-api-key, Authorization: Bearer, x-goog-api-key or "
-                "?key=.",
-            )
+            raise no_credential()
         return key
 
     def _unavailable(self, entry: _Entry, now: float) -> CatalogUnavailable:

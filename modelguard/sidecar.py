@@ -116,29 +116,18 @@ class _Exchange:
 # -- the app ------------------------------------------------------------------------------------
 
 
-def create_app(
-    upstream: str,
-    catalog: object | None = None,
-    *,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    read_timeout: float = DEFAULT_READ_TIMEOUT,
-    on_violation: Callable[[Verdict], Any] | None = None,
-    max_connections: int = 1000,
-    transport: httpx.AsyncBaseTransport | None = None,
-    **guard_options: Any,
-) -> Starlette:
+def create_app(upstream: str, catalog: object | None = None, **options: Any) -> Starlette:
     """A Starlette app that guards the routes of decisions.md §1 and forwards all to ``upstream``.
 
     ``catalog`` is a :class:`~modelguard.Catalog`, a catalog source, a path to a catalog JSON
     file, or a gateway base URL (``RemoteCatalog(url)``, forwarding mode); by default
     ``RemoteCatalog(upstream)`` in forwarding mode (each caller's key selects its catalog).
-    ``guard_options`` go to :class:`~modelguard.ModelGuardMiddleware` (``mode``,
+    ``options`` are :class:`Sidecar`'s (timeouts, ``on_violation``, ``max_connections``,
+    ``transport``); the rest go to :class:`~modelguard.ModelGuardMiddleware` (``mode``,
     ``max_body_bytes``, ``max_depth``, ``allow_unknown_content``). The :class:`Sidecar` is at
     ``app.state.sidecar``.
     """
-    sidecar = Sidecar(upstream, catalog, connect_timeout=connect_timeout,
-                      read_timeout=read_timeout, on_violation=on_violation,
-                      max_connections=max_connections, transport=transport, **guard_options)
+    sidecar = Sidecar(upstream, catalog, **options)
     app = Starlette(
         routes=[
             Route("/healthz", _Local(sidecar.healthz, sidecar.instrumented)),

@@ -75,7 +75,9 @@ def as_source(catalog: object) -> CatalogSource:
     )
 
 
-NO_CREDENTIAL = CatalogUnavailable(
-    Reason.UNAUTHENTICATED,
-    "No API key: send it as x-api-key, Authorization: Bearer, x-goog-api-key or ?key=.",
-)
+def no_credential() -> CatalogUnavailable:
+    """The refusal for a request that carries no key where the catalog depends on one."""
+    return CatalogUnavailable(
+        Reason.UNAUTHENTICATED,
+        "No API key: send it as x-api-key, Authorization: Bearer, x-goog-api-key or ?key=.",
+    )
