@@ -1,11 +1,11 @@
 """modelguard: stop requests a model cannot serve at the door of an LLM gateway."""
 
 from .catalog import Catalog, CatalogError, ModelInfo
+from .catalog.remote import CatalogChange, RemoteCatalog
+from .catalog.sources import CatalogSource, CatalogUnavailable
+from .catalog.store import RedisCatalogStore
 from .guard import Guard
 from .middleware import ModelGuardMiddleware
-from .remote import CatalogChange, RemoteCatalog
-from .sources import CatalogSource, CatalogUnavailable
-from .store import RedisCatalogStore
 from .verdict import Verdict
 
 __all__ = [

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .catalog import Catalog, CatalogError, ModelInfo
+from .catalog.remote import RemoteCatalog
+from .catalog.sources import CatalogUnavailable
 from .guard import Guard
-from .remote import RemoteCatalog
-from .sources import CatalogUnavailable
 from .verdict import Verdict
 
 __all__ = ["main"]
@@ -199,7 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .sidecar import configure_logging, create_app
+        from .serve.sidecar import configure_logging, create_app
     except ImportError as exc:
         print(f"modelguard serve: needs the serve extra (pip install 'modelguard[serve]'): "
               f"{exc}", file=sys.stderr)

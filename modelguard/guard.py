@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .body import BodyError, too_large, unreadable_encoding
+from .catalog.sources import CatalogUnavailable, as_source, no_credential
 from .errors import Reason
 from .policy import (
     DEFAULT_MAX_BODY_BYTES,
@@ -24,7 +25,6 @@ from .policy import (
     required_tags,
 )
 from .routing import Route, is_post, match_route
-from .sources import CatalogUnavailable, as_source, no_credential
 from .verdict import PASS, Verdict, refusal
 
 __all__ = ["Guard", "Headers"]

@@ -16,11 +16,11 @@ from urllib.parse import parse_qs
 
 from .body import BodyError, too_large
 from .catalog import Catalog
+from .catalog.sources import CatalogUnavailable, no_credential
 from .errors import ANTHROPIC, GEMINI, OPENAI, envelope
 from .guard import Guard, credential_of, normalize_headers
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
 from .routing import canonical_path
-from .sources import CatalogUnavailable, no_credential
 from .verdict import Verdict
 
 __all__ = ["ModelGuardMiddleware"]

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import pytest
 
 from modelguard import Guard, RedisCatalogStore, RemoteCatalog
-from modelguard.remote import RETRY_AFTER
-from modelguard.store import SECRET_ENV
+from modelguard.catalog.remote import RETRY_AFTER
+from modelguard.catalog.store import SECRET_ENV
 
 from .conftest import model_entry
 from .gateway import Gateway

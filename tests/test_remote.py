@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from modelguard import CatalogUnavailable, Guard, ModelGuardMiddleware, RemoteCatalog
-from modelguard.remote import RETRY_AFTER
+from modelguard.catalog.remote import RETRY_AFTER
 
 from .conftest import model_entry
 from .gateway import FakeClock, Gateway

@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 import modelguard
 from modelguard.cli import main
-from modelguard.sidecar import create_app, mask_target
+from modelguard.serve.sidecar import create_app, mask_target
 
 from .conftest import model_entry
 from .gateway import Gateway

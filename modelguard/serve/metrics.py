@@ -17,8 +17,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from .sources import StaticSource
-from .verdict import Verdict
+from ..catalog.sources import StaticSource
+from ..verdict import Verdict
 
 __all__ = ["CONTENT_TYPE", "SidecarMetrics", "model_label"]
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import cachetools
 import httpx
 
-from .catalog import Catalog, CatalogError, ModelInfo
-from .errors import Reason
+from ..errors import Reason
+from .model import Catalog, CatalogError, ModelInfo
 from .sources import CatalogUnavailable, no_credential
 from .store import StoredEntry, StoredState, StoreUnavailable
 

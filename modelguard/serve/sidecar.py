@@ -40,13 +40,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import ANTHROPIC, GEMINI, OPENAI, Reason
-from .guard import normalize_headers
+from ..catalog.remote import RemoteCatalog
+from ..catalog.sources import CatalogUnavailable, StaticSource
+from ..errors import ANTHROPIC, GEMINI, OPENAI, Reason
+from ..guard import normalize_headers
+from ..middleware import STATE_KEY, ModelGuardMiddleware, scope_paths
+from ..verdict import Verdict
 from .metrics import CONTENT_TYPE, SidecarMetrics
-from .middleware import STATE_KEY, ModelGuardMiddleware, scope_paths
-from .remote import RemoteCatalog
-from .sources import CatalogUnavailable, StaticSource
-from .verdict import Verdict
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "Sidecar", "configure_logging",
            "create_app", "mask_target"]

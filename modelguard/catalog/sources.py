@@ -9,8 +9,8 @@ from __future__ import annotations
 from os import PathLike
 from typing import Protocol, runtime_checkable
 
-from .catalog import Catalog
-from .errors import Reason
+from ..errors import Reason
+from .model import Catalog
 
 __all__ = ["CatalogSource", "CatalogUnavailable", "StaticSource", "as_source"]
 

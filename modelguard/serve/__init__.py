@@ -1,0 +1,1 @@
+"""``modelguard serve``: the guarded reverse proxy (sidecar) and its metrics."""
