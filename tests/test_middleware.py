@@ -298,7 +298,7 @@ UNGUARDED = [
     ("PUT", "/v1/chat/completions"),
     ("DELETE", "/v1beta/models/gemini-3-flash:generateContent"),
     ("POST", "/v1/messages/batches"),
-    ("POST", "/v1/responses"),
+    ("POST", "/v1/responses/resp_1/cancel"),
 ]
 
 
@@ -342,7 +342,7 @@ async def test_passthrough_does_not_read_ahead():
 async def test_non_http_scopes_pass_through_untouched(scope_type):
     scope: dict[str, Any] = {"type": scope_type, "asgi": {"version": "3.0"}}
     if scope_type == "websocket":
-        scope.update(path="/v1/messages", raw_path=b"/v1/messages", query_string=b"",
+        scope.update(path="/v1/realtime", raw_path=b"/v1/realtime", query_string=b"",
                      headers=[], root_path="", scheme="ws", subprotocols=[])
     before = dict(scope)
     app = Downstream()
