@@ -16,6 +16,7 @@ from .catalog import Catalog, CatalogError, ModelInfo
 from .catalog.remote import RemoteCatalog
 from .catalog.sources import CatalogUnavailable
 from .guard import Guard
+from .routing import FAMILIES
 from .verdict import Verdict
 
 __all__ = ["main"]
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="catalog JSON file, or the gateway's base URL (fetched with "
                             "BYTESPIKE_API_KEY); default: the bundled sample snapshot")
     check.add_argument("--json", action="store_true", help="print JSON Lines, one per request")
+    _route_options(check)
     check.set_defaults(command="check", run=_check)
 
     listing = commands.add_parser(
@@ -109,8 +111,50 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"),
                        help="log level; access lines are JSON on stderr (default: info)")
+    _route_options(serve)
+    serve.add_argument("--websockets", choices=("refuse", "pass"), default="refuse",
+                       help="websockets to guarded routes: refuse (HTTP 403 before accept) or "
+                            "pass; the sidecar itself never proxies websockets "
+                            "(default: refuse)")
     serve.set_defaults(command="serve", run=_serve)
     return parser
+
+
+def _route_options(command: argparse.ArgumentParser) -> None:
+    """The route settings of routes.md, shared by ``check`` and ``serve``."""
+    command.add_argument("--embeddings", action="store_true",
+                         help="also guard POST /v1/embeddings (the model must be in the "
+                              "catalog)")
+    command.add_argument("--tool-vendor", action="append", default=[], type=_tool_vendor,
+                         metavar="TOOL=OWNER[,OWNER]", dest="tool_vendors",
+                         help="owners whose models may run a server-run tool type, e.g. "
+                              "web_search=openai,deepseek (repeatable; overrides the "
+                              "default vendor of that tool type)")
+    command.add_argument("--stored-state", choices=("allow", "refuse"), default="allow",
+                         help="Responses stored conversation state (previous_response_id, "
+                              "conversation, item_reference): allow or refuse "
+                              "(default: allow)")
+    command.add_argument("--disable-family", action="append", default=[], metavar="FAMILY",
+                         choices=sorted(FAMILIES),
+                         help="do not guard this route family (repeatable): "
+                              + ", ".join(sorted(FAMILIES)))
+
+
+def _tool_vendor(value: str) -> tuple[str, tuple[str, ...]]:
+    tool, sep, owners = value.partition("=")
+    names = tuple(o.strip() for o in owners.split(",") if o.strip())
+    if not sep or not tool.strip() or not names:
+        raise argparse.ArgumentTypeError(f"expected TOOL=OWNER[,OWNER], not {value!r}")
+    return tool.strip(), names
+
+
+def _route_settings(args: argparse.Namespace) -> dict[str, Any]:
+    vendors: dict[str, set[str]] = {}
+    for tool, owners in args.tool_vendors:
+        vendors.setdefault(tool, set()).update(owners)
+    return {"embeddings": args.embeddings, "tool_vendors": vendors,
+            "stored_state": args.stored_state,
+            "route_families": {name: False for name in args.disable_family}}
 
 
 def _seconds(value: str) -> float:
@@ -154,7 +198,8 @@ def _check(args: argparse.Namespace) -> int:
         except CatalogError as exc:
             print(f"modelguard check: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    return asyncio.run(_check_all(Guard(source), args.files, args.json, sys.stdout))
+    guard = Guard(source, **_route_settings(args))
+    return asyncio.run(_check_all(guard, args.files, args.json, sys.stdout))
 
 
 async def _check_all(guard: Guard, files: Sequence[str], as_json: bool, out: TextIO) -> int:
@@ -215,7 +260,8 @@ def _serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     try:
         app = create_app(args.upstream, catalog, connect_timeout=args.connect_timeout,
-                         read_timeout=args.read_timeout, mode=args.mode)
+                         read_timeout=args.read_timeout, mode=args.mode,
+                         websockets=args.websockets, **_route_settings(args))
     except ValueError as exc:
         print(f"modelguard serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -261,6 +307,7 @@ def _report(item: Request, verdict: Verdict, as_json: bool) -> str:
             "status": verdict.status,
             "error": verdict.error,
             "protocol": verdict.protocol,
+            "route": verdict.route,
             "model": verdict.model_id,
             "required": sorted(verdict.required),
         })
@@ -268,7 +315,8 @@ def _report(item: Request, verdict: Verdict, as_json: bool) -> str:
         return f"{item.source}: pass (not a guarded route)"
     if verdict.allowed:
         needs = ", ".join(sorted(verdict.required)) or "text only"
-        return f"{item.source}: allowed {verdict.protocol} {verdict.model_id} [{needs}]"
+        return (f"{item.source}: allowed {verdict.protocol} {verdict.route} {verdict.model_id} "
+                f"[{needs}]")
     first = verdict.violations[0]
     return f"{item.source}: REFUSED {verdict.status} {verdict.token}: {first.message}"
 

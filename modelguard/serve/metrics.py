@@ -89,15 +89,22 @@ class SidecarMetrics:
             "502), timeout (no answer in time: 504, or a stream cut short), broken (the "
             "connection failed: 502, or a stream cut short).",
             ["kind"], registry=r)
+        self.route_requests = Counter(
+            "modelguard_route_requests", "Guarded requests by route (the route table's "
+            "pattern, e.g. /v1/responses) and outcome.",
+            ["route", "outcome"], registry=r)
         self.in_flight = Gauge(
             "modelguard_in_flight_requests", "Requests being proxied right now.", registry=r)
         if source is not None and isinstance(getattr(source, "fetches", None), dict):
             r.register(_CatalogFetches(source))
 
     def observe(self, *, protocol: str | None, outcome: str, reason: str | None,
-                verdict: Verdict | None, guard_seconds: float | None) -> None:
+                verdict: Verdict | None, guard_seconds: float | None,
+                route: str | None = None) -> None:
         label = protocol or UNGUARDED
         self.requests.labels(label, outcome).inc()
+        if route:
+            self.route_requests.labels(route, outcome).inc()
         if outcome == "rejected":
             self.rejections.labels(label, reason or "unknown",
                                    model_label(verdict, self.source)).inc()

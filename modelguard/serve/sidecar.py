@@ -407,6 +407,7 @@ class Sidecar:
         else:
             verdict = exchange.verdict
         protocol = verdict.protocol if verdict is not None and verdict.guarded else None
+        route_name = verdict.route if verdict is not None and verdict.guarded else None
         model = verdict.model_id if verdict is not None else None
         reason = verdict.reason if verdict is not None else None
         if exchange.forwarded:
@@ -421,6 +422,7 @@ class Sidecar:
                     scope.get("method", ""), scope_paths(scope),
                     normalize_headers(scope.get("headers") or []), scope.get("root_path", ""))
                 protocol = route.protocol if route is not None else None
+                route_name = route.name if route is not None else None
                 model = model or (route.model if route is not None else None)
             if exchange.status is None:
                 outcome = "disconnected"
@@ -430,12 +432,14 @@ class Sidecar:
         guarded = protocol is not None
         self.metrics.observe(protocol=protocol, outcome=outcome, reason=reason,
                              verdict=verdict, guard_seconds=exchange.guard_seconds
-                             if guarded and outcome != "disconnected" else None)
+                             if guarded and outcome != "disconnected" else None,
+                             route=route_name)
         entry: dict[str, Any] = {
             "method": scope.get("method"),
             "path": mask_target(_client_target(scope)),
             "status": exchange.status,
             "protocol": protocol,
+            "route": route_name,
             "model": model[:200] if isinstance(model, str) else None,
             "verdict": outcome,
             "reason": reason,
