@@ -213,8 +213,9 @@ def read(body: dict[str, Any], *, counting: bool = False,
             raise malformed(key, f"{key} must be a string or a list of items.")
         for i, item in enumerate(value):
             reader.item(item, f"{key}[{i}]")
-    off = reader.tool_choice(body.get("tool_choice"))
-    reader.tools(body.get("tools"), "tools", off=off, body_level=True)
+    choice = body.get("tool_choice")
+    reader.tools(body.get("tools"), "tools", off=choice == "none", body_level=True)
+    reader.tool_choice(choice)
     _text(f, body.get("text"), "text")
     thinking_off = _reasoning(f, body.get("reasoning"), "reasoning")
     _include(f, body.get("include"), thinking_off)
@@ -264,11 +265,11 @@ class _Reader:
             return
         f = self.f
         if rule.tool:
-            what = f"a {kind} item" + (" (OpenAI-run tool traffic)" if rule.openai else
-                                       " (tool traffic in the history)")
+            what = f"the {kind} item" + (" (OpenAI-run tool traffic)" if rule.openai else
+                                         " (tool traffic in the history)")
             f.need(TOOL_USE, path, what, VENDOR if rule.openai else None, tool=rule.tool_type)
         elif rule.openai:
-            f.need(VENDOR_ONLY, path, f"a {kind} item (context only OpenAI can read)", VENDOR)
+            f.need(VENDOR_ONLY, path, f"the {kind} item (context only OpenAI can read)", VENDOR)
         if rule.parts is not None:
             self.content(item.get(rule.parts), f"{path}.{rule.parts}")
         if rule.special is not None:
@@ -348,17 +349,17 @@ class _Reader:
                 f.models.append(ModelRef(mpath, need_str(model, mpath), only=(IMAGE_GEN,)))
             openai.svg_model(f, tool.get("svg"), f"{path}.svg")
 
-    def tool_choice(self, choice: Any) -> bool:
-        """Record what ``tool_choice`` needs; True when it switches the tools off."""
+    def tool_choice(self, choice: Any) -> None:
+        """Record what ``tool_choice`` needs (``"none"`` switches the tools off)."""
         f = self.f
         if choice is None:
-            return False
+            return
         if type(choice) is str:
             if choice not in TOOL_CHOICE_STRINGS:
                 f.unknown.append(("tool_choice", choice))
             elif choice == "required":
                 f.need(TOOL_USE, "tool_choice", "tool_choice required")
-            return choice == "none"
+            return
         CHOICE.check(need_dict(choice, "tool_choice", "a string or an object"), "tool_choice")
         kind = need_str(choice.get("type"), "tool_choice.type")
         hosted = TOOL_CHOICE_TYPES.get(kind)
@@ -369,7 +370,6 @@ class _Reader:
                    tool=kind)
         else:
             f.need(TOOL_USE, "tool_choice", f"a forced tool_choice {kind}")
-        return False
 
     # -- items that need more than their row -------------------------------------------------
 
