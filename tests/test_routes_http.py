@@ -165,6 +165,5 @@ def test_websocket_passes_when_allowed() -> None:
 
     guarded = ModelGuardMiddleware(app, catalog=CATALOG, websockets="pass")
     with serve(guarded, ws="websockets-sansio", lifespan="off") as server:
-        with ws_client.connect(f"ws://127.0.0.1:{server.port}/v1/responses", open_timeout=5):
-            pass
+        ws_client.connect(f"ws://127.0.0.1:{server.port}/v1/responses", open_timeout=5).close()
     assert seen == ["/v1/responses"]
