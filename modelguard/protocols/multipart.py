@@ -35,7 +35,7 @@ IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 _TEXT_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 _MAX_PARTS = 1000
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_PARAM = re.compile(rf'\s*;\s*({_TOKEN})\s*=\s*(?:({_TOKEN})|"([^"\\]*)")\s*')
+_PARAM = re.compile(rf'\s*;\s*({_TOKEN})\s*=\s*(?:({_TOKEN})|"([^"\\]*)")?\s*')
 _TYPE = re.compile(rf"\s*({_TOKEN}/{_TOKEN}|{_TOKEN})\s*")
 
 
@@ -63,7 +63,7 @@ def parse_header(value: str, where: str | None) -> tuple[str, dict[str, str]]:
                             "a plain quoted value.")
         if name in params:
             raise malformed(where, f"the parameter {name!r} is given twice.")
-        params[name] = param.group(2) if param.group(2) is not None else param.group(3)
+        params[name] = param.group(2) or param.group(3) or ""
         pos = param.end()
     return kind, params
 
