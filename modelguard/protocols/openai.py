@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ._base import (
@@ -216,10 +217,13 @@ def _media_fields(f: Features, obj: dict[str, Any], base: str) -> None:
             f.need(_value_tag(value) or VISION, path, f"an input image ({key})")
         elif type(value) is str:
             mime = data_url_mime(value)
-            if mime is not None:
+            if mime is not None and _MIME.fullmatch(mime.strip()):
                 tag = media_tag(mime)
                 if tag is not None:
                     f.need(tag, path, f"inline media ({key})")
+
+
+_MIME = re.compile(r"[\w.+-]+/[\w.+-]+")
 
 
 def _value_tag(value: Any) -> str | None:
