@@ -164,6 +164,7 @@ def test_websocket_passes_when_allowed() -> None:
             await send({"type": "websocket.close", "code": 1000})
 
     guarded = ModelGuardMiddleware(app, catalog=CATALOG, websockets="pass")
-    with serve(guarded, ws="websockets-sansio", lifespan="off") as server:
-        ws_client.connect(f"ws://127.0.0.1:{server.port}/v1/responses", open_timeout=5).close()
+    with serve(guarded, ws="websockets-sansio", lifespan="off") as server, \
+            ws_client.connect(f"ws://127.0.0.1:{server.port}/v1/responses", open_timeout=5):
+        pass
     assert seen == ["/v1/responses"]
