@@ -212,6 +212,8 @@ def read(body: dict[str, Any], *, counting: bool = False,
         if type(value) is not list:
             raise malformed(key, f"{key} must be a string or a list of items.")
         for i, item in enumerate(value):
+            if type(item) is dict and _plain_message(item):
+                continue
             reader.item(item, f"{key}[{i}]")
     choice = body.get("tool_choice")
     reader.tools(body.get("tools"), "tools", off=choice == "none", body_level=True)
@@ -234,6 +236,32 @@ def read(body: dict[str, Any], *, counting: bool = False,
     openai._output_modalities(f, body)
     openai.grounding(f, body)
     return f
+
+
+_MESSAGE_KEYS = frozenset({"type", "role", "content", "id", "status", "phase"}).issuperset
+_TEXT_PART_KEYS = frozenset({"type", "text", "annotations", "logprobs"}).issuperset
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
+
+
+def _plain_message(item: dict[str, Any]) -> bool:
+    """The common case, decided without building a path: a message (typed or not) whose
+    content is a string or text parts, with only known keys (so no look-alike key either).
+    It needs nothing; anything else goes through the full reading."""
+    if not _MESSAGE_KEYS(item) or type(item.get("role")) is not str:
+        return False
+    kind = item.get("type")
+    if kind is not None and kind != "message":
+        return False
+    content = item.get("content")
+    if type(content) is str:
+        return True
+    if type(content) is not list:
+        return False
+    for part in content:
+        if (type(part) is not dict or not _TEXT_PART_KEYS(part)
+                or part.get("type") not in _TEXT_PARTS):
+            return False
+    return True
 
 
 class _Reader:
