@@ -16,7 +16,8 @@ from modelguard.protocols import responses
 KEYS = ["type", "role", "content", "id", "status", "phase", "output", "tools", "text",
         "image_url", "file_data", "file_id", "prompt_cache_breakpoint", "annotations",
         "result", "outputs", "reasoning", "TYPE", "Role", "ſtatus", "call_id"]
-TYPES = [*responses.ITEMS, *responses.PARTS, *responses.TOOLS, "message", "bogus", None, 3]
+TYPES = [*responses.ITEMS, *responses.PARTS, *responses.TOOLS, "message", "bogus", None, 3,
+         ["input_text"], {"type": "message"}]
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(
     ["user", "assistant", "developer", "x", "data:image/png;base64,AA", "data:video/mp4,AA",
      "https://x/a.png", "none", "high"]))

@@ -258,8 +258,10 @@ def _plain_message(item: dict[str, Any]) -> bool:
     if type(content) is not list:
         return False
     for part in content:
-        if (type(part) is not dict or not _TEXT_PART_KEYS(part)
-                or part.get("type") not in _TEXT_PARTS):
+        if type(part) is not dict or not _TEXT_PART_KEYS(part):
+            return False
+        kind = part.get("type")
+        if type(kind) is not str or kind not in _TEXT_PARTS:
             return False
     return True
 
