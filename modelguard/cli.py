@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -57,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check", help="check request files; exit 0 all allowed, 1 any refused, 2 bad input",
         description="Each FILE holds one request {method, path, headers, body} as a JSON "
-                    "document, or JSON Lines of them; a directory means its .json/.jsonl files; "
-                    "- reads standard input.",
+                    "document, or JSON Lines of them (body: JSON, a string, or body_base64 "
+                    "for bytes such as multipart uploads); a directory means its .json/.jsonl "
+                    "files; - reads standard input.",
     )
     check.add_argument("files", nargs="*", metavar="FILE")
     check.add_argument("--catalog", metavar="FILE|URL",
@@ -361,7 +363,15 @@ def _request(source: str, doc: Any) -> Request:
     if not isinstance(doc, dict) or not isinstance(doc.get("path"), str):
         raise InputError(f"{source}: expected an object with at least a string 'path'")
     body = doc.get("body")
-    if body is None:
+    encoded = doc.get("body_base64")
+    if encoded is not None:
+        if body is not None or not isinstance(encoded, str):
+            raise InputError(f"{source}: 'body_base64' must be a string, without 'body'")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise InputError(f"{source}: 'body_base64' is not base64") from None
+    elif body is None:
         raw = b""
     elif isinstance(body, str):
         raw = body.encode("utf-8", "surrogatepass")

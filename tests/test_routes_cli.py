@@ -51,18 +51,20 @@ def test_check_covers_the_new_routes(tmp_path, capsys) -> None:
 
 def test_check_reads_a_multipart_request(tmp_path, capsys) -> None:
     fx = json.loads((FIXTURES / "routes" / "images-edit.json").read_text())
-    raw = base64.b64decode(fx["body_b64"]).decode("latin-1")
-    # A request file carries the body as text; latin-1 keeps every byte of the upload.
-    record = {"method": "POST", "path": fx["path"], "headers": fx["headers"], "body": raw}
+    record = {"method": "POST", "path": fx["path"], "headers": fx["headers"],
+              "body_base64": fx["body_b64"]}
     file = tmp_path / "edit.json"
     file.write_text(json.dumps(record))
     assert main(["check", "--json", str(file)]) == 0
     row = _rows(capsys)[0]
     assert row["route"] == "/v1/images/edits" and row["model"] == "gpt-image-2"
     assert set(row["required"]) == {"image_gen", "vision"}
-    file.write_text(json.dumps(dict(record, body=raw.replace("gpt-image-2", "gpt-image-9"))))
+    raw = base64.b64decode(fx["body_b64"]).replace(b"gpt-image-2", b"gpt-image-9")
+    file.write_text(json.dumps(dict(record, body_base64=base64.b64encode(raw).decode())))
     assert main(["check", "--json", str(file)]) == 1
     assert _rows(capsys)[0]["error"]["error"]["code"] == "unsupported_model"
+    file.write_text(json.dumps(dict(record, body_base64="not base64!")))
+    assert main(["check", str(file)]) == 2
 
 
 def test_check_stored_state_and_tool_vendor_flags(tmp_path, capsys) -> None:
