@@ -459,3 +459,44 @@ async def test_disabled_family_passes_untouched() -> None:
     assert result.allowed and not result.guarded
     assert (await verdict({"model": "nope"}, "/v1/images/generations",
                           route_families={"responses": False})).status == 400
+
+
+#: routes.md §2.2, written out independently of the reader: item type → (tags, needs openai).
+SPEC_ITEMS: dict[str, tuple[set[str], bool]] = {
+    "message": (set(), False), "function_call": ({"tool_use"}, False),
+    "function_call_output": ({"tool_use"}, False), "custom_tool_call": ({"tool_use"}, False),
+    "custom_tool_call_output": ({"tool_use"}, False), "reasoning": (set(), False),
+    "compaction": (set(), True), "compaction_trigger": (set(), False),
+    "item_reference": (set(), False), "configuration_update": (set(), False),
+    "additional_tools": ({"tool_use"}, False), "agent_message": (set(), True),
+    **{kind: ({"tool_use"}, True) for kind in (
+        "tool_search_call", "tool_search_output", "web_search_call", "file_search_call",
+        "code_interpreter_call", "image_generation_call", "computer_call",
+        "computer_call_output", "local_shell_call", "local_shell_call_output", "shell_call",
+        "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
+        "mcp_approval_request", "mcp_approval_response", "mcp_call", "program",
+        "program_output", "multi_agent_call", "multi_agent_call_output")},
+}
+
+
+def test_spec_item_table_is_the_readers() -> None:
+    from modelguard.protocols import responses
+    assert set(SPEC_ITEMS) == set(responses.ITEMS)
+
+
+@pytest.mark.parametrize("kind", sorted(SPEC_ITEMS))
+async def test_every_item_type_as_the_spec_says(kind: str) -> None:
+    tags, openai_only = SPEC_ITEMS[kind]
+    item = {"type": kind, "role": "user", "content": "x"} if kind == "message" else \
+        {"type": kind, "id": "x"}
+    assert await needs(r(input=[item])) == tags
+    other = await verdict({"model": "ds", "input": [item]})
+    assert other.allowed is not openai_only
+    if openai_only:
+        error = json.loads(other.body)["error"]
+        assert (error["code"], error["param"]) == ("unsupported_capability", "input[0]")
+        assert "deepseek" in error["message"] and "openai" in error["message"]
+    if tags:
+        missing = await refused(r(input=[item]), catalog=catalog_of(
+            model_entry("gpt", ALL - tags, "openai")))
+        assert missing == ("unsupported_capability", "input[0]")
