@@ -21,6 +21,7 @@ from .errors import ANTHROPIC, GEMINI, OPENAI, envelope
 from .guard import Guard, credential_of, normalize_headers
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
 from .routing import canonical_path
+from .types import CatalogLike, Mode
 from .verdict import Verdict
 
 __all__ = ["ModelGuardMiddleware"]
@@ -39,9 +40,9 @@ class ModelGuardMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        catalog: object,
+        catalog: CatalogLike,
         *,
-        mode: str = "enforce",
+        mode: Mode = "enforce",
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         allow_unknown_content: bool = False,

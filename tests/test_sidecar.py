@@ -835,5 +835,7 @@ def test_python_m_modelguard_serve_answers_healthz(env):
     assert process.returncode in (0, -signal.SIGTERM), err.decode()
     assert "Application shutdown complete" in err.decode()
     lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
-    assert [line["path"] for line in lines] == ["/v1/models?key=***"]
+    assert len(lines) == len(err.decode().splitlines())  # every line is JSON (--log-format)
+    access = [line for line in lines if line["logger"] == "modelguard.access"]
+    assert [line["path"] for line in access] == ["/v1/models?key=***"]
     assert KEY not in err.decode()

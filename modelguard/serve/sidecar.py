@@ -57,6 +57,7 @@ from ..catalog.sources import CatalogUnavailable, StaticSource
 from ..errors import ANTHROPIC, GEMINI, OPENAI, Reason
 from ..guard import credential_of, normalize_headers
 from ..middleware import STATE_KEY, ModelGuardMiddleware, scope_paths
+from ..types import CatalogLike
 from ..verdict import Verdict
 from .metrics import CONTENT_TYPE, SidecarMetrics
 
@@ -142,7 +143,8 @@ class _Exchange:
 # -- the app ------------------------------------------------------------------------------------
 
 
-def create_app(upstream: str, catalog: object | None = None, **options: Any) -> Starlette:
+def create_app(upstream: str, catalog: CatalogLike | None = None,
+               **options: Any) -> Starlette:
     """A Starlette app that guards the routes of decisions.md §1 and forwards all to ``upstream``.
 
     ``catalog`` is a :class:`~modelguard.Catalog`, a catalog source, a path to a catalog JSON
@@ -175,7 +177,7 @@ class Sidecar:
     def __init__(
         self,
         upstream: str,
-        catalog: object | None = None,
+        catalog: CatalogLike | None = None,
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
@@ -265,8 +267,8 @@ class Sidecar:
         self._health = None
         self.metrics.catalog_loaded()
         self.metrics.reloads.labels("ok").inc()
-        added = sorted(set(catalog.ids()) - set(old.ids()))
-        removed = sorted(set(old.ids()) - set(catalog.ids()))
+        added = sorted(set(catalog.ids) - set(old.ids))
+        removed = sorted(set(old.ids) - set(catalog.ids))
         logger.info("modelguard: catalog reloaded from %s: %d models (added %s, removed %s)",
                     self.catalog_file, len(catalog), ", ".join(added) or "none",
                     ", ".join(removed) or "none")
@@ -814,7 +816,7 @@ def upstream_error_body(protocol: str, status: int, cause: str) -> bytes:
 
 LOG_FORMATS = ("json", "text")
 #: Loggers ``modelguard serve`` writes to stderr in the chosen format.
-_SERVE_LOGGERS = ("modelguard", "uvicorn", "httpx2")
+_SERVE_LOGGERS = ("modelguard", "uvicorn", "httpx2", "asyncio")
 
 
 def _timestamp(created: float | None = None) -> str:
