@@ -37,6 +37,15 @@ logger = logging.getLogger("modelguard")
 
 
 class ModelGuardMiddleware:
+    """Pure ASGI middleware: refuses guarded requests the caller's catalog cannot serve.
+
+    ``catalog`` is a :class:`Catalog`, a catalog source such as ``RemoteCatalog``, or a catalog
+    file path. The other arguments are :class:`Guard`'s (``mode``, ``max_body_bytes``,
+    ``max_depth``, ``allow_unknown_content``, ``on_violation``); ``serve_models`` answers
+    ``GET /v1/models`` from the cached catalog. The verdict of every guarded request is left at
+    ``scope["state"]["modelguard"]`` (``request.state.modelguard``).
+    """
+
     def __init__(
         self,
         app: ASGIApp,
