@@ -346,7 +346,8 @@ def doctor_report() -> dict[str, Any]:
                   f"{platform.system()} {platform.machine()})",
         "accelerator": "C (modelguard._strictjson)" if ACCELERATED
         else "none (pure-Python decoder: same answers, slower)",
-        "http client": {name: version(name) for name in ("httpx2", "httpcore2", "h11", "h2")},
+        "http client": {name: version(name) for name in ("httpx2", "httpcore2", "httpx", "h11",
+                                                           "h2")},
         "server": {name: version(name) for name in ("starlette", "uvicorn", "httptools",
                                                     "uvloop")},
         "libraries": {name: version(name) for name in ("pydantic", "jiter", "cachetools",
