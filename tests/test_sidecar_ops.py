@@ -401,6 +401,23 @@ def test_sighup_reloads_a_changed_catalog_file(upstream, tmp_path):
     assert "catalog reload failed" in err
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signal")
+def test_sighup_without_a_catalog_file_keeps_serving(upstream):
+    _, url = upstream
+    port = free_port()
+    spawned = Spawned(["--upstream", url, "--port", str(port)], {}, port)
+    try:
+        spawned.wait_ready()
+        spawned.process.send_signal(signal.SIGHUP)  # the default action would end the process
+        for _ in range(10):  # still answering while (and after) the signal is handled
+            assert httpx.get(spawned.url + "/livez", timeout=TIMEOUT).status_code == 200
+            time.sleep(0.05)
+        assert spawned.process.poll() is None
+    finally:
+        err = spawned.stop()
+    assert "the catalog is not a file" in err
+
+
 def test_reload_in_process_keeps_requests_going(upstream, tmp_path):
     _, url = upstream
     catalog = tmp_path / "catalog.json"

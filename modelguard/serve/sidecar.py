@@ -145,7 +145,8 @@ class _Exchange:
 
 def create_app(upstream: str, catalog: CatalogLike | None = None,
                **options: Any) -> Starlette:
-    """A Starlette app that guards the routes of decisions.md §1 and forwards all to ``upstream``.
+    """A Starlette app that guards the LLM routes and forwards what it does not refuse to
+    ``upstream``, streamed both ways.
 
     ``catalog`` is a :class:`~modelguard.Catalog`, a catalog source, a path to a catalog JSON
     file, or a gateway base URL (``RemoteCatalog(url)``, forwarding mode); by default
@@ -238,8 +239,9 @@ class Sidecar:
             await self.aclose()
 
     def _install_sighup(self) -> bool:
-        """SIGHUP reloads the catalog file (main thread only; elsewhere call :meth:`reload`)."""
-        if self.catalog_file is None or not hasattr(signal, "SIGHUP"):
+        """SIGHUP reloads the catalog file, and never stops the process (main thread only;
+        elsewhere call :meth:`reload`)."""
+        if not hasattr(signal, "SIGHUP"):
             return False
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
@@ -253,7 +255,8 @@ class Sidecar:
         Returns whether a new catalog was installed. Requests in flight keep the catalog they
         started with; the next ones see the new one."""
         if self.catalog_file is None or not isinstance(self.source, StaticSource):
-            logger.warning("modelguard: reload asked, but the catalog is not a file")
+            logger.warning("modelguard: reload asked, but the catalog is not a file: "
+                           "nothing to reload")
             return False
         try:
             catalog = Catalog.from_file(self.catalog_file)
@@ -654,7 +657,7 @@ def _parse_upstream(upstream: str) -> tuple[str, bytes]:
 def _request_headers(scope: Scope, content: bytes | AsyncIterator[bytes],
                      request_id: str, client_id: bool = True) -> list[tuple[bytes, bytes]]:
     """The caller's headers less hop-by-hop ones, Host (httpx2 sets the upstream's) and the
-    framing (decisions.md §11: the sidecar frames what it forwards itself)."""
+    framing (the sidecar frames what it forwards itself)."""
     raw: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
     named: set[bytes] = set()
     for name, value in raw:
