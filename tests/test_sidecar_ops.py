@@ -584,6 +584,37 @@ def test_a_guarded_body_in_parts_keeps_an_exact_length(parsed):
     assert [v for k, v in seen.headers if k == "content-length"] == [str(len(body))]
 
 
+ODD_HEADERS = {
+    "del-in-value": b"X-Odd: a\x7fb\r\n",
+    "high-bytes-value": b"X-Odd: caf\xc3\xa9\r\n",
+    "nul-in-value": b"X-Odd: a\x00b\r\n",
+    "control-in-value": b"X-Odd: a\x01b\r\n",
+    "odd-name": b"X{Odd}: a\r\n",
+    "space-before-colon": b"X-Odd : a\r\n",
+    "empty-name": b": a\r\n",
+    "obs-fold": b"X-Odd: a\r\n b\r\n",
+    "bare-lf": b"X-Odd: a\nX-Two: b\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_HEADERS))
+def test_odd_header_bytes_never_give_a_5xx(parsed, case):
+    """Whatever a parser lets through, the HTTP client either sends it or the caller gets a
+    502; never a 500, never a header split into two."""
+    standin, port = parsed
+    standin.clear()
+    request = (b"GET /v1/files HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+               ODD_HEADERS[case] + b"\r\n")
+    status = status_of(raw_exchange(port, request))
+    assert status in (200, 400, 502), case
+    if status == 200:
+        (seen,) = standin.requests
+        assert seen.header("x-odd") is not None
+        assert all("\n" not in value and "\r" not in value for _, value in seen.headers)
+    else:
+        assert standin.requests == []
+
+
 class BrokenUpstream:
     """A raw TCP upstream that answers each connection with fixed bytes (what no server
     library sends), then closes."""
