@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelguard import Catalog, ModelGuardMiddleware
 from modelguard.cli import _from_environment, _parser, main
-from modelguard.serve.metrics import MetricsMiddleware
+from modelguard.serve import MetricsMiddleware
 from modelguard.serve.sidecar import LogFormatter, create_app
 
 from .conftest import model_entry
