@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import copy
 import json
 import os
+import platform
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._version import DISTRIBUTION, __version__
 from .catalog import Catalog, CatalogError, ModelInfo
 from .catalog.remote import RemoteCatalog
 from .catalog.sources import CatalogUnavailable
@@ -20,7 +24,7 @@ from .guard import Guard
 from .routing import FAMILIES
 from .verdict import Verdict
 
-__all__ = ["main"]
+__all__ = ["doctor_report", "main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -39,13 +43,83 @@ class Request:
     body: bytes
 
 
+#: Prefix of the environment variables that stand in for ``modelguard serve`` flags.
+ENV_PREFIX = "MODELGUARD_"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "serve":
+        error = _from_environment(args, args.parser, os.environ)
+        if error is not None:
+            print(f"modelguard serve: {error}", file=sys.stderr)
+            return EXIT_USAGE
     return args.run(args)
+
+
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
+_ENV_DEFAULTS = "_env_defaults"
+
+
+def _env_name(action: argparse.Action) -> str:
+    return ENV_PREFIX + action.dest.upper()
+
+
+def _environment_flags(parser: argparse.ArgumentParser) -> None:
+    """Let every option of ``parser`` come from ``MODELGUARD_<OPTION>`` too (named in --help).
+
+    The defaults move aside so that :func:`_from_environment` can tell "not given" apart."""
+    defaults: dict[str, Any] = {}
+    for action in parser._actions:  # noqa: SLF001
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        defaults[action.dest] = action.default
+        appends = isinstance(action, argparse._AppendAction)  # noqa: SLF001
+        action.default = None if appends else _UNSET
+        action.required = False
+        note = f"env {_env_name(action)}" + (", comma-separated" if appends else "")
+        action.help = f"{action.help} [{note}]" if action.help else f"[{note}]"
+    parser.set_defaults(**{_ENV_DEFAULTS: defaults, "parser": parser})
+
+
+def _from_environment(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                      environ: Any) -> str | None:
+    """Fill every flag not given on the command line from ``MODELGUARD_<FLAG>``.
+
+    The command line wins; a value from the environment is checked like the flag's own
+    (type and choices), and a bad one is a usage error naming the variable."""
+    defaults: dict[str, Any] = parser.get_default(_ENV_DEFAULTS) or {}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public iterator
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        appends = isinstance(action, argparse._AppendAction)  # noqa: SLF001
+        given = getattr(args, action.dest)
+        if given is not _UNSET and not (appends and given is None):
+            continue
+        name = _env_name(action)
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            setattr(args, action.dest, copy.copy(defaults.get(action.dest)))
+            continue
+        values = [v.strip() for v in raw.split(",") if v.strip()] \
+            if appends else [raw]
+        parsed = []
+        for value in values:
+            try:
+                converted = action.type(value) if callable(action.type) else value
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                return f"{name}={value!r}: {exc}"
+            if action.choices is not None and converted not in action.choices:
+                return f"{name}={value!r}: choose from {', '.join(map(str, action.choices))}"
+            parsed.append(converted)
+        setattr(args, action.dest, parsed if appends else parsed[0])
+    if args.upstream is None:
+        return f"--upstream (or {ENV_PREFIX}UPSTREAM) is required"
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="modelguard",
         description="Check LLM API requests against a gateway's model catalog.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"modelguard {__version__} ({DISTRIBUTION})")
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands")
     check = commands.add_parser(
@@ -89,10 +165,12 @@ def _parser() -> argparse.ArgumentParser:
                     "refused in the protocol's own error shape; everything else, and every "
                     "allowed request, is forwarded to --upstream unchanged (the caller's "
                     "credentials included) and the response streamed back as it arrives. "
-                    "GET /healthz and GET /metrics are the sidecar's own. Needs the serve "
-                    "extra: pip install 'modelguard[serve]'.",
+                    "GET /livez, /readyz, /healthz and /metrics are the sidecar's own; "
+                    "SIGHUP reloads a --catalog file. Every option can also come from the "
+                    "environment variable named in brackets (the command line wins). Needs "
+                    f"the serve extra: pip install '{DISTRIBUTION}[serve]'.",
     )
-    serve.add_argument("--upstream", required=True, metavar="URL",
+    serve.add_argument("--upstream", metavar="URL",
                        help="the gateway to forward to, e.g. https://llm.bytespike.ai")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1)")
@@ -112,13 +190,26 @@ def _parser() -> argparse.ArgumentParser:
                        help="on SIGTERM, seconds to let requests in flight finish (default: 30)")
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"),
-                       help="log level; access lines are JSON on stderr (default: info)")
+                       help="log level (default: info)")
+    serve.add_argument("--log-format", default="json", choices=("json", "text"),
+                       help="every log line on stderr as one JSON object, or as text "
+                            "(default: json)")
     _route_options(serve)
     serve.add_argument("--websockets", choices=("refuse", "pass"), default="refuse",
                        help="websockets to guarded routes: refuse (HTTP 403 before accept) or "
                             "pass; the sidecar itself never proxies websockets "
                             "(default: refuse)")
     serve.set_defaults(command="serve", run=_serve)
+    _environment_flags(serve)
+
+    doctor = commands.add_parser(
+        "doctor", help="print versions, the accelerator and the HTTP stack",
+        description="What a bug report needs: modelguard's version, Python, whether the C "
+                    "accelerator is in use, and the versions of the libraries modelguard "
+                    "runs on (none of them is imported for long: this is safe anywhere).",
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.set_defaults(command="doctor", run=_doctor)
     return parser
 
 
@@ -248,33 +339,68 @@ def _serve(args: argparse.Namespace) -> int:
 
         from .serve.sidecar import configure_logging, create_app
     except ImportError as exc:
-        print(f"modelguard serve: needs the serve extra (pip install 'modelguard[serve]'): "
+        print(f"modelguard serve: needs the serve extra (pip install '{DISTRIBUTION}[serve]'): "
               f"{exc}", file=sys.stderr)
         return EXIT_USAGE
     catalog: object = None
     if args.catalog and _is_url(args.catalog):
         catalog = RemoteCatalog(args.catalog)
     elif args.catalog:
-        try:
-            catalog = Catalog.from_file(args.catalog)
-        except CatalogError as exc:
-            print(f"modelguard serve: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        catalog = args.catalog  # a file: the sidecar reads it (again on SIGHUP)
     try:
         app = create_app(args.upstream, catalog, connect_timeout=args.connect_timeout,
                          read_timeout=args.read_timeout, mode=args.mode,
                          websockets=args.websockets, **_route_settings(args))
-    except ValueError as exc:
+    except ValueError as exc:  # CatalogError included
         print(f"modelguard serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on",
+        log_config=None,     # configure_logging: one format for every line on stderr
         access_log=False,    # modelguard.access logs each request, with keys masked
         server_header=False, date_header=False,  # the upstream's own headers pass through
         timeout_graceful_shutdown=args.shutdown_timeout,
     )
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    report = doctor_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    width = max(len(name) for name in report)
+    for name, value in report.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v or '-'}" for k, v in value.items())
+        print(f"{name.ljust(width)}  {value}")
+    return EXIT_OK
+
+
+def doctor_report() -> dict[str, Any]:
+    """Versions, the accelerator and the HTTP stack (for bug reports; no network)."""
+    from . import ACCELERATED
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "modelguard": f"{__version__} ({DISTRIBUTION})",
+        "python": f"{platform.python_version()} ({platform.python_implementation()}, "
+                  f"{platform.system()} {platform.machine()})",
+        "accelerator": "C (modelguard._strictjson)" if ACCELERATED
+        else "none (pure-Python decoder: same answers, slower)",
+        "http client": {name: version(name) for name in ("httpx2", "httpcore2", "httpx", "h11",
+                                                           "h2")},
+        "server": {name: version(name) for name in ("starlette", "uvicorn", "httptools",
+                                                    "uvloop")},
+        "libraries": {name: version(name) for name in ("pydantic", "jiter", "cachetools",
+                                                       "prometheus_client", "redis")},
+    }
 
 
 async def _fetch(source: RemoteCatalog) -> Catalog:

@@ -25,6 +25,7 @@ from .policy import (
     required_tags,
 )
 from .routing import Route, families, is_post, match_route
+from .types import CatalogLike, Mode
 from .verdict import PASS, Verdict, refusal
 
 __all__ = ["Guard", "Headers"]
@@ -82,9 +83,9 @@ class Guard:
 
     def __init__(
         self,
-        catalog: object,
+        catalog: CatalogLike,
         *,
-        mode: str = "enforce",
+        mode: Mode = "enforce",
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         allow_unknown_content: bool = False,

@@ -21,6 +21,7 @@ from .errors import ANTHROPIC, GEMINI, OPENAI, Reason, envelope
 from .guard import Guard, credential_of, normalize_headers
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
 from .routing import canonical_path
+from .types import CatalogLike, Mode
 from .verdict import Verdict
 
 __all__ = ["ModelGuardMiddleware"]
@@ -36,12 +37,21 @@ logger = logging.getLogger("modelguard")
 
 
 class ModelGuardMiddleware:
+    """Pure ASGI middleware: refuses guarded requests the caller's catalog cannot serve.
+
+    ``catalog`` is a :class:`Catalog`, a catalog source such as ``RemoteCatalog``, or a catalog
+    file path. The other arguments are :class:`Guard`'s (``mode``, ``max_body_bytes``,
+    ``max_depth``, ``allow_unknown_content``, ``on_violation``); ``serve_models`` answers
+    ``GET /v1/models`` from the cached catalog. The verdict of every guarded request is left at
+    ``scope["state"]["modelguard"]`` (``request.state.modelguard``).
+    """
+
     def __init__(
         self,
         app: ASGIApp,
-        catalog: object,
+        catalog: CatalogLike,
         *,
-        mode: str = "enforce",
+        mode: Mode = "enforce",
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         allow_unknown_content: bool = False,

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi import Request as FastAPIRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -609,11 +611,10 @@ async def test_starlette_add_middleware():
 
 
 async def test_fastapi_add_middleware():
-    fastapi = pytest.importorskip("fastapi")
-    app = fastapi.FastAPI()
+    app = FastAPI()
 
     @app.post("/v1/chat/completions")
-    async def chat(request: fastapi.Request) -> dict:
+    async def chat(request: FastAPIRequest) -> dict:
         return {"len": len(await request.body()), "model": request.state.modelguard.model_id}
 
     app.add_middleware(ModelGuardMiddleware, catalog=Catalog.default())
