@@ -7,18 +7,21 @@ lookup and the envelopes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
+from . import rewrite
+from .actions import CLAMP, MAX_TOKENS, REFUSE, STRIP, resolve_actions
 from .body import DECODER_MAX_DEPTH, BodyError, decode_content, parse_json
 from .catalog import Catalog, ModelInfo
 from .errors import GEMINI, Reason
 from .protocols import anthropic, gemini, openai
 from .protocols._base import Features, ModelRef, Need, malformed
 from .routing import CHAT, COUNT_TOKENS, MESSAGES, Route
+from .wording import VENDORS, compose, vendor_name
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DEPTH", "Options", "Violation", "judge",
-           "read_features"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DEPTH", "Options", "Violation", "decode_body",
+           "judge", "read_decoded", "read_features"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 128
@@ -29,33 +32,75 @@ class Options:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     allow_unknown_content: bool = False
+    #: ``{key: action}`` for the keys that are not ``refuse`` (see :mod:`.actions`).
+    actions: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         if not 1 <= self.max_depth <= DECODER_MAX_DEPTH:
             raise ValueError(f"max_depth must be between 1 and {DECODER_MAX_DEPTH}")
+        object.__setattr__(self, "actions", resolve_actions(self.actions))
 
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One reason to refuse a request, with what a person needs to fix it."""
+    """One reason to refuse a request, with what a person needs to fix it.
+
+    ``action`` is what the policy does about it: ``refuse``, or an action that lets the
+    request through (``allow``: unchanged; ``strip``/``clamp``: rewritten).
+    """
 
     reason: str
     message: str
     path: str | None = None
     model: str | None = None
     capability: str | None = None
+    action: str = REFUSE
+    #: The feature as the reader describes it (or the unknown content type).
+    what: str | None = None
+    #: Vendor rule: the ``owned_by`` the feature needs, and the model's own.
+    vendor: str | None = None
+    owner: str | None = None
+    #: Output cap: what was asked for and the model's ``max_output_tokens``.
+    requested: int | None = None
+    limit: int | None = None
+    #: Models of the catalog that have every capability the request keeps needing.
+    alternatives: tuple[str, ...] | None = None
+    #: Why an action could not resolve it (e.g. no thinking budget fits a clamped cap).
+    note: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The actions key: the capability tag, or ``max_tokens`` for the output cap."""
+        if self.reason == Reason.MAX_TOKENS_EXCEEDED:
+            return MAX_TOKENS
+        return self.capability
+
+    @property
+    def refused(self) -> bool:
+        return self.action == REFUSE
 
 
 def read_features(route: Route, body: bytes, content_encodings: Sequence[str],
                   options: Options) -> Features:
     """Decode the body and read what it asks for; raises :class:`BodyError`."""
+    return read_decoded(route, decode_body(route, body, content_encodings, options), options)
+
+
+def decode_body(route: Route, body: bytes, content_encodings: Sequence[str],
+                options: Options) -> bytes:
+    """The body with its content codings undone; raises :class:`BodyError`."""
     if route.ambiguous:
         raise BodyError(Reason.INVALID, "The request path reads as two different routes or "
                         "models once decoded; send it without percent-encoding tricks.")
     if content_encodings:
-        body = decode_content(body, content_encodings, options.max_body_bytes)
+        return decode_content(body, content_encodings, options.max_body_bytes)
+    return body
+
+
+def read_decoded(route: Route, body: bytes, options: Options) -> Features:
+    """:func:`read_features` for a body without content coding."""
     doc = parse_json(body, options.max_depth)
     if type(doc) is not dict:
         raise malformed(None, "the body must be a JSON object.")
@@ -82,9 +127,26 @@ def _needs(features: Features, route: Route, ref: ModelRef | None) -> list[Need]
     return needs
 
 
+#: §12 order: what no client can do without first, then hints; the output cap last.
+ESSENTIAL = ("vision", "audio", "video", "tool_use", "image_gen", "video_gen", "json_schema",
+             "streaming", "logprobs")
+HINTS = ("thinking", "cache_control")
+_TAG_RANK = {tag: (2, i) for i, tag in enumerate(ESSENTIAL)} | {
+    tag: (3, i) for i, tag in enumerate(HINTS)}
+_REASON_RANK = {Reason.UNSUPPORTED_MODEL: (0, 0), Reason.UNSUPPORTED_CONTENT: (1, 0),
+                Reason.MAX_TOKENS_EXCEEDED: (4, 0)}
+
+
+def _rank(violation: Violation) -> tuple[int, int]:
+    if violation.reason == Reason.UNSUPPORTED_CAPABILITY:
+        return _TAG_RANK.get(violation.capability or "", (2, len(ESSENTIAL)))
+    return _REASON_RANK.get(violation.reason, (5, 0))
+
+
 def judge(route: Route, features: Features, catalog: Catalog,
           options: Options) -> list[Violation]:
-    """Every violation, most fundamental first: model, content, capability, output cap."""
+    """Every violation in §12 order (model, content, capabilities, hints, output cap), each
+    with the action the options give it."""
     found: list[Violation] = []
     entries: list[tuple[ModelRef, ModelInfo]] = []
     for ref in features.models:
@@ -100,27 +162,55 @@ def judge(route: Route, features: Features, catalog: Catalog,
                 f"Unknown content type {kind!r} at {path}: modelguard cannot tell which "
                 "capability it needs, so it refuses it. Use a supported content type, or "
                 "set allow_unknown_content=True to let unknown types through.",
-                path, features.models[0].slug if features.models else None,
+                path, features.models[0].slug if features.models else None, what=kind,
             ))
     for ref, entry in entries:
         needs = _needs(features, route, ref)
-        for need in needs:
-            if entry.has(need.tag) and (need.vendor is None or entry.owned_by == need.vendor):
-                continue
-            found.append(_missing(need, ref, entry, needs, catalog))
-        for field, requested in ref.caps:
-            limit = entry.max_output_tokens
-            if limit is not None and requested > limit:
-                found.append(Violation(
-                    Reason.MAX_TOKENS_EXCEEDED,
-                    f"{field} is {requested}, above the {limit} output tokens model "
-                    f"{entry.id!r} can produce. Lower {field} to at most {limit}.",
-                    field, entry.id,
-                ))
-    order = {Reason.UNSUPPORTED_MODEL: 0, Reason.UNSUPPORTED_CONTENT: 1,
-             Reason.UNSUPPORTED_CAPABILITY: 2, Reason.MAX_TOKENS_EXCEEDED: 3}
-    found.sort(key=lambda v: order[v.reason])
+        missing = [need for need in needs if not entry.has(need.tag)
+                   or (need.vendor is not None and entry.owned_by != need.vendor)]
+        limit = entry.max_output_tokens
+        over = [] if limit is None else [(f, n) for f, n in ref.caps if n > limit]
+        if missing or over:
+            found.extend(_model_violations(route, entry, needs, missing, over, catalog,
+                                           options))
+    if len(found) > 1:
+        found.sort(key=_rank)
     return found
+
+
+def _action(key: str, route: Route, options: Options) -> str:
+    action = options.actions.get(key, REFUSE)
+    if action == STRIP and not rewrite.can_strip(route, key):
+        return REFUSE  # e.g. Gemini cachedContent: part of the prompt, nothing to strip
+    return action
+
+
+def _model_violations(route: Route, entry: ModelInfo, needs: list[Need], missing: list[Need],
+                      over: list[tuple[str, int]], catalog: Catalog,
+                      options: Options) -> list[Violation]:
+    """The capability and output-cap violations of one model, worded once all are known."""
+    limit = entry.max_output_tokens
+    cap_action = _action(MAX_TOKENS, route, options)
+    actions = {need.tag: _action(need.tag, route, options) for need in missing}
+    alternatives = None
+    if missing:
+        kept = {n.tag for n in needs if actions.get(n.tag) != STRIP}
+        vendors = {n.vendor for n in needs if n.vendor is not None}
+        room = max(n for _, n in over) if over and cap_action != CLAMP else None
+        alternatives = tuple(catalog.capable(
+            kept, vendor=vendors.pop() if len(vendors) == 1 else None, min_output=room,
+            exclude=entry.id, prefer_owner=entry.owned_by,
+        )) if len(vendors) <= 1 else ()
+    out = [Violation(
+        Reason.UNSUPPORTED_CAPABILITY, "", need.path, entry.id, need.tag, actions[need.tag],
+        what=need.what, vendor=need.vendor if entry.has(need.tag) else None,
+        owner=entry.owned_by, alternatives=alternatives,
+    ) for need in missing]
+    out.extend(Violation(
+        Reason.MAX_TOKENS_EXCEEDED, "", field_path, entry.id, action=cap_action,
+        requested=requested, limit=limit,
+    ) for field_path, requested in over)
+    return [replace(v, message=compose([v])) for v in out]
 
 
 def _unknown_model(ref: ModelRef, catalog: Catalog) -> Violation:
@@ -129,29 +219,11 @@ def _unknown_model(ref: ModelRef, catalog: Catalog) -> Violation:
     suggestion = catalog.suggest(ref.slug)
     if suggestion is not None:
         message += f" Did you mean {suggestion!r}?"
+    else:
+        label, members = catalog.family(ref.slug)
+        if members:
+            name = vendor_name(label) if label in VENDORS else label
+            message += (f" Other {name} models this key can use instead: "
+                        f"{', '.join(members)}.")
     message += " GET /v1/models lists the models this key may use."
     return Violation(Reason.UNSUPPORTED_MODEL, message, ref.path, ref.slug)
-
-
-def _missing(need: Need, ref: ModelRef, entry: ModelInfo, needs: list[Need],
-             catalog: Catalog) -> Violation:
-    vendors = {n.vendor for n in needs if n.vendor is not None}
-    caps = [requested for _, requested in ref.caps]
-    others = catalog.capable(
-        {n.tag for n in needs}, vendor=vendors.pop() if len(vendors) == 1 else None,
-        min_output=max(caps) if caps else None, exclude=entry.id,
-    ) if len(vendors) <= 1 else []
-    if entry.has(need.tag):
-        message = (f"The {need.what} at {need.path} runs on {need.vendor}'s side and needs a "
-                   f"{need.vendor} model with {need.tag}; model {entry.id!r} is owned by "
-                   f"{entry.owned_by or 'an unknown vendor'}.")
-    else:
-        message = (f"Model {entry.id!r} does not support {need.tag}, needed for {need.what} "
-                   f"(at {need.path}).")
-    if others:
-        message += (" Remove it, or use a model that has every capability this request "
-                    f"needs: {', '.join(others)}.")
-    else:
-        message += " Remove it; no other model available to this key has every capability " \
-                   "this request needs."
-    return Violation(Reason.UNSUPPORTED_CAPABILITY, message, need.path, entry.id, need.tag)
