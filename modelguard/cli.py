@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from .actions import PRESETS, resolve_actions
 from .catalog import Catalog, CatalogError, ModelInfo
 from .catalog.remote import RemoteCatalog
 from .catalog.sources import CatalogUnavailable
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="catalog JSON file, or the gateway's base URL (fetched with "
                             "BYTESPIKE_API_KEY); default: the bundled sample snapshot")
     check.add_argument("--json", action="store_true", help="print JSON Lines, one per request")
+    _action_arguments(check)
     check.set_defaults(command="check", run=_check)
 
     listing = commands.add_parser(
@@ -109,8 +111,39 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"),
                        help="log level; access lines are JSON on stderr (default: info)")
+    _action_arguments(serve)
     serve.set_defaults(command="serve", run=_serve)
     return parser
+
+
+def _action_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--actions", metavar="PRESET", choices=tuple(PRESETS),
+        help="start from a named set of actions: compat = strip cache_control and thinking, "
+             "clamp max_tokens (for agent CLIs on mixed catalogs)")
+    command.add_argument(
+        "--action", action="append", default=[], metavar="KEY=ACTION",
+        help="what to do instead of refusing: KEY is a capability tag or max_tokens, ACTION "
+             "refuse, allow, strip (cache_control, thinking) or clamp (max_tokens); "
+             "repeatable, applied after --actions")
+
+
+def _actions(args: argparse.Namespace, command: str) -> dict[str, str] | None:
+    """The actions the flags ask for; None (after a message) when they are not valid."""
+    chosen: dict[str, str] = dict(PRESETS[args.actions]) if args.actions else {}
+    for item in args.action:
+        key, sep, action = item.partition("=")
+        if not sep or not key.strip() or not action.strip():
+            print(f"modelguard {command}: --action takes KEY=ACTION, not {item!r}",
+                  file=sys.stderr)
+            return None
+        chosen[key.strip()] = action.strip()
+    try:
+        resolve_actions(chosen)
+    except ValueError as exc:
+        print(f"modelguard {command}: {exc}", file=sys.stderr)
+        return None
+    return chosen
 
 
 def _seconds(value: str) -> float:
@@ -144,6 +177,9 @@ def _check(args: argparse.Namespace) -> int:
         print("modelguard check: name at least one FILE (or - for standard input)",
               file=sys.stderr)
         return EXIT_USAGE
+    actions = _actions(args, "check")
+    if actions is None:
+        return EXIT_USAGE
     if args.catalog and _is_url(args.catalog):
         source: object = _remote(args.catalog, "check")
         if source is None:
@@ -154,7 +190,8 @@ def _check(args: argparse.Namespace) -> int:
         except CatalogError as exc:
             print(f"modelguard check: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    return asyncio.run(_check_all(Guard(source), args.files, args.json, sys.stdout))
+    return asyncio.run(_check_all(Guard(source, actions=actions), args.files, args.json,
+                                  sys.stdout))
 
 
 async def _check_all(guard: Guard, files: Sequence[str], as_json: bool, out: TextIO) -> int:
@@ -196,6 +233,9 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    actions = _actions(args, "serve")
+    if actions is None:
+        return EXIT_USAGE
     try:
         import uvicorn
 
@@ -215,7 +255,7 @@ def _serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     try:
         app = create_app(args.upstream, catalog, connect_timeout=args.connect_timeout,
-                         read_timeout=args.read_timeout, mode=args.mode)
+                         read_timeout=args.read_timeout, mode=args.mode, actions=actions)
     except ValueError as exc:
         print(f"modelguard serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -263,14 +303,19 @@ def _report(item: Request, verdict: Verdict, as_json: bool) -> str:
             "protocol": verdict.protocol,
             "model": verdict.model_id,
             "required": sorted(verdict.required),
+            "violations": [{"reason": v.reason, "key": v.key, "path": v.path,
+                            "action": v.action} for v in verdict.violations],
+            "adjustments": list(verdict.adjustments),
         })
     if not verdict.guarded:
         return f"{item.source}: pass (not a guarded route)"
     if verdict.allowed:
         needs = ", ".join(sorted(verdict.required)) or "text only"
-        return f"{item.source}: allowed {verdict.protocol} {verdict.model_id} [{needs}]"
-    first = verdict.violations[0]
-    return f"{item.source}: REFUSED {verdict.status} {verdict.token}: {first.message}"
+        adjusted = f" adjusted: {verdict.adjusted_header}" if verdict.adjustments else ""
+        return (f"{item.source}: allowed {verdict.protocol} {verdict.model_id} [{needs}]"
+                f"{adjusted}")
+    message = verdict.error["error"]["message"] if verdict.error else ""
+    return f"{item.source}: REFUSED {verdict.status} {verdict.token}: {message}"
 
 
 def _requests(names: Sequence[str]) -> Iterator[Request | InputError]:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from . import rewrite
-from .actions import CLAMP, REFUSE, STRIP
+from .actions import CLAMP, REFUSE, STRIP, resolve_actions
 from .body import BodyError, too_large, unreadable_encoding
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, as_source, no_credential
@@ -99,7 +99,7 @@ class Guard:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
         self.options = Options(max_body_bytes, max_depth, allow_unknown_content,
-                               actions or {})
+                               resolve_actions(actions))
         self.source = as_source(catalog)
         self.mode = mode
         self.on_violation = on_violation

@@ -51,7 +51,7 @@ _FEATURES = {
     "the input_video part": "video input",
     "the file part": "a file (PDF)",
     "the input_file part": "a file (PDF)",
-    "streaming": "streaming",
+    "streaming": "a streamed response",
     "logprobs": "log probabilities",
     "top_logprobs": "log probabilities (top_logprobs)",
     "responseLogprobs": "log probabilities (responseLogprobs)",
@@ -62,6 +62,10 @@ _FEATURES = {
 }
 _GROUPED = frozenset({Reason.UNSUPPORTED_CAPABILITY, Reason.MAX_TOKENS_EXCEEDED})
 _REASONING_EFFORT = re.compile(r"reasoning_effort (\S+)")
+#: ``inlineData (image/png)``, ``a document (application/pdf)``: media named by its kind.
+_MEDIA = re.compile(r"(inlineData|fileData|inline_data|file_data|a document) \(([^)]*)\)")
+_MEDIA_NOUNS = {"image": "an image", "audio": "audio", "video": "a video",
+                "application/pdf": "a PDF document"}
 
 
 def vendor_name(owner: str | None) -> str | None:
@@ -95,6 +99,14 @@ def feature(what: str) -> str:
     match = _REASONING_EFFORT.fullmatch(what)
     if match is not None:
         return f"reasoning (reasoning_effort {match.group(1)})"
+    match = _MEDIA.fullmatch(what)
+    if match is not None:
+        where, mime = match.groups()
+        if where == "a document" and "/" not in mime:
+            return f"a document (a {mime} source, read as a PDF)"
+        main = mime.split(";", 1)[0].strip().lower()
+        noun = _MEDIA_NOUNS.get(main) or _MEDIA_NOUNS.get(main.split("/", 1)[0], "a file")
+        return f"{noun} ({mime})" if where == "a document" else f"{noun} ({where} {mime})"
     return what
 
 
@@ -152,8 +164,11 @@ def _model_sentences(model_id: str | None, group: Sequence[Violation]) -> list[s
     caps = [v for v in group if v.reason == Reason.MAX_TOKENS_EXCEEDED]
     out: list[str] = []
     if lacking:
-        listed = join_or([f"{v.capability} ({feature(v.what or '')}, at {v.path})"
-                          for v in lacking])
+        by_tag: dict[str | None, list[Violation]] = {}
+        for v in lacking:
+            by_tag.setdefault(v.capability, []).append(v)
+        listed = join_or([f"{tag} ({'; '.join(_where(v) for v in same)})"
+                          for tag, same in by_tag.items()])
         sentence = f"Model {_shown(model_id)} does not support {listed}"
         if caps:
             sentence += ", and " + _join_and(
@@ -168,6 +183,10 @@ def _model_sentences(model_id: str | None, group: Sequence[Violation]) -> list[s
     out.extend(_vendor_sentence(model_id, v) for v in vendor)
     out.append(_remedy(group, [*lacking, *vendor], caps))
     return out
+
+
+def _where(v: Violation) -> str:
+    return f"{feature(v.what or '')}, at {v.path}"
 
 
 def _note(v: Violation) -> str:
