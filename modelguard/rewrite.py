@@ -64,7 +64,16 @@ class RemoveItem(NamedTuple):
     value: str
 
 
-Rule = Remove | RemoveEverywhere | RemoveItem
+class RemoveTyped(NamedTuple):
+    """Remove the objects of the list at ``path`` whose ``type`` starts with ``prefix``; when
+    that empties the list, the member at ``drop`` goes too (it only held them)."""
+
+    path: tuple[Any, ...]
+    prefix: str
+    drop: tuple[Any, ...] | None = None
+
+
+Rule = Remove | RemoveEverywhere | RemoveItem | RemoveTyped
 
 _ANTHROPIC_DATA = frozenset({"input", "input_schema", "output_config", "output_format",
                              "metadata", "mcp_servers", "container", "context_management"})
@@ -75,7 +84,12 @@ _RESPONSES_DATA = frozenset({"parameters", "input_schema", "arguments", "text", 
 #: is part of the prompt, so it cannot be stripped and stays refused.
 STRIPS: dict[tuple[str, str], tuple[Rule, ...]] = {
     ("messages", CACHE_CONTROL): (RemoveEverywhere("cache_control", _ANTHROPIC_DATA),),
-    ("messages", THINKING): (Remove(("thinking",)), Remove(("fallbacks", EACH, "thinking"))),
+    # Context editing's clear_thinking_* strategy only exists with thinking on: it goes too.
+    ("messages", THINKING): (
+        Remove(("thinking",)), Remove(("fallbacks", EACH, "thinking")),
+        RemoveTyped(("context_management", "edits"), "clear_thinking_",
+                    drop=("context_management",)),
+    ),
     ("chat", CACHE_CONTROL): (
         Remove(("messages", EACH, "cache_control")),
         Remove(("messages", EACH, "content", EACH, "cache_control")),
@@ -217,11 +231,29 @@ def _strip(doc: Any, shape: str, feature: str) -> None:
                 del parent[key]
         elif type(rule) is RemoveEverywhere:
             _remove_everywhere(doc, rule.key, rule.skip)
-        else:
+        elif type(rule) is RemoveItem:
             for parent, key in _members(doc, rule.path):
                 items = parent[key]
                 if type(items) is list:
                     parent[key] = [item for item in items if item != rule.value]
+        else:
+            _remove_typed(doc, rule)
+
+
+def _remove_typed(doc: Any, rule: RemoveTyped) -> None:
+    for parent, key in _members(doc, rule.path):
+        items = parent[key]
+        if type(items) is not list:
+            continue
+        kept = [item for item in items if not (
+            type(item) is dict and type(item.get("type")) is str
+            and item["type"].startswith(rule.prefix))]
+        if len(kept) == len(items):
+            continue
+        parent[key] = kept
+        if not kept and rule.drop is not None:
+            for holder, name in _members(doc, rule.drop):
+                del holder[name]
 
 
 def _members(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, Any]]:

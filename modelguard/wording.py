@@ -56,6 +56,7 @@ _FEATURES = {
     "top_logprobs": "log probabilities (top_logprobs)",
     "responseLogprobs": "log probabilities (responseLogprobs)",
     "enable_thinking": "thinking (enable_thinking)",
+    "thinking (thinkingConfig)": "thoughts via thinkingConfig",
     "reasoning": "reasoning",
     "functionCall": "a function call in the history",
     "functionResponse": "a function response in the history",

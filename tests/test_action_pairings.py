@@ -37,7 +37,8 @@ MODEL = "model-under-test"
 #: members (``a.b[2].c``). A member matching is deleted with everything under it.
 STRIPPED = {
     ("anthropic", "cache_control"): [r"(^|\.)cache_control$"],
-    ("anthropic", "thinking"): [r"^thinking$", r"^fallbacks\[\d+\]\.thinking$"],
+    ("anthropic", "thinking"): [r"^thinking$", r"^fallbacks\[\d+\]\.thinking$",
+                                (r"^context_management\.edits\[\d+\]$", "clear_thinking_")],
     ("openai", "cache_control"): [
         r"^messages\[\d+\]\.cache_control$", r"^messages\[\d+\]\.content\[\d+\]\.cache_control$",
         r"^messages\[\d+\]\.content\[\d+\]\.prompt_cache_breakpoint$",
@@ -78,21 +79,41 @@ def pairs(raw: bytes | str) -> Any:
     return json.loads(raw, object_pairs_hook=list)
 
 
-def expected_strip(doc: Any, patterns: list[str]) -> Any:
-    """``doc`` with every member whose path matches a pattern deleted (the oracle)."""
-    compiled = [re.compile(p) for p in patterns]
+def expected_strip(doc: Any, patterns: list[Any]) -> Any:
+    """``doc`` with every member whose path matches a pattern deleted (the oracle).
+
+    A pattern is a regular expression, or (expression, type prefix) for list elements that
+    go only when their ``type`` starts with the prefix. An object left with only an emptied
+    list of such elements goes as a whole (Anthropic ``context_management``).
+    """
+    plain = [re.compile(p) for p in patterns if isinstance(p, str)]
+    typed = [(re.compile(p), prefix) for p, prefix in (q for q in patterns
+                                                      if not isinstance(q, str))]
+
+    def gone(path: str, value: Any) -> bool:
+        if USER_DATA.search(path):
+            return False
+        if any(p.search(path) for p in plain):
+            return True
+        return any(p.search(path) and isinstance(value, dict)
+                   and str(value.get("type", "")).startswith(prefix) for p, prefix in typed)
 
     def walk(node: Any, path: str) -> Any:
         if isinstance(node, dict):
             out = {}
             for key, value in node.items():
                 child = f"{path}.{key}" if path else key
-                if not USER_DATA.search(child) and any(p.search(child) for p in compiled):
+                if gone(child, value):
                     continue
-                out[key] = walk(value, child)
+                kept = walk(value, child)
+                if isinstance(value, dict) and len(value) == 1 and kept != value and kept \
+                        and all(v == [] for v in kept.values()):
+                    continue  # it only held what went
+                out[key] = kept
             return out
         if isinstance(node, list):
-            return [walk(item, f"{path}[{i}]") for i, item in enumerate(node)]
+            return [walk(item, f"{path}[{i}]") for i, item in enumerate(node)
+                    if not gone(f"{path}[{i}]", item)]
         return node
 
     return walk(doc, "")
