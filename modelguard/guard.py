@@ -32,6 +32,7 @@ from .policy import (
 from .protocols._base import Features
 from .routing import Route, is_post, match_route
 from .verdict import PASS, Verdict, refusal
+from .wording import compose
 
 __all__ = ["Guard", "Headers"]
 
@@ -250,8 +251,7 @@ class Guard:
             note = (f"it cannot be lowered: {unfit.path} {unfit.budget} would need at least "
                     f"{unfit.minimum} tokens below the cap; lower or remove the thinking "
                     "budget")
-            violations = [replace(v, action=REFUSE, note=note) if v.action == CLAMP else v
-                          for v in violations]
+            violations = [_renoted(v, note) if v.action == CLAMP else v for v in violations]
             if not plan.strip:
                 return violations, None, ()
             done = rewrite.apply(route, decoded, replace(plan, clamp={}))
@@ -295,6 +295,12 @@ class Guard:
                 await result
         except Exception:
             logger.exception("modelguard: on_violation hook raised")
+
+
+def _renoted(violation: Violation, note: str) -> Violation:
+    """A clamp that cannot apply: refused after all, its message saying why."""
+    refused = replace(violation, action=REFUSE, note=note)
+    return replace(refused, message=compose([refused]))
 
 
 def _clamps(violations: list[Violation]) -> dict[str, int]:
