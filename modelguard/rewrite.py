@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 from .routing import CHAT, COUNT, COUNT_TOKENS, GENERATE, MESSAGES, STREAM, Route
@@ -28,7 +28,9 @@ CACHE_CONTROL, THINKING = "cache_control", "thinking"
 STRIP_ORDER = (CACHE_CONTROL, THINKING)
 EACH = "*"  # a path step: every element of a list
 
-#: Route kind → body shape. A new route reads a known shape, or brings rows of its own.
+#: Route kind → body shape. A new route reads a known shape, or brings rows of its own (the
+#: Responses kinds below are the names its routes are expected to use; a route kind missing
+#: here simply cannot be stripped, and ``strip`` on it stays a refusal).
 SHAPES: dict[str, str] = {
     MESSAGES: "messages", COUNT_TOKENS: "messages", CHAT: "chat",
     GENERATE: "gemini", STREAM: "gemini", COUNT: "gemini",
@@ -78,7 +80,7 @@ Rule = Remove | RemoveEverywhere | RemoveItem | RemoveTyped
 _ANTHROPIC_DATA = frozenset({"input", "input_schema", "output_config", "output_format",
                              "metadata", "mcp_servers", "container", "context_management"})
 _RESPONSES_DATA = frozenset({"parameters", "input_schema", "arguments", "text", "metadata",
-                             "prompt", "schema", "format"})
+                             "schema", "format"})
 
 #: (shape, feature) → what ``strip`` removes. Gemini ``cachedContent`` has no row: the cache
 #: is part of the prompt, so it cannot be stripped and stays refused.
@@ -191,7 +193,7 @@ class _Number(str):
 def apply(route: Route, body: bytes, plan: Plan) -> Rewritten:
     """The body with ``plan`` applied. ``body`` is decoded and has passed the strict reading."""
     shape = SHAPES[route.kind]
-    doc = json.loads(body, parse_int=_Number, parse_float=_Number)
+    doc, exact = _load(body)
     adjustments: list[str] = []
     for feature in STRIP_ORDER:
         if feature in plan.strip:
@@ -216,9 +218,40 @@ def apply(route: Route, body: bytes, plan: Plan) -> Rewritten:
                                "thinking=stripped")
         else:
             adjustments.extend(f"thinking_budget={b}" for b in dict.fromkeys(budgets))
+    return Rewritten(_write(doc, exact), tuple(adjustments))
+
+
+def _load(body: bytes) -> tuple[Any, bool]:
+    """The document, and whether every number must be written back from its literal.
+
+    The common case parses to plain values that the C encoder writes back with the same
+    literals (integers, and floats whose shortest repr is their text); a float literal such
+    as ``1E-1`` or an integer too long for ``int`` makes the exact path keep literals."""
+    changed = False
+
+    def number(text: str) -> float:
+        nonlocal changed
+        value = float(text)
+        if repr(value) != text:
+            changed = True
+        return value
+
+    try:
+        doc = json.loads(body, parse_float=number)
+    except ValueError:  # an integer over the interpreter's digit limit
+        changed = True
+    if changed:
+        return json.loads(body, parse_int=_Number, parse_float=_Number), True
+    return doc, False
+
+
+def _write(doc: Any, exact: bool) -> bytes:
+    if not exact:
+        # ASCII output (non-ASCII as \u escapes, JSON-equal) is the C encoder's fast path
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("ascii")
     out: list[str] = []
     _dump(doc, out)
-    return Rewritten("".join(out).encode("utf-8"), tuple(adjustments))
+    return "".join(out).encode("ascii")
 
 
 # -- strip ------------------------------------------------------------------------------------
@@ -431,7 +464,7 @@ def _format(path: tuple[Any, ...], key: str | None) -> str:
 def _dump(value: Any, out: list[str]) -> None:
     kind = type(value)
     if kind is str:
-        out.append(encode_basestring(value))
+        out.append(encode_basestring_ascii(value))
     elif kind is _Number:
         out.append(value)
     elif kind is dict:
@@ -441,7 +474,7 @@ def _dump(value: Any, out: list[str]) -> None:
             if not first:
                 out.append(",")
             first = False
-            out.append(encode_basestring(key))
+            out.append(encode_basestring_ascii(key))
             out.append(":")
             _dump(item, out)
         out.append("}")
