@@ -52,11 +52,16 @@ class Remove(NamedTuple):
 
 
 class RemoveEverywhere(NamedTuple):
-    """Remove member ``key`` from every object, never entering the members in ``skip`` (user
-    data such as tool schemas and tool inputs, where the name means something else)."""
+    """Remove member ``key`` from the root and from every object reached through the members
+    in ``enter`` (and through every value of the objects in ``enter_values``), at any depth.
+
+    Only the API's own structure is entered, never user data such as tool schemas, tool
+    inputs or unknown fields, where the same name means something else.
+    """
 
     key: str
-    skip: frozenset[str]
+    enter: frozenset[str]
+    enter_values: frozenset[str] = frozenset()
 
 
 class RemoveItem(NamedTuple):
@@ -77,15 +82,16 @@ class RemoveTyped(NamedTuple):
 
 Rule = Remove | RemoveEverywhere | RemoveItem | RemoveTyped
 
-_ANTHROPIC_DATA = frozenset({"input", "input_schema", "output_config", "output_format",
-                             "metadata", "mcp_servers", "container", "context_management"})
-_RESPONSES_DATA = frozenset({"parameters", "input_schema", "arguments", "text", "metadata",
-                             "schema", "format"})
+#: Where Anthropic content blocks live: system, messages, their content, tools, and the
+#: nested content of tool results, search results, documents and fetched pages.
+_ANTHROPIC_BLOCKS = frozenset({"system", "messages", "content", "tools", "source"})
+#: Where Responses parts live: input items, their content and outputs, stored prompt variables.
+_RESPONSES_PARTS = frozenset({"input", "content", "output", "prompt"})
 
 #: (shape, feature) → what ``strip`` removes. Gemini ``cachedContent`` has no row: the cache
 #: is part of the prompt, so it cannot be stripped and stays refused.
 STRIPS: dict[tuple[str, str], tuple[Rule, ...]] = {
-    ("messages", CACHE_CONTROL): (RemoveEverywhere("cache_control", _ANTHROPIC_DATA),),
+    ("messages", CACHE_CONTROL): (RemoveEverywhere("cache_control", _ANTHROPIC_BLOCKS),),
     # Context editing's clear_thinking_* strategy only exists with thinking on: it goes too.
     ("messages", THINKING): (
         Remove(("thinking",)), Remove(("fallbacks", EACH, "thinking")),
@@ -105,7 +111,8 @@ STRIPS: dict[tuple[str, str], tuple[Rule, ...]] = {
     ),
     ("gemini", THINKING): (Remove((_g("generationConfig"), _g("thinkingConfig"))),),
     ("responses", CACHE_CONTROL): (
-        RemoveEverywhere("prompt_cache_breakpoint", _RESPONSES_DATA),
+        RemoveEverywhere("prompt_cache_breakpoint", _RESPONSES_PARTS,
+                         enter_values=frozenset({"variables"})),
         Remove(("prompt_cache_options", "prewarm")),
     ),
     ("responses", THINKING): (
@@ -263,7 +270,7 @@ def _strip(doc: Any, shape: str, feature: str) -> None:
             for parent, key in _members(doc, rule.path):
                 del parent[key]
         elif type(rule) is RemoveEverywhere:
-            _remove_everywhere(doc, rule.key, rule.skip)
+            _remove_everywhere(doc, rule)
         elif type(rule) is RemoveItem:
             for parent, key in _members(doc, rule.path):
                 items = parent[key]
@@ -319,16 +326,19 @@ def _walk(node: Any, path: tuple[Any, ...], found: list[tuple[Any, Any]]) -> Non
                 found.append((node, name))
 
 
-def _remove_everywhere(root: Any, key: str, skip: frozenset[str]) -> None:
+def _remove_everywhere(root: Any, rule: RemoveEverywhere) -> None:
     stack = [root]
     while stack:
         node = stack.pop()
-        if type(node) is dict:
-            node.pop(key, None)
-            stack.extend(value for name, value in node.items()
-                         if name not in skip and type(value) in (dict, list))
-        elif type(node) is list:
+        if type(node) is list:
             stack.extend(value for value in node if type(value) in (dict, list))
+        elif type(node) is dict:
+            node.pop(rule.key, None)
+            for name, value in node.items():
+                if name in rule.enter and type(value) in (dict, list):
+                    stack.append(value)
+                elif name in rule.enter_values and type(value) is dict:
+                    stack.extend(v for v in value.values() if type(v) in (dict, list))
 
 
 # -- clamp ------------------------------------------------------------------------------------
