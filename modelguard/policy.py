@@ -59,9 +59,11 @@ class Violation:
     action: str = REFUSE
     #: The feature as the reader describes it (or the unknown content type).
     what: str | None = None
-    #: Vendor rule: the ``owned_by`` the feature needs, and the model's own.
+    #: Vendor rule: the ``owned_by`` the feature needs (it runs on that vendor's servers),
+    #: the model's own, and whether the model has the tag (then only the owner is wrong).
     vendor: str | None = None
     owner: str | None = None
+    has_capability: bool = False
     #: Output cap: what was asked for and the model's ``max_output_tokens``.
     requested: int | None = None
     limit: int | None = None
@@ -203,8 +205,8 @@ def _model_violations(route: Route, entry: ModelInfo, needs: list[Need], missing
         )) if len(vendors) <= 1 else ()
     out = [Violation(
         Reason.UNSUPPORTED_CAPABILITY, "", need.path, entry.id, need.tag, actions[need.tag],
-        what=need.what, vendor=need.vendor if entry.has(need.tag) else None,
-        owner=entry.owned_by, alternatives=alternatives,
+        what=need.what, vendor=need.vendor, owner=entry.owned_by,
+        has_capability=entry.has(need.tag), alternatives=alternatives,
     ) for need in missing]
     out.extend(Violation(
         Reason.MAX_TOKENS_EXCEEDED, "", field_path, entry.id, action=cap_action,

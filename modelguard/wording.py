@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import Reason
 
@@ -27,7 +27,7 @@ VENDORS = {
     "microsoft": "Microsoft", "nvidia": "NVIDIA", "ibm": "IBM",
 }
 #: Names read with a leading vowel sound although spelt otherwise (and the reverse).
-_AN = frozenset({"xAI", "LG", "MiniMax"}) - {"MiniMax"}
+_AN = frozenset({"xAI", "LG", "NVIDIA"})
 _A = frozenset({"Unicode", "UNIX", "Ubuntu", "OneAI"})
 
 #: Reader descriptions → the feature as users know it (anything else is shown as it is).
@@ -62,9 +62,7 @@ _FEATURES = {
     "functionResponse": "a function response in the history",
 }
 _GROUPED = frozenset({Reason.UNSUPPORTED_CAPABILITY, Reason.MAX_TOKENS_EXCEEDED})
-_REASONING_EFFORT = re.compile(r"reasoning_effort (\S+)")
-#: ``inlineData (image/png)``, ``a document (application/pdf)``: media named by its kind.
-_MEDIA = re.compile(r"(inlineData|fileData|inline_data|file_data|a document) \(([^)]*)\)")
+#: Media kinds by MIME type (or its main type).
 _MEDIA_NOUNS = {"image": "an image", "audio": "audio", "video": "a video",
                 "application/pdf": "a PDF document"}
 
@@ -92,23 +90,48 @@ def a_vendor_model(owner: str | None) -> str:
     return f"{_article(name)} {name} model"
 
 
-def feature(what: str) -> str:
+def feature(what: str, tag: str | None = None) -> str:
     """A reader's description of a feature, in the words its users know it by."""
     known = _FEATURES.get(what)
     if known is not None:
         return known
-    match = _REASONING_EFFORT.fullmatch(what)
-    if match is not None:
-        return f"reasoning (reasoning_effort {match.group(1)})"
-    match = _MEDIA.fullmatch(what)
-    if match is not None:
-        where, mime = match.groups()
-        if where == "a document" and "/" not in mime:
-            return f"a document (a {mime} source, read as a PDF)"
-        main = mime.split(";", 1)[0].strip().lower()
-        noun = _MEDIA_NOUNS.get(main) or _MEDIA_NOUNS.get(main.split("/", 1)[0], "a file")
-        return f"{noun} ({mime})" if where == "a document" else f"{noun} ({where} {mime})"
+    for pattern, words in _PATTERNS:
+        match = pattern.fullmatch(what)
+        if match is not None:
+            return words(match, tag)
     return what
+
+
+def _media(match: re.Match[str], tag: str | None) -> str:
+    where, mime = match.groups()
+    if where == "a document" and "/" not in mime:
+        return f"a document (a {mime} source, read as a PDF)"
+    main = mime.split(";", 1)[0].strip().lower()
+    noun = _MEDIA_NOUNS.get(main) or _MEDIA_NOUNS.get(main.split("/", 1)[0])
+    if noun is None:
+        noun = _TAG_NOUNS.get(tag or "", "a file")
+    if "/" not in mime:
+        mime = "without a MIME type"
+    return f"{noun} ({mime})" if where == "a document" else f"{noun} ({where} {mime})"
+
+
+_PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r"reasoning_effort (\S+)"),
+     lambda m, tag: f"reasoning (reasoning_effort {m.group(1)})"),
+    (re.compile(r"(inlineData|fileData|inline_data|file_data|a document) \(([^)]*)\)"), _media),
+    (re.compile(r"(IMAGE|AUDIO|VIDEO|\d+) output"),
+     lambda m, tag: f"{_MODALITY_NOUNS.get(m.group(1), 'special')} output "
+                    f"(responseModalities {m.group(1)})"),
+    (re.compile(r"tool_choice (\w+)"),
+     lambda m, tag: f"a forced tool choice (tool_choice {m.group(1)})"),
+    (re.compile(r"(\w+) \(Google-run tool traffic\)"),
+     lambda m, tag: f"Google-run tool traffic in the history ({m.group(1)})"),
+    (re.compile(r"function calling mode (\S+)"),
+     lambda m, tag: f"forced function calling (mode {m.group(1)})"),
+)
+_MODALITY_NOUNS = {"IMAGE": "image", "AUDIO": "audio", "VIDEO": "video", "2": "image",
+                   "3": "audio"}
+_TAG_NOUNS = {"vision": "a file read as an image or PDF", "audio": "audio", "video": "a video"}
 
 
 def join_or(items: Sequence[str]) -> str:
@@ -160,8 +183,9 @@ def _unknown_content(found: Sequence[Violation]) -> str:
 
 
 def _model_sentences(model_id: str | None, group: Sequence[Violation]) -> list[str]:
-    lacking = [v for v in group if v.reason == Reason.UNSUPPORTED_CAPABILITY and not v.vendor]
-    vendor = [v for v in group if v.reason == Reason.UNSUPPORTED_CAPABILITY and v.vendor]
+    lacking = [v for v in group
+               if v.reason == Reason.UNSUPPORTED_CAPABILITY and not v.has_capability]
+    vendor = [v for v in group if v.reason == Reason.UNSUPPORTED_CAPABILITY and v.has_capability]
     caps = [v for v in group if v.reason == Reason.MAX_TOKENS_EXCEEDED]
     out: list[str] = []
     if lacking:
@@ -187,7 +211,8 @@ def _model_sentences(model_id: str | None, group: Sequence[Violation]) -> list[s
 
 
 def _where(v: Violation) -> str:
-    return f"{feature(v.what or '')}, at {v.path}"
+    runs = f", run by {vendor_name(v.vendor)}" if v.vendor else ""
+    return f"{feature(v.what or '', v.capability)}, at {v.path}{runs}"
 
 
 def _note(v: Violation) -> str:
@@ -195,8 +220,8 @@ def _note(v: Violation) -> str:
 
 
 def _vendor_sentence(model_id: str | None, v: Violation) -> str:
-    what = feature(v.what or "")
-    return (f"{what[:1].upper()}{what[1:]} (at {v.path}) runs on {vendor_name(v.vendor)}'s "
+    what = feature(v.what or "", v.capability)
+    return (f"{what[:1].upper()}{what[1:]}, at {v.path}, runs on {vendor_name(v.vendor)}'s "
             f"side and needs {a_vendor_model(v.vendor)} with {v.capability}; model "
             f"{_shown(model_id)} is {a_vendor_model(v.owner)}.")
 
