@@ -223,3 +223,22 @@ async def test_output_cap_actions(path: Path, field: str, value: int, action: st
     holder[keys[-1]] = str(limit) if isinstance(holder[keys[-1]], str) else limit
     assert pairs(verdict.rewritten_body) == pairs(json.dumps(want))
     assert verdict.adjustments == (f"max_tokens={limit}",)
+
+
+@pytest.mark.parametrize(("route", "tag"), [("/v1/images/generations", "image_gen"),
+                                            ("/v1/videos/generations", "video_gen")])
+@pytest.mark.parametrize("action", ["refuse", "allow", "strip", "clamp"])
+@pytest.mark.parametrize("coding", ["identity", "gzip"])
+async def test_generation_routes(route: str, tag: str, action: str, coding: str) -> None:
+    """The OpenAI generation routes (no SDK body above needs video_gen on the OpenAI shape)."""
+    body, extra = _encode(json.dumps({"model": MODEL, "prompt": "a cat"}).encode(), coding)
+    catalog = catalog_of(model_entry(MODEL, set(), "openai"))
+    if action in ("strip", "clamp"):
+        with pytest.raises(ValueError, match=f"{tag} cannot be '{action}'"):
+            Guard(catalog, actions={tag: action})
+        return
+    verdict = await Guard(catalog, actions={tag: action}).check("POST", route, extra, body)
+    assert [(v.capability, v.action) for v in verdict.violations] == [(tag, action)]
+    assert verdict.allowed == (action == "allow") and verdict.rewritten_body is None
+    if action == "refuse":
+        assert verdict.error["error"]["code"] == "unsupported_capability"

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from modelguard import Catalog, Guard, ModelGuardMiddleware, RemoteCatalog, rewrite
+from modelguard import Catalog, Guard, ModelGuardMiddleware, RemoteCatalog, rewrite, wording
 from modelguard.serve.sidecar import create_app
 
 from .conftest import ALL_TAGS, catalog_of, model_entry
@@ -507,3 +507,14 @@ def test_sidecar_counts_adjustments_and_every_refusal_reason(caplog) -> None:
                for a in access), access
     assert any(a.get("adjustments") == ["cache_control=stripped", "thinking=stripped",
                                         "max_tokens=64"] for a in access), access
+
+
+@pytest.mark.parametrize(("owner", "words"), [
+    ("anthropic", "an Anthropic model"), ("openai", "an OpenAI model"),
+    ("google", "a Google model"), ("deepseek", "a DeepSeek model"),
+    ("moonshot", "a Moonshot AI model"), ("xai", "an xAI model"),
+    ("bytedance", "a ByteDance model"), ("acme", "an acme model"), ("zeta", "a zeta model"),
+    (None, "a model of unknown owner"),
+])
+def test_vendor_names_and_articles(owner, words) -> None:
+    assert wording.a_vendor_model(owner) == words
