@@ -226,7 +226,7 @@ class Guard:
                                                                decoded)
             forwarded = report or all(not v.refused for v in violations)
         refused = [v for v in violations if v.refused]
-        _log(route, main, violations, adjustments, "refused" if not forwarded else "reported")
+        _log(route, main, violations, adjustments, forwarded)
         if not forwarded:
             return refusal(route.protocol, route.kind, refused[0], model=entry,
                            required=required, violations=tuple(violations), model_id=main)
@@ -313,18 +313,19 @@ def _clamps(violations: list[Violation]) -> dict[str, int]:
 
 
 def _log(route: Route, model: str | None, violations: list[Violation],
-         adjustments: tuple[str, ...], verb: str) -> None:
-    """One INFO line naming every violation (refused, allowed, adjusted)."""
+         adjustments: tuple[str, ...], forwarded: bool) -> None:
+    """INFO lines naming every violation: the refused (or, in report mode, reported) ones,
+    and for a forwarded request the ones an action let through."""
     refused = [v for v in violations if v.refused]
     reasons = list(dict.fromkeys(v.reason for v in refused))
     if refused:
         listed = ", ".join(_named(v) for v in refused)
-        logger.info("modelguard %s %s request for model %r: %s", verb, route.protocol, model,
-                    listed, extra={"modelguard_reason": reasons[0],
-                                   "modelguard_reasons": reasons,
-                                   "modelguard_path": refused[0].path})
+        logger.info("modelguard %s %s request for model %r: %s",
+                    "reported" if forwarded else "refused", route.protocol, model, listed,
+                    extra={"modelguard_reason": reasons[0], "modelguard_reasons": reasons,
+                           "modelguard_path": refused[0].path})
     allowed = [v for v in violations if v.action != REFUSE]
-    if allowed:
+    if allowed and forwarded:
         logger.info("modelguard forwarded %s request for model %r despite %s%s",
                     route.protocol, model, ", ".join(f"{_named(v)} ({v.action})"
                                                      for v in allowed),
