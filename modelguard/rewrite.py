@@ -378,6 +378,8 @@ def _integer(value: Any) -> int | None:
         return int(value)
     if type(value) is int:
         return value
+    if type(value) is float and value.is_integer():
+        return int(value)
     return None
 
 

@@ -220,6 +220,16 @@ async def test_anthropic_budget_lowered_with_the_cap(max_tokens, budget, limit,
     assert verdict.adjustments == tuple(want)
 
 
+@pytest.mark.parametrize("literal", ["32000.0", "3.2e4", "32000"])
+async def test_integral_float_caps_are_clamped(literal: str) -> None:
+    catalog = catalog_of(model_entry("m", {"thinking"}, max_output_tokens=8192))
+    raw = ('{"model":"m","max_tokens":' + literal + ',"messages":[{"role":"user",'
+           '"content":"x"}],"thinking":{"type":"enabled","budget_tokens":16000.0}}')
+    verdict = await check(catalog, raw.encode(), actions={"max_tokens": "clamp"})
+    sent = json.loads(verdict.rewritten_body)
+    assert sent["max_tokens"] == 8192 and sent["thinking"]["budget_tokens"] == 4096
+
+
 async def test_no_valid_budget_refuses_unless_thinking_is_strip() -> None:
     catalog = catalog_of(model_entry("m", {"thinking"}, max_output_tokens=1024))
     body = json.dumps({"model": "m", "max_tokens": 32000, "messages": HI,
