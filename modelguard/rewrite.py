@@ -44,9 +44,15 @@ def _g(name: str) -> tuple[str, str]:
     return name, re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), name)
 
 
+class OfType(NamedTuple):
+    """A path step: every element of a list whose ``type`` is ``value``."""
+
+    value: str
+
+
 class Remove(NamedTuple):
-    """Remove the member at ``path``: keys, :data:`EACH` for every list element, and tuples
-    for alternative spellings of one key."""
+    """Remove the member at ``path``: keys, :data:`EACH` for every list element, :class:`OfType`
+    for the elements of one type, and tuples for alternative spellings of one key."""
 
     path: tuple[Any, ...]
 
@@ -86,7 +92,7 @@ Rule = Remove | RemoveEverywhere | RemoveItem | RemoveTyped
 #: nested content of tool results, search results, documents and fetched pages.
 _ANTHROPIC_BLOCKS = frozenset({"system", "messages", "content", "tools", "source"})
 #: Where Responses parts live: input items, their content and outputs, stored prompt variables.
-_RESPONSES_PARTS = frozenset({"input", "content", "output", "prompt"})
+_RESPONSES_PARTS = frozenset({"input", "instructions", "content", "output", "prompt"})
 
 #: (shape, feature) → what ``strip`` removes. Gemini ``cachedContent`` has no row: the cache
 #: is part of the prompt, so it cannot be stripped and stays refused.
@@ -117,6 +123,7 @@ STRIPS: dict[tuple[str, str], tuple[Rule, ...]] = {
     ),
     ("responses", THINKING): (
         Remove(("reasoning",)), RemoveItem(("include",), "reasoning.encrypted_content"),
+        Remove(("input", OfType("configuration_update"), "reasoning")),
     ),
 }
 
@@ -306,17 +313,18 @@ def _members(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, Any]]:
 
 def _walk(node: Any, path: tuple[Any, ...], found: list[tuple[Any, Any]]) -> None:
     step, rest = path[0], path[1:]
-    if step == EACH:
+    if step == EACH or type(step) is OfType:
         if type(node) is list:
             for index, item in enumerate(node):
+                if type(step) is OfType and (type(item) is not dict
+                                             or item.get("type") != step.value):
+                    continue
                 if rest:
                     _walk(item, rest, found)
                 else:
                     found.append((node, index))
         return
     if type(node) is not dict:
-        return
-    if type(step) is int:
         return
     for name in step if type(step) is tuple else (step,):
         if name in node:

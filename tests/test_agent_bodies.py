@@ -310,3 +310,18 @@ def test_unchanged_requests_pass_byte_for_byte_with_compat(compat_sidecar) -> No
     assert "modelguard-adjusted" not in response.headers
     [got] = standin.wait_for(1)
     assert got.body == raw
+
+
+def test_codex_configuration_update_reasoning_is_stripped_too() -> None:
+    fx = load(CODEX[0])
+    doc = copy.deepcopy(fx["doc"])
+    update = {"type": "configuration_update", "reasoning": {"effort": "high"},
+              "text": {"verbosity": "low"}}
+    history = {"type": "reasoning", "id": "rs_1", "summary": [],
+               "encrypted_content": "gAAAAB"}
+    doc["input"] += [history, update]
+    done = apply(RESPONSES, json.dumps(doc).encode(), Plan(strip=frozenset({"thinking"})))
+    sent = json.loads(done.body)
+    assert sent["input"][-1] == {"type": "configuration_update", "text": {"verbosity": "low"}}
+    assert sent["input"][-2] == history
+    assert sent["input"][:-2] == fx["doc"]["input"]
