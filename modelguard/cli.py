@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._version import DISTRIBUTION, __version__
+from .actions import PRESETS, resolve_actions
 from .catalog import Catalog, CatalogError, ModelInfo
 from .catalog.remote import RemoteCatalog
 from .catalog.sources import CatalogUnavailable
@@ -144,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
                             "BYTESPIKE_API_KEY); default: the bundled sample snapshot")
     check.add_argument("--json", action="store_true", help="print JSON Lines, one per request")
     _route_options(check)
+    _action_arguments(check)
     check.set_defaults(command="check", run=_check)
 
     listing = commands.add_parser(
@@ -199,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="websockets to guarded routes: refuse (HTTP 403 before accept) or "
                             "pass; the sidecar itself never proxies websockets "
                             "(default: refuse)")
+    _action_arguments(serve)
     serve.set_defaults(command="serve", run=_serve)
     _environment_flags(serve)
 
@@ -248,6 +251,34 @@ def _route_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"embeddings": args.embeddings, "tool_vendors": vendors,
             "stored_state": args.stored_state,
             "route_families": {name: False for name in args.disable_family}}
+def _action_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--actions", metavar="PRESET", choices=tuple(PRESETS),
+        help="start from a named set of actions: compat = strip cache_control and thinking, "
+             "clamp max_tokens (for agent CLIs on mixed catalogs)")
+    command.add_argument(
+        "--action", action="append", default=[], metavar="KEY=ACTION",
+        help="what to do instead of refusing: KEY is a capability tag or max_tokens, ACTION "
+             "refuse, allow, strip (cache_control, thinking) or clamp (max_tokens); "
+             "repeatable, applied after --actions")
+
+
+def _actions(args: argparse.Namespace, command: str) -> dict[str, str] | None:
+    """The actions the flags ask for; None (after a message) when they are not valid."""
+    chosen: dict[str, str] = dict(PRESETS[args.actions]) if args.actions else {}
+    for item in args.action:
+        key, sep, action = item.partition("=")
+        if not sep or not key.strip() or not action.strip():
+            print(f"modelguard {command}: --action takes KEY=ACTION, not {item!r}",
+                  file=sys.stderr)
+            return None
+        chosen[key.strip()] = action.strip()
+    try:
+        resolve_actions(chosen)
+    except ValueError as exc:
+        print(f"modelguard {command}: {exc}", file=sys.stderr)
+        return None
+    return chosen
 
 
 def _seconds(value: str) -> float:
@@ -281,6 +312,9 @@ def _check(args: argparse.Namespace) -> int:
         print("modelguard check: name at least one FILE (or - for standard input)",
               file=sys.stderr)
         return EXIT_USAGE
+    actions = _actions(args, "check")
+    if actions is None:
+        return EXIT_USAGE
     if args.catalog and _is_url(args.catalog):
         source: object = _remote(args.catalog, "check")
         if source is None:
@@ -291,7 +325,7 @@ def _check(args: argparse.Namespace) -> int:
         except CatalogError as exc:
             print(f"modelguard check: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    guard = Guard(source, **_route_settings(args))
+    guard = Guard(source, actions=actions, **_route_settings(args))
     return asyncio.run(_check_all(guard, args.files, args.json, sys.stdout))
 
 
@@ -334,6 +368,9 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    actions = _actions(args, "serve")
+    if actions is None:
+        return EXIT_USAGE
     try:
         import uvicorn
 
@@ -350,7 +387,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.upstream, catalog, connect_timeout=args.connect_timeout,
                          read_timeout=args.read_timeout, mode=args.mode,
-                         websockets=args.websockets, **_route_settings(args))
+                         websockets=args.websockets, actions=actions, **_route_settings(args))
     except ValueError as exc:  # CatalogError included
         print(f"modelguard serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -438,15 +475,19 @@ def _report(item: Request, verdict: Verdict, as_json: bool) -> str:
             "route": verdict.route,
             "model": verdict.model_id,
             "required": sorted(verdict.required),
+            "violations": [{"reason": v.reason, "key": v.key, "path": v.path,
+                            "action": v.action} for v in verdict.violations],
+            "adjustments": list(verdict.adjustments),
         })
     if not verdict.guarded:
         return f"{item.source}: pass (not a guarded route)"
     if verdict.allowed:
         needs = ", ".join(sorted(verdict.required)) or "text only"
+        adjusted = f" adjusted: {verdict.adjusted_header}" if verdict.adjustments else ""
         return (f"{item.source}: allowed {verdict.protocol} {verdict.route} {verdict.model_id} "
-                f"[{needs}]")
-    first = verdict.violations[0]
-    return f"{item.source}: REFUSED {verdict.status} {verdict.token}: {first.message}"
+                f"[{needs}]{adjusted}")
+    message = verdict.error["error"]["message"] if verdict.error else ""
+    return f"{item.source}: REFUSED {verdict.status} {verdict.token}: {message}"
 
 
 def _requests(names: Sequence[str]) -> Iterator[Request | InputError]:

@@ -23,6 +23,8 @@ class _Row(NamedTuple):
     gemini_status: str
     gemini_reason: str
     has_param: bool  # whether OpenAI's ``param`` / Gemini's ``metadata.path`` carry the path
+    #: Gemini names the model in the URL: an unknown model has no body path to point at.
+    gemini_path: bool = True
 
 
 class Reason:
@@ -43,7 +45,7 @@ class Reason:
 _ROWS: dict[str, _Row] = {
     Reason.UNSUPPORTED_MODEL: _Row(
         400, "unsupported_model", "invalid_request_error", "unsupported_model",
-        "INVALID_ARGUMENT", "UNSUPPORTED_MODEL", True),
+        "INVALID_ARGUMENT", "UNSUPPORTED_MODEL", True, gemini_path=False),
     Reason.UNSUPPORTED_CAPABILITY: _Row(
         400, "unsupported_capability", "invalid_request_error", "unsupported_capability",
         "INVALID_ARGUMENT", "UNSUPPORTED_CAPABILITY", True),
@@ -110,7 +112,7 @@ def envelope(
             metadata["model"] = model
         if capability is not None:
             metadata["capability"] = capability
-        if path is not None and row.has_param:
+        if path is not None and row.has_param and row.gemini_path:
             metadata["path"] = path
         doc = {"error": {
             "code": row.status,

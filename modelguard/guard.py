@@ -9,10 +9,14 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+from . import rewrite
+from .actions import CLAMP, REFUSE, STRIP, resolve_actions
 from .body import BodyError, too_large, unreadable_encoding
+from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, as_source, no_credential
 from .errors import Reason
 from .policy import (
@@ -20,13 +24,16 @@ from .policy import (
     DEFAULT_MAX_DEPTH,
     Options,
     Violation,
+    decode_body,
     judge,
-    read_features,
+    read_decoded,
     required_tags,
 )
+from .protocols._base import Features
 from .routing import Route, families, is_post, match_route
 from .types import CatalogLike, Mode
 from .verdict import PASS, Verdict, refusal
+from .wording import compose
 
 __all__ = ["Guard", "Headers"]
 
@@ -35,9 +42,6 @@ logger = logging.getLogger("modelguard")
 Headers = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
 _MODES = ("enforce", "report")
 WEBSOCKETS = ("refuse", "pass")
-#: Reasons a report-mode guard only logs; malformed bodies and limits are refused regardless.
-_POLICY = frozenset({Reason.UNSUPPORTED_MODEL, Reason.UNSUPPORTED_CAPABILITY,
-                     Reason.UNSUPPORTED_CONTENT, Reason.MAX_TOKENS_EXCEEDED})
 
 
 def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
@@ -79,6 +83,9 @@ class Guard:
     """Checks requests against the catalog; ``await guard.check(...)`` gives a :class:`Verdict`.
 
     ``catalog`` is a :class:`Catalog`, a ``RemoteCatalog`` or a path to a catalog JSON file.
+    ``actions`` (a mapping of capability tag or ``max_tokens`` to ``refuse``/``allow``/
+    ``strip``/``clamp``, or a preset name such as ``"compat"``) says what to do instead of
+    refusing; an invalid pairing is a :class:`ValueError` here.
     """
 
     def __init__(
@@ -95,23 +102,31 @@ class Guard:
         stored_state: str = "allow",
         websockets: str = "refuse",
         route_families: Mapping[str, bool] | None = None,
+        actions: Mapping[str, str] | str | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
         if websockets not in WEBSOCKETS:
             raise ValueError(f"websockets must be one of {WEBSOCKETS}, not {websockets!r}")
+        self.options = Options(max_body_bytes, max_depth, allow_unknown_content,
+                               tool_vendors=tool_vendors or {}, stored_state=stored_state,
+                               actions=resolve_actions(actions))
         self.source = as_source(catalog)
         self.mode = mode
-        self.options = Options(max_body_bytes, max_depth, allow_unknown_content,
-                               tool_vendors or {}, stored_state)
         self.on_violation = on_violation
         #: The route families guarded (routes.md D0, D13).
         self.families = families(route_families, embeddings=embeddings)
         #: ``"refuse"``: a websocket to a guarded route is closed before it is accepted (D10).
         self.websockets = websockets
 
+    @property
+    def actions(self) -> Mapping[str, str]:
+        """The keys whose action is not ``refuse``, and their actions."""
+        return self.options.actions
+
     def __repr__(self) -> str:
-        return f"Guard({self.source!r}, mode={self.mode!r})"
+        actions = f", actions={dict(self.actions)!r}" if self.actions else ""
+        return f"Guard({self.source!r}, mode={self.mode!r}{actions})"
 
     # -- the steps before the body ---------------------------------------------------------
 
@@ -190,8 +205,9 @@ class Guard:
                        body: bytes) -> Verdict:
         encodings = header_values(headers, "content-encoding")
         try:
-            features = read_features(route, body, encodings, self.options,
-                                     header_values(headers, "content-type"))
+            decoded = decode_body(route, body, encodings, self.options)
+            features = read_decoded(route, decoded, self.options,
+                                    header_values(headers, "content-type"))
         except BodyError as error:
             return self.refuse(route, error.reason, error.message, error.path)
         credential = None
@@ -208,6 +224,8 @@ class Guard:
                     catalog = fresher
                     violations = judge(route, features, catalog, self.options)
         except CatalogUnavailable as error:
+            if self.mode == "report" and error.reason == Reason.UNAVAILABLE:
+                return self._outage(route, features, error)
             return self.refuse(route, error.reason, error.message, retry_after=error.retry_after)
         main = features.models[0].slug if features.models else None
         entry = catalog.get(main) if main is not None else None
@@ -215,13 +233,74 @@ class Guard:
         if not violations:
             return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.name,
                            model_id=main, model=entry, required=required)
-        first = violations[0]
-        reject = self.mode == "enforce" or first.reason not in _POLICY
-        logger.info("modelguard %s %s request for model %r: %s", "refused" if reject
-                    else "reported", route.protocol, main, first.reason,
-                    extra={"modelguard_reason": first.reason, "modelguard_path": first.path})
-        return refusal(route.protocol, route.name, first, reject=reject, model=entry,
-                       required=required, violations=tuple(violations), model_id=main)
+        return self._decide(route, catalog, violations, decoded, main, entry, required)
+
+    def _decide(self, route: Route, catalog: Catalog, violations: list[Violation],
+                decoded: bytes, main: str | None, entry: Any,
+                required: frozenset[str]) -> Verdict:
+        """Refuse, or forward (rewritten when an action changes the body)."""
+        report = self.mode == "report"
+        forwarded = report or all(not v.refused for v in violations)
+        rewritten: bytes | None = None
+        adjustments: tuple[str, ...] = ()
+        if forwarded and any(v.action in (STRIP, CLAMP) for v in violations):
+            violations, rewritten, adjustments = self._rewrite(route, catalog, violations,
+                                                               decoded)
+            forwarded = report or all(not v.refused for v in violations)
+        refused = [v for v in violations if v.refused]
+        _log(route, main, violations, adjustments, forwarded)
+        if not forwarded:
+            return refusal(route.protocol, route.name, refused[0], model=entry,
+                           required=required, violations=tuple(violations), model_id=main)
+        return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.name,
+                       model_id=main, model=entry, required=required,
+                       violations=tuple(violations), adjustments=adjustments,
+                       rewritten_body=rewritten)
+
+    def _rewrite(self, route: Route, catalog: Catalog, violations: list[Violation],
+                 decoded: bytes) -> tuple[list[Violation], bytes | None, tuple[str, ...]]:
+        """Apply the strip and clamp actions; what they cannot do is refused after all."""
+        plan = rewrite.Plan(
+            strip=frozenset(v.capability for v in violations
+                            if v.action == STRIP and v.capability is not None),
+            clamp=_clamps(violations),
+            strip_thinking=self.options.actions.get("thinking") == STRIP
+            and rewrite.can_strip(route, "thinking"),
+        )
+        try:
+            done = rewrite.apply(route, decoded, plan)
+        except rewrite.Unfit as unfit:
+            note = (f"it cannot be lowered: {unfit.path} {unfit.budget} would need at least "
+                    f"{unfit.minimum} tokens below the cap; lower or remove the thinking "
+                    "budget")
+            violations = [_renoted(v, note) if v.action == CLAMP else v for v in violations]
+            if not plan.strip:
+                return violations, None, ()
+            done = rewrite.apply(route, decoded, replace(plan, clamp={}))
+        if not self._resolved(route, catalog, done.body):
+            logger.error("modelguard: a %s rewrite did not resolve what it was meant to; "
+                         "refusing the request instead", route.name)
+            return ([replace(v, action=REFUSE) if v.action in (STRIP, CLAMP) else v
+                     for v in violations], None, ())
+        return violations, done.body, done.adjustments
+
+    def _resolved(self, route: Route, catalog: Catalog, body: bytes) -> bool:
+        """Whether a rewritten body passes the check but for what is refused or allowed."""
+        try:
+            again = judge(route, read_decoded(route, body, self.options), catalog, self.options)
+        except BodyError:
+            return False
+        return all(v.action not in (STRIP, CLAMP) for v in again)
+
+    def _outage(self, route: Route, features: Features, error: CatalogUnavailable) -> Verdict:
+        """Report mode: no catalog is recorded and the request forwarded (decisions.md §9)."""
+        main = features.models[0].slug if features.models else None
+        logger.warning("modelguard: no catalog for a %s request (%s); report mode forwards it",
+                       route.protocol, error.message,
+                       extra={"modelguard_reason": error.reason})
+        return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.name,
+                       model_id=main, required=required_tags(features, route),
+                       violations=(Violation(error.reason, error.message, model=main),))
 
     def refuse(self, route: Route, reason: str, message: str, path: str | None = None,
                 retry_after: int | None = None) -> Verdict:
@@ -238,3 +317,44 @@ class Guard:
                 await result
         except Exception:
             logger.exception("modelguard: on_violation hook raised")
+
+
+def _renoted(violation: Violation, note: str) -> Violation:
+    """A clamp that cannot apply: refused after all, its message saying why."""
+    refused = replace(violation, action=REFUSE, note=note)
+    return replace(refused, message=compose([refused]))
+
+
+def _clamps(violations: list[Violation]) -> dict[str, int]:
+    """Body path → the lowest cap a clamp asks for there."""
+    caps: dict[str, int] = {}
+    for v in violations:
+        if v.action == CLAMP and v.path is not None and v.limit is not None:
+            caps[v.path] = min(v.limit, caps.get(v.path, v.limit))
+    return caps
+
+
+def _log(route: Route, model: str | None, violations: list[Violation],
+         adjustments: tuple[str, ...], forwarded: bool) -> None:
+    """INFO lines naming every violation: the refused (or, in report mode, reported) ones,
+    and for a forwarded request the ones an action let through."""
+    refused = [v for v in violations if v.refused]
+    reasons = list(dict.fromkeys(v.reason for v in refused))
+    if refused:
+        listed = ", ".join(_named(v) for v in refused)
+        logger.info("modelguard %s %s request for model %r: %s",
+                    "reported" if forwarded else "refused", route.protocol, model, listed,
+                    extra={"modelguard_reason": reasons[0], "modelguard_reasons": reasons,
+                           "modelguard_path": refused[0].path})
+    allowed = [v for v in violations if v.action != REFUSE]
+    if allowed and forwarded:
+        logger.info("modelguard forwarded %s request for model %r despite %s%s",
+                    route.protocol, model, ", ".join(f"{_named(v)} ({v.action})"
+                                                     for v in allowed),
+                    f"; adjusted {'; '.join(adjustments)}" if adjustments else "",
+                    extra={"modelguard_adjustments": list(adjustments)})
+
+
+def _named(violation: Violation) -> str:
+    key = violation.key
+    return f"{violation.reason} {key}" if key else violation.reason

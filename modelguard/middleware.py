@@ -1,9 +1,11 @@
 """``ModelGuardMiddleware``: pure ASGI, in front of any app.
 
 Guarded requests are buffered (counting bytes as they arrive), checked, and then either
-answered with the protocol's error envelope or replayed to the app byte for byte. Everything
-else (other routes and methods, websockets, lifespan) passes through untouched and unbuffered.
-Responses are never touched.
+answered with the protocol's error envelope or replayed to the app byte for byte. A request a
+configured action changed (``strip``/``clamp``) is replayed rewritten instead, with its own
+Content-Length and no Content-Encoding, and its response gains a ``modelguard-adjusted``
+header. Everything else (other routes and methods, websockets, lifespan) passes through
+untouched and unbuffered. Responses are otherwise never touched.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ModelGuardMiddleware:
         stored_state: str = "allow",
         websockets: str = "refuse",
         route_families: Mapping[str, bool] | None = None,
+        actions: Mapping[str, str] | str | None = None,
     ) -> None:
         self.app = app
         self.guard = Guard(
@@ -69,6 +72,7 @@ class ModelGuardMiddleware:
             allow_unknown_content=allow_unknown_content, on_violation=on_violation,
             embeddings=embeddings, tool_vendors=tool_vendors, stored_state=stored_state,
             websockets=websockets, route_families=route_families,
+            actions=actions,
         )
         self.serve_models = serve_models
 
@@ -117,6 +121,11 @@ class ModelGuardMiddleware:
         scope.setdefault("state", {})[STATE_KEY] = verdict
         if not verdict.allowed:
             await _respond(send, verdict)
+            return
+        if verdict.rewritten_body is not None:
+            await self.app(_reframed(scope, len(verdict.rewritten_body)),
+                           _replay([verdict.rewritten_body], receive),
+                           _announcing(send, verdict))
             return
         await self.app(scope, _replay(chunks, receive), send)
 
@@ -244,6 +253,31 @@ def _replay(chunks: list[bytes], receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+#: Request headers that describe the original body's bytes, replaced for a rewritten body.
+_FRAMING = frozenset({b"content-length", b"content-encoding", b"transfer-encoding"})
+ADJUSTED_HEADER = b"modelguard-adjusted"
+
+
+def _reframed(scope: Scope, length: int) -> Scope:
+    """The scope for a rewritten body: decoded, with its own Content-Length."""
+    headers = [(k, v) for k, v in scope.get("headers") or [] if k.lower() not in _FRAMING]
+    headers.append((b"content-length", str(length).encode("ascii")))
+    return {**scope, "headers": headers}
+
+
+def _announcing(send: Send, verdict: Verdict) -> Send:
+    """``send`` adding ``modelguard-adjusted`` to the response of an adjusted request."""
+    value = (verdict.adjusted_header or "").encode("latin-1")
+
+    async def announce(message: Message) -> None:
+        if message["type"] == "http.response.start" and value:
+            message = {**message, "headers": [*message.get("headers", ()),
+                                              (ADJUSTED_HEADER, value)]}
+        await send(message)
+
+    return announce
 
 
 async def _respond(send: Send, verdict: Verdict) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from types import MappingProxyType
 from typing import Any
 
+from . import rewrite
+from .actions import CLAMP, MAX_TOKENS, REFUSE, STRIP, resolve_actions
 from .body import DECODER_MAX_DEPTH, BodyError, decode_content, parse_json
 from .catalog import Catalog, ModelInfo
 from .errors import Reason
@@ -33,9 +35,10 @@ from .routing import (
     VIDEOS,
     Route,
 )
+from .wording import VENDORS, compose, vendor_name
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DEPTH", "Options", "Violation", "judge",
-           "read_features"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DEPTH", "Options", "Violation", "decode_body",
+           "judge", "read_decoded", "read_features"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 128
@@ -56,6 +59,8 @@ class Options:
         default_factory=lambda: MappingProxyType({}))
     #: ``"refuse"``: stored conversation state is unsupported content (routes.md D3).
     stored_state: str = "allow"
+    #: ``{key: action}`` for the keys that are not ``refuse`` (see :mod:`.actions`).
+    actions: Mapping[str, str] = dataclass_field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
@@ -66,6 +71,7 @@ class Options:
             raise ValueError(f"stored_state must be one of {STORED_STATE}, "
                              f"not {self.stored_state!r}")
         object.__setattr__(self, "tool_vendors", tool_vendor_map(self.tool_vendors))
+        object.__setattr__(self, "actions", resolve_actions(self.actions))
 
     def vendors(self, need: Need) -> frozenset[str] | None:
         """The owners whose models may serve ``need`` (None: any owner)."""
@@ -100,23 +106,66 @@ def tool_vendor_map(value: Mapping[str, Iterable[str]] | None) -> Mapping[str, f
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One reason to refuse a request, with what a person needs to fix it."""
+    """One reason to refuse a request, with what a person needs to fix it.
+
+    ``action`` is what the policy does about it: ``refuse``, or an action that lets the
+    request through (``allow``: unchanged; ``strip``/``clamp``: rewritten).
+    """
 
     reason: str
     message: str
     path: str | None = None
     model: str | None = None
     capability: str | None = None
+    action: str = REFUSE
+    #: The feature as the reader describes it (or the unknown content type).
+    what: str | None = None
+    #: Vendor rule: the ``owned_by`` the feature needs (it runs on that vendor's servers),
+    #: the model's own, and whether the model has the tag (then only the owner is wrong).
+    vendor: str | None = None
+    owner: str | None = None
+    has_capability: bool = False
+    #: Output cap: what was asked for and the model's ``max_output_tokens``.
+    requested: int | None = None
+    limit: int | None = None
+    #: Models of the catalog that have every capability the request keeps needing.
+    alternatives: tuple[str, ...] | None = None
+    #: Why an action could not resolve it (e.g. no thinking budget fits a clamped cap).
+    note: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The actions key: the capability tag, or ``max_tokens`` for the output cap."""
+        if self.reason == Reason.MAX_TOKENS_EXCEEDED:
+            return MAX_TOKENS
+        return self.capability
+
+    @property
+    def refused(self) -> bool:
+        return self.action == REFUSE
 
 
 def read_features(route: Route, body: bytes, content_encodings: Sequence[str],
                   options: Options, content_types: Sequence[str] = ()) -> Features:
     """Decode the body and read what it asks for; raises :class:`BodyError`."""
+    return read_decoded(route, decode_body(route, body, content_encodings, options), options,
+                        content_types)
+
+
+def decode_body(route: Route, body: bytes, content_encodings: Sequence[str],
+                options: Options) -> bytes:
+    """The body with its content codings undone; raises :class:`BodyError`."""
     if route.ambiguous:
         raise BodyError(Reason.INVALID, "The request path reads as two different routes or "
                         "models once decoded; send it without percent-encoding tricks.")
     if content_encodings:
-        body = decode_content(body, content_encodings, options.max_body_bytes)
+        return decode_content(body, content_encodings, options.max_body_bytes)
+    return body
+
+
+def read_decoded(route: Route, body: bytes, options: Options,
+                 content_types: Sequence[str] = ()) -> Features:
+    """:func:`read_features` for a body without content coding."""
     if route.multipart:
         return multipart.read(body, content_types, route.tag or "")
     doc = parse_json(body, options.max_depth)
@@ -145,6 +194,8 @@ READERS: dict[str, Reader] = {
     RESPONSES: lambda doc, route, options: responses.read(
         doc, counting=route.counting, stored_state=options.stored_state),
 }
+
+
 def required_tags(features: Features, route: Route) -> frozenset[str]:
     """The main model's needs; an any-of need is written ``a|b``."""
     return frozenset(n.label for n in _needs(features, route, None) if n.tag)
@@ -161,9 +212,26 @@ def _needs(features: Features, route: Route, ref: ModelRef | None) -> list[Need]
     return needs
 
 
+#: §12 order: what no client can do without first, then hints; the output cap last.
+ESSENTIAL = ("vision", "audio", "video", "tool_use", "image_gen", "video_gen", "json_schema",
+             "streaming", "logprobs")
+HINTS = ("thinking", "cache_control")
+_TAG_RANK = {tag: (2, i) for i, tag in enumerate(ESSENTIAL)} | {
+    tag: (3, i) for i, tag in enumerate(HINTS)}
+_REASON_RANK = {Reason.UNSUPPORTED_MODEL: (0, 0), Reason.UNSUPPORTED_CONTENT: (1, 0),
+                Reason.MAX_TOKENS_EXCEEDED: (4, 0)}
+
+
+def _rank(violation: Violation) -> tuple[int, int]:
+    if violation.reason == Reason.UNSUPPORTED_CAPABILITY:
+        return _TAG_RANK.get(violation.capability or "", (2, len(ESSENTIAL)))
+    return _REASON_RANK.get(violation.reason, (5, 0))
+
+
 def judge(route: Route, features: Features, catalog: Catalog,
           options: Options) -> list[Violation]:
-    """Every violation, most fundamental first: model, content, capability, output cap."""
+    """Every violation in §12 order (model, content, capabilities, hints, output cap), each
+    with the action the options give it."""
     found: list[Violation] = []
     entries: list[tuple[ModelRef, ModelInfo]] = []
     for ref in features.models:
@@ -179,37 +247,63 @@ def judge(route: Route, features: Features, catalog: Catalog,
                 f"Unknown content type {kind!r} at {path}: modelguard cannot tell which "
                 "capability it needs, so it refuses it. Use a supported content type, or "
                 "set allow_unknown_content=True to let unknown types through.",
-                path, features.models[0].slug if features.models else None,
+                path, features.models[0].slug if features.models else None, what=kind,
             ))
     main = features.models[0].slug if features.models else None
     for path, what in features.stored:
         found.append(Violation(
             Reason.UNSUPPORTED_CONTENT,
             f"{what[:1].upper()}{what[1:]} at {path} continues conversation state stored "
-            "upstream, which "
-            "modelguard cannot inspect, and this guard refuses stored state "
+            "upstream, which modelguard cannot inspect, and this guard refuses stored state "
             "(stored_state='refuse'). Send the whole conversation in input instead.",
-            path, main))
+            path, main, what=what))
     for ref, entry in entries:
         needs = _needs(features, route, ref)
-        for need in needs:
-            vendors = options.vendors(need)
-            if _has(entry, need) and (vendors is None or entry.owned_by in vendors):
-                continue
-            found.append(_missing(need, ref, entry, needs, catalog, options))
-        for field, requested in ref.caps:
-            limit = entry.max_output_tokens
-            if limit is not None and requested > limit:
-                found.append(Violation(
-                    Reason.MAX_TOKENS_EXCEEDED,
-                    f"{field} is {requested}, above the {limit} output tokens model "
-                    f"{entry.id!r} can produce. Lower {field} to at most {limit}.",
-                    field, entry.id,
-                ))
-    order = {Reason.UNSUPPORTED_MODEL: 0, Reason.UNSUPPORTED_CONTENT: 1,
-             Reason.UNSUPPORTED_CAPABILITY: 2, Reason.MAX_TOKENS_EXCEEDED: 3}
-    found.sort(key=lambda v: order[v.reason])
+        missing = [need for need in needs if not _serves(entry, need, options)]
+        limit = entry.max_output_tokens
+        over = [] if limit is None else [(f, n) for f, n in ref.caps if n > limit]
+        if missing or over:
+            found.extend(_model_violations(route, entry, needs, missing, over, catalog,
+                                           options))
+    if len(found) > 1:
+        found.sort(key=_rank)
     return found
+
+
+def _action(key: str, route: Route, options: Options) -> str:
+    action = options.actions.get(key, REFUSE)
+    if action == STRIP and not rewrite.can_strip(route, key):
+        return REFUSE  # e.g. Gemini cachedContent: part of the prompt, nothing to strip
+    return action
+
+
+def _model_violations(route: Route, entry: ModelInfo, needs: list[Need], missing: list[Need],
+                      over: list[tuple[str, int]], catalog: Catalog,
+                      options: Options) -> list[Violation]:
+    """The capability and output-cap violations of one model, worded once all are known."""
+    limit = entry.max_output_tokens
+    cap_action = _action(MAX_TOKENS, route, options)
+    actions = {need.tag: _action(need.tag, route, options) for need in missing}
+    alternatives = None
+    if missing:
+        kept = {n.tag for n in needs if n.tag and actions.get(n.tag) != STRIP}
+        room = max(n for _, n in over) if over and cap_action != CLAMP else None
+        allowed = _owners(needs, options)
+        alternatives = () if allowed is not None and not allowed else tuple(
+            m for m in catalog.capable(
+                kept, vendor=next(iter(allowed)) if allowed and len(allowed) == 1 else None,
+                min_output=room, exclude=entry.id, prefer_owner=entry.owned_by, limit=50)
+            if allowed is None or catalog.get(m).owned_by in allowed)[:3]
+    out = [Violation(
+        Reason.UNSUPPORTED_CAPABILITY, "", need.path, entry.id, need.label or None,
+        actions[need.tag], what=need.what, vendor=_runners(options.vendors(need)),
+        owner=entry.owned_by, has_capability=_has(entry, need), alternatives=alternatives,
+    ) for need in missing]
+    out.extend(Violation(
+        Reason.MAX_TOKENS_EXCEEDED, "", field_path, entry.id, action=cap_action,
+        requested=requested, limit=limit,
+    ) for field_path, requested in over)
+    return [replace(v, message=compose([v])) for v in out]
 
 
 def _unknown_model(ref: ModelRef, catalog: Catalog) -> Violation:
@@ -218,8 +312,38 @@ def _unknown_model(ref: ModelRef, catalog: Catalog) -> Violation:
     suggestion = catalog.suggest(ref.slug)
     if suggestion is not None:
         message += f" Did you mean {suggestion!r}?"
+    else:
+        label, members = catalog.family(ref.slug)
+        if members:
+            name = vendor_name(label) if label in VENDORS else label
+            message += (f" Other {name} models this key can use instead: "
+                        f"{', '.join(members)}.")
     message += " GET /v1/models lists the models this key may use."
     return Violation(Reason.UNSUPPORTED_MODEL, message, ref.path, ref.slug)
+
+
+def _serves(entry: ModelInfo, need: Need, options: Options) -> bool:
+    vendors = options.vendors(need)
+    return _has(entry, need) and (vendors is None or entry.owned_by in vendors)
+
+
+def _owners(needs: list[Need], options: Options) -> frozenset[str] | None:
+    """The owners every vendor rule of the request accepts (None: any owner)."""
+    allowed: frozenset[str] | None = None
+    for need in needs:
+        found = options.vendors(need)
+        if found is not None:
+            allowed = found if allowed is None else allowed & found
+    return allowed
+
+
+def _runners(owners: frozenset[str] | None) -> str | None:
+    """Who runs a server-side tool, as the wording names it (``openai`` or ``OpenAI or X``)."""
+    if not owners:
+        return None
+    if len(owners) == 1:
+        return next(iter(owners))
+    return " or ".join(vendor_name(o) or o for o in sorted(owners))
 
 
 def _has(entry: ModelInfo, need: Need) -> bool:
@@ -227,41 +351,3 @@ def _has(entry: ModelInfo, need: Need) -> bool:
     return not need.tag or entry.has(need.tag) or any(entry.has(t) for t in need.any_of)
 
 
-def _missing(need: Need, ref: ModelRef, entry: ModelInfo, needs: list[Need],
-             catalog: Catalog, options: Options) -> Violation:
-    owners = options.vendors(need)
-    allowed: frozenset[str] | None = None  # owners every vendor need of the request accepts
-    for other in needs:
-        found = options.vendors(other)
-        if found is not None:
-            allowed = found if allowed is None else allowed & found
-    caps = [requested for _, requested in ref.caps]
-    others: list[str] = []
-    if allowed is None or allowed:
-        candidates = catalog.capable(
-            {n.tag for n in needs if n.tag},
-            vendor=next(iter(allowed)) if allowed is not None and len(allowed) == 1 else None,
-            min_output=max(caps) if caps else None, exclude=entry.id, limit=50)
-        others = [m for m in candidates
-                  if allowed is None or catalog.get(m).owned_by in allowed][:3]
-    if _has(entry, need):
-        runners = " or ".join(sorted(owners or {need.vendor or "?"}))
-        what = need.what[:1].upper() + need.what[1:]
-        message = (f"{what} at {need.path} is run by {runners}, so it needs a model owned by "
-                   f"{runners}{f' with {need.tag}' if need.tag else ''}; model {entry.id!r} "
-                   f"is owned by {entry.owned_by or 'an unknown vendor'}.")
-    elif need.any_of:
-        wanted = " or ".join((need.tag, *need.any_of))
-        message = (f"Model {entry.id!r} supports neither of {wanted}, needed for {need.what} "
-                   f"(at {need.path}).")
-    else:
-        message = (f"Model {entry.id!r} does not support {need.tag}, needed for {need.what} "
-                   f"(at {need.path}).")
-    if others:
-        message += (" Remove it, or use a model that has every capability this request "
-                    f"needs: {', '.join(others)}.")
-    else:
-        message += " Remove it; no other model available to this key has every capability " \
-                   "this request needs."
-    return Violation(Reason.UNSUPPORTED_CAPABILITY, message, need.path, entry.id,
-                     need.label or None)

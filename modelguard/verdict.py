@@ -9,6 +9,7 @@ from typing import Any
 from .catalog import ModelInfo
 from .errors import envelope, token_of
 from .policy import Violation
+from .wording import compose
 
 __all__ = ["Verdict"]
 
@@ -17,8 +18,12 @@ __all__ = ["Verdict"]
 class Verdict:
     """``allowed`` says whether to forward; ``status``/``body``/``headers`` answer otherwise.
 
-    In report mode a request with policy violations is allowed and ``violations`` still lists
-    them. ``guarded`` is False for requests the guard does not inspect at all.
+    ``violations`` lists every violation found, each with the action taken on it; in report
+    mode a request with refused violations is allowed and they are still listed. When an
+    action changed the body, ``rewritten_body`` is the body to forward (decoded: send it with
+    a matching Content-Length and without Content-Encoding) and ``adjustments`` says what
+    changed (``"cache_control=stripped"``, ``"max_tokens=8192"``). ``guarded`` is False for
+    requests the guard does not inspect at all.
     """
 
     allowed: bool
@@ -32,11 +37,30 @@ class Verdict:
     model: ModelInfo | None = None
     required: frozenset[str] = frozenset()
     violations: tuple[Violation, ...] = ()
+    adjustments: tuple[str, ...] = ()
+    rewritten_body: bytes | None = None
+
+    @property
+    def refused(self) -> tuple[Violation, ...]:
+        """The violations no action resolved (in report mode, forwarded all the same)."""
+        return tuple(v for v in self.violations if v.refused)
+
+    @property
+    def first(self) -> Violation | None:
+        """The violation that decides the token: the first refused one, else the first."""
+        return next((v for v in self.violations if v.refused),
+                    self.violations[0] if self.violations else None)
 
     @property
     def reason(self) -> str | None:
-        """The first violation's reason (``unsupported_model``, ...), or None."""
-        return self.violations[0].reason if self.violations else None
+        """The deciding violation's reason (``unsupported_model``, ...), or None."""
+        first = self.first
+        return first.reason if first is not None else None
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every distinct reason among the refused violations, in order."""
+        return tuple(dict.fromkeys(v.reason for v in self.violations if v.refused))
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -45,13 +69,21 @@ class Verdict:
 
     @property
     def token(self) -> str | None:
-        """The protocol's fixed error token for the first violation."""
-        if not self.violations or self.protocol is None:
+        """The protocol's fixed error token for the deciding violation."""
+        first = self.first
+        if first is None or self.protocol is None:
             return None
-        return token_of(self.violations[0].reason, self.protocol)
+        return token_of(first.reason, self.protocol)
+
+    @property
+    def adjusted_header(self) -> str | None:
+        """The ``modelguard-adjusted`` header value, or None when nothing was adjusted."""
+        return "; ".join(self.adjustments) if self.adjustments else None
 
     def __repr__(self) -> str:
         state = "allowed" if self.allowed else f"refused {self.status} {self.reason}"
+        if self.adjustments:
+            state += f" adjusted {self.adjusted_header}"
         return f"<Verdict {state} protocol={self.protocol} model={self.model_id!r}>"
 
 
@@ -62,15 +94,22 @@ def refusal(protocol: str, kind: str, violation: Violation, *, reject: bool = Tr
             model: ModelInfo | None = None, required: frozenset[str] = frozenset(),
             violations: tuple[Violation, ...] = (), retry_after: int | None = None,
             model_id: str | None = None) -> Verdict:
-    """A verdict refusing (or, in report mode, only reporting) ``violation``."""
+    """A verdict refusing (or, in report mode, only reporting) ``violation``.
+
+    With several ``violations``, the envelope carries the token, status and path of
+    ``violation`` (the first refused one) and a message naming every refused one.
+    """
     allowed = not reject
+    listed = violations or (violation,)
+    refused = [v for v in listed if v.refused] or [violation]
+    message = violation.message if len(refused) == 1 else compose(refused)
     status, body, headers = (200, b"", []) if allowed else envelope(
-        protocol, violation.reason, violation.message, path=violation.path,
+        protocol, violation.reason, message, path=violation.path,
         model=violation.model or model_id, capability=violation.capability,
         retry_after=retry_after,
     )
     return Verdict(
         allowed=allowed, status=status, body=body, headers=headers, guarded=True,
         protocol=protocol, route=kind, model_id=model_id or violation.model, model=model,
-        required=required, violations=violations or (violation,),
+        required=required, violations=listed,
     )

@@ -33,7 +33,12 @@ def test_examples_folder_mixes_allowed_and_refused(capsys) -> None:
     files = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".json", ".jsonl"))
     assert len(out) >= len(files)
     assert any(": allowed " in line for line in out)
-    assert any(": REFUSED 400 unsupported_model" in line and "Did you mean" in line
+    # a retired slug is no typo: the key's models of that family are offered as such
+    retired = next(line for line in out if "retired-slug" in line)
+    assert ": REFUSED 400 unsupported_model" in retired and "Did you mean" not in retired
+    assert "Other claude models this key can use instead: " in retired
+    # a dotted Gemini slug is a spelling of a model the key has
+    assert any(": REFUSED 400 UNSUPPORTED_MODEL" in line and "Did you mean 'gemini-" in line
                for line in out)
     assert any("UNSUPPORTED_CAPABILITY" in line for line in out)
 

@@ -75,7 +75,7 @@ async def test_codex_refused_on_unknown_model_and_other_vendor(path: Path) -> No
     status, body, downstream = await _run(fx, deepseek)
     error = json.loads(body)["error"]
     assert status == 400 and error["code"] == "unsupported_capability"
-    assert error["param"].startswith("tools[") and "deepseek" in error["message"]
+    assert error["param"].startswith("tools[") and "deepseek" in error["message"].lower()
     # ...unless the operator says DeepSeek runs web_search too (routes.md D8).
     status, _, downstream = await _run(
         fx, deepseek, tool_vendors={"web_search": {"openai", "deepseek"}})

@@ -7,7 +7,6 @@ the whole payload invalid: a catalog is never half-applied.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterable, Iterator
 from importlib import resources
@@ -15,6 +14,8 @@ from os import PathLike
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from .suggest import family_members, family_word, near_spelling
 
 __all__ = ["Catalog", "CatalogError", "ModelInfo"]
 
@@ -79,6 +80,7 @@ class Catalog(BaseModel):
     data: tuple[ModelInfo, ...]
 
     _index: dict[str, ModelInfo] = PrivateAttr(default_factory=dict)
+    _families: frozenset[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Catalog:
@@ -160,23 +162,39 @@ class Catalog(BaseModel):
                                            for m in models]}
 
     def suggest(self, slug: str) -> str | None:
-        """The closest id in this catalog for a slug it lacks ("did you mean")."""
-        slug = slug[:128]
-        wanted = _loose(slug)
-        for model_id in self._index:
-            if _loose(model_id) == wanted:
-                return model_id
-        ids = self.ids[:_SUGGEST_SCAN_LIMIT]
-        close = difflib.get_close_matches(slug, ids, n=1, cutoff=0.6)
-        return close[0] if close else None
+        """The model ``slug`` is a misspelling of ("did you mean"), or None.
+
+        Only spellings count (see :mod:`modelguard.catalog.suggest`): never another version
+        or tier; for those, :meth:`family` lists what the key can use instead.
+        """
+        return near_spelling(slug, self.ids[:_SUGGEST_SCAN_LIMIT], self._family_words())
+
+    def family(self, slug: str, limit: int = 3) -> tuple[str | None, list[str]]:
+        """(label, up to ``limit`` ids) of this catalog's models of ``slug``'s family or owner."""
+        return family_members(slug, self.data[:_SUGGEST_SCAN_LIMIT], limit)
+
+    def _family_words(self) -> frozenset[str]:
+        words = self.__pydantic_private__["_families"]
+        if words is None:
+            found = {family_word(e.id) for e in self.data[:_SUGGEST_SCAN_LIMIT]}
+            for entry in self.data[:_SUGGEST_SCAN_LIMIT]:
+                found.update(w.lower() for w in (entry.family, entry.owned_by) if w)
+            words = frozenset(found)
+            self.__pydantic_private__["_families"] = words
+        return words
 
     def capable(
         self, tags: Iterable[str], *, vendor: str | None = None, min_output: int | None = None,
-        exclude: str | None = None, limit: int = 3,
+        exclude: str | None = None, limit: int = 3, prefer_owner: str | None = None,
     ) -> list[str]:
-        """Up to ``limit`` ids of models that have every tag (and the vendor, and output room)."""
+        """Up to ``limit`` ids of models that have every tag (and the vendor, and output room).
+
+        Models owned by ``prefer_owner`` come first (an alternative from the same vendor is
+        the smaller change for the caller).
+        """
         needed = frozenset(tags)
-        found = []
+        found: list[str] = []
+        others: list[str] = []
         for entry in self.data:
             if entry.id == exclude or not needed <= entry.tags:
                 continue
@@ -185,12 +203,10 @@ class Catalog(BaseModel):
             room = entry.max_output_tokens
             if min_output is not None and room is not None and room < min_output:
                 continue
-            found.append(entry.id)
-            if len(found) == limit:
-                break
-        return found
-
-
-def _loose(model_id: str) -> str:
-    """A spelling-insensitive form, used only to suggest, never to resolve."""
-    return model_id.lower().removeprefix("models/").replace(".", "-").replace("_", "-")
+            if prefer_owner is None or entry.owned_by == prefer_owner:
+                found.append(entry.id)
+                if len(found) == limit:
+                    break
+            elif len(others) < limit:
+                others.append(entry.id)
+        return (found + others)[:limit]

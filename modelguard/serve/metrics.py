@@ -161,13 +161,22 @@ class GuardMetrics:
         self._loaded_at: float | None = None
         r = self.registry
         self.requests = Counter(
-            "modelguard_requests", "Requests seen, by protocol and outcome (allowed, "
-            "reported, rejected, passthrough, disconnected).",
+            "modelguard_requests", "Requests proxied, by protocol and outcome (allowed, "
+            "adjusted: forwarded after a configured action, reported, rejected, passthrough, "
+            "disconnected).",
             ["protocol", "outcome"], registry=r)
         self.rejections = Counter(
             "modelguard_rejections", "Requests refused by the guard, by protocol, reason and "
-            "model (a model of the catalog, else 'other').",
+            "model (a model of the catalog, else 'other'). A refusal counts once for each "
+            "distinct reason it names, so a request refused for an unknown content type and "
+            "a missing capability counts under both; modelguard_requests_total{outcome="
+            "\"rejected\"} counts requests.",
             ["protocol", "reason", "model"], registry=r)
+        self.adjustments = Counter(
+            "modelguard_adjustments", "Violations a configured action resolved instead of a "
+            "refusal, by key (capability tag or max_tokens) and action (allow: forwarded "
+            "unchanged; strip, clamp: forwarded rewritten).",
+            ["capability", "action"], registry=r)
         self.guard_seconds = Histogram(
             "modelguard_guard_seconds", "Time spent by the guard on a guarded request (body "
             "read, check, catalog lookup), until it was forwarded or refused.",
@@ -198,10 +207,24 @@ class GuardMetrics:
         if route:
             self.route_requests.labels(route, outcome).inc()
         if outcome == "rejected":
-            self.rejections.labels(label, reason or "unknown",
-                                   model_label(verdict, self.source)).inc()
+            model = model_label(verdict, self.source)
+            reasons = verdict.reasons if verdict is not None and verdict.reasons else ()
+            for each in reasons or (reason or "unknown",):
+                self.rejections.labels(label, each, model).inc()
+        if verdict is not None and outcome != "rejected":
+            self.count_adjustments(verdict)
         if protocol is not None and guard_seconds is not None:
             self.guard_seconds.labels(label).observe(guard_seconds)
+
+    def count_adjustments(self, verdict: Verdict) -> None:
+        """One count per (key, action) an action applied to in this request (and for a
+        thinking request stripped because no budget fitted a clamped cap)."""
+        seen = dict.fromkeys((v.key, v.action) for v in verdict.violations
+                             if v.action != "refuse" and v.key is not None)
+        if "thinking=stripped" in verdict.adjustments:
+            seen.setdefault(("thinking", "strip"))
+        for key, action in seen:
+            self.adjustments.labels(key, action).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -516,8 +516,8 @@ class Sidecar:
             if protocol is None:
                 outcome = "passthrough"
             else:
-                outcome = "reported" if verdict is not None and verdict.violations \
-                    else "allowed"
+                outcome = "allowed" if verdict is None or not verdict.violations else \
+                    "reported" if verdict.refused else "adjusted"
         else:
             if protocol is None:  # refused before a verdict (or the client left): find out
                 route = self.guard_app.guard.route(
@@ -554,6 +554,10 @@ class Sidecar:
             "guard_ms": round(exchange.guard_seconds * 1000, 3),
             "duration_ms": round((time.perf_counter() - exchange.start) * 1000, 3),
         }
+        if verdict is not None and len(verdict.reasons) > 1:
+            entry["reasons"] = list(verdict.reasons)
+        if verdict is not None and verdict.adjustments:
+            entry["adjustments"] = list(verdict.adjustments)
         if exchange.upstream_error:
             entry["upstream_error"] = exchange.upstream_error
         if exchange.upstream_request_id is not None:
