@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import Iterator
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from modelguard import CatalogUnavailable, Guard, ModelGuardMiddleware, RemoteCatalog
