@@ -117,6 +117,17 @@ def _route_of(canonical: str) -> Route | None:
     return Route(GEMINI, kind, model)
 
 
+def _route_at_end(canonical: str) -> Route | None:
+    """The route of the longest segment-aligned suffix of the path that is one."""
+    start = 0
+    while start >= 0:
+        route = _route_of(canonical[start:])
+        if route is not None:
+            return route
+        start = canonical.find("/", start + 1)
+    return None
+
+
 def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
     """POST, compared case-insensitively, or a method override header asking for it."""
     if method.upper() == "POST":
@@ -143,15 +154,17 @@ def _readings(paths: tuple[str, ...], root_path: str) -> list[str]:
 _MATRIX = re.compile(r";[^/]*")
 
 
-def match_route(*paths: str, root_path: str = "") -> Route | None:
+def match_route(*paths: str, root_path: str = "", any_prefix: bool = False) -> Route | None:
     """The guarded route for the given readings of one request path, if any.
 
     Callers pass every reading they have (the raw target and the server-decoded path); if two
     readings land on different guarded routes or models, the request is marked ambiguous.
+    ``any_prefix``: a path that *ends in* a guarded route is guarded, whatever comes before it
+    (a client's base URL such as ``https://host/gw/v1``; decisions.md §13).
     """
     found: Route | None = None
     for raw in _readings(paths, root_path):
-        route = _route_of(raw)
+        route = _route_at_end(raw) if any_prefix else _route_of(raw)
         if route is None:
             continue
         if found is None:
