@@ -6,15 +6,18 @@ from .catalog.sources import CatalogSource, CatalogUnavailable
 from .catalog.store import RedisCatalogStore
 from .guard import Guard
 from .middleware import ModelGuardMiddleware
+from .transports import AsyncGuardTransport, GuardTransport
 from .verdict import Verdict
 
 __all__ = [
+    "AsyncGuardTransport",
     "Catalog",
     "CatalogChange",
     "CatalogError",
     "CatalogSource",
     "CatalogUnavailable",
     "Guard",
+    "GuardTransport",
     "ModelGuardMiddleware",
     "ModelInfo",
     "RedisCatalogStore",

@@ -176,9 +176,12 @@ class RemoteCatalog:
         transport: httpx2.AsyncBaseTransport | httpx2.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         store: RedisCatalogStore | None = None,
+        failure_backoff: float = RETRY_AFTER,
     ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
+        if not failure_backoff > 0:
+            raise ValueError("failure_backoff must be a positive number of seconds")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.ttl = ttl
@@ -186,7 +189,10 @@ class RemoteCatalog:
         self.negative_ttl = negative_ttl
         self.min_refresh_interval = min_refresh_interval
         self.timeout = timeout
-        self.rules = Rules(ttl, max_stale, negative_ttl, min_refresh_interval, RETRY_AFTER)
+        #: After a failed fetch, a key is not fetched again for this long (callers get 503
+        #: with Retry-After meanwhile, unless a stale copy still serves).
+        self.failure_backoff = failure_backoff
+        self.rules = Rules(ttl, max_stale, negative_ttl, min_refresh_interval, failure_backoff)
         self.on_change = on_change
         self._transport = transport
         self._clock = clock
@@ -225,7 +231,7 @@ class RemoteCatalog:
         return self._api_key is None
 
     async def catalog_for(self, credential: str | None) -> Catalog:
-        plan = self._consult(credential, _LOOKUP)
+        plan = self._consult(credential, _LOOKUP, asyncio.get_running_loop())
         if plan.action.kind in (SERVE, SERVE_AND_REFRESH):
             if plan.mine:
                 self._launch(plan)
@@ -249,7 +255,7 @@ class RemoteCatalog:
 
     async def refresh_for_unknown(self, credential: str | None) -> Catalog | None:
         """One early refresh per ``min_refresh_interval``, so new models work at once."""
-        plan = self._consult(credential, _UNKNOWN)
+        plan = self._consult(credential, _UNKNOWN, asyncio.get_running_loop())
         if plan.action.kind != REFRESH:
             return None
         if plan.mine:
@@ -336,8 +342,10 @@ class RemoteCatalog:
             raise no_credential()
         return key
 
-    def _consult(self, credential: str | None, event: Lookup | UnknownModel) -> _Plan:
-        """Feed one event to the key's state; start a flight if the answer needs one."""
+    def _consult(self, credential: str | None, event: Lookup | UnknownModel,
+                 loop: asyncio.AbstractEventLoop | None = None) -> _Plan:
+        """Feed one event to the key's state; start a flight if the answer needs one
+        (``loop``: the event loop that will run it; None for a thread)."""
         key = self._credential(credential)
         slot_id = self.key_id(key)
         with self._lock:
@@ -353,7 +361,7 @@ class RemoteCatalog:
             if slot.flight is not None:
                 return _Plan(key, slot_id, slot, action, slot.flight)
             slot.state, _ = step(self.rules, slot.state, _STARTED, now)
-            slot.flight = _Flight(_running_loop())
+            slot.flight = _Flight(loop)
             return _Plan(key, slot_id, slot, action, slot.flight, mine=True)
 
     def _settle(self, plan: _Plan, event: Resolved | Abandoned) -> Action:
@@ -405,7 +413,7 @@ class RemoteCatalog:
                     return stop.value
                 try:
                     if isinstance(need, _Download):
-                        value = await self._download(need.key, need.slot_id)
+                        value = await self._download(need.key)
                     elif isinstance(need, _Sleep):
                         value = await asyncio.sleep(need.seconds)
                     else:
@@ -417,7 +425,7 @@ class RemoteCatalog:
         finally:
             fetch.close()
 
-    async def _download(self, key: str, slot_id: str) -> _Got:
+    async def _download(self, key: str) -> _Got:
         reader = _Reader()
         try:
             async with self._http().stream("GET", f"{self.base_url}/v1/models",
@@ -497,7 +505,7 @@ class RemoteCatalog:
                     return stop.value
                 try:
                     if isinstance(need, _Download):
-                        value = self._download_sync(need.key, need.slot_id)
+                        value = self._download_sync(need.key)
                     elif isinstance(need, _Sleep):
                         value = time.sleep(need.seconds)
                     else:
@@ -509,7 +517,7 @@ class RemoteCatalog:
         finally:
             fetch.close()
 
-    def _download_sync(self, key: str, slot_id: str) -> _Got:
+    def _download_sync(self, key: str) -> _Got:
         reader = _Reader()
         try:
             with self._http_sync().stream("GET", f"{self.base_url}/v1/models",
@@ -568,7 +576,7 @@ class RemoteCatalog:
         if failure is not None:
             logger.warning("modelguard: catalog refresh failed for key %s: %s", slot_id[:12],
                            failure)
-            return Resolved(failure=failure), None
+            return Resolved(failure=failure, failure_for=self.failure_backoff), None
         return Resolved(catalog=catalog), digest
 
     def _counted(self, got: _Got) -> _Got:
@@ -674,13 +682,14 @@ class RemoteCatalog:
             yield self.store.put_denied_op(ns, kid, found.denied, time.time(), self.negative_ttl)
             return found
         if found.failure is not None:
-            yield self.store.put_failure_op(ns, kid, found.failure, RETRY_AFTER)
+            yield self.store.put_failure_op(ns, kid, found.failure, self.failure_backoff)
             try:
                 stale = yield from self._stale_copy(state.entry)
             except StoreUnavailable:
                 stale = None
             age = state.entry.age if state.entry is not None else 0.0
-            return Resolved(catalog=stale, age=age, failure=found.failure)
+            return Resolved(catalog=stale, age=age, failure=found.failure,
+                            failure_for=self.failure_backoff)
         assert got.raw is not None and digest is not None
         yield self.store.put_catalog_op(ns, kid, digest.hex(), got.raw, time.time(),
                                         self.ttl + self.max_stale)
