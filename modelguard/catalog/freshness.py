@@ -96,7 +96,7 @@ class Resolved:
     denied: int | None = None
     denied_for: float = 0.0
     failure: str | None = None
-    failure_for: float = RETRY_AFTER
+    failure_for: float | None = None  # None: the whole back-off (``Rules.retry_after``)
 
 
 Event = Lookup | UnknownModel | FetchStarted | Abandoned | Resolved
@@ -169,7 +169,8 @@ def _resolved(rules: Rules, state: KeyState, found: Resolved,
     if found.failure is None:
         return state, Action(SERVE, state.catalog, replaced=replaced)
     # a failure: the newest good copy keeps serving until max_stale past its expiry
-    state = replace(state, failed_at=now - max(0.0, rules.retry_after - found.failure_for),
+    failure_for = rules.retry_after if found.failure_for is None else found.failure_for
+    state = replace(state, failed_at=now - max(0.0, rules.retry_after - failure_for),
                     failure=found.failure)
     if state.catalog is not None and now - state.fetched_at < rules.ttl + rules.max_stale:
         return state, Action(SERVE, state.catalog, replaced=replaced)
@@ -177,6 +178,6 @@ def _resolved(rules: Rules, state: KeyState, found: Resolved,
 
 
 def _unavailable(rules: Rules, state: KeyState, now: float) -> Action:
-    remaining = rules.retry_after - (now - state.failed_at)
+    remaining = rules.retry_after - max(0.0, now - state.failed_at)  # clocks may disagree
     wait = max(1, math.ceil(remaining)) if math.isfinite(remaining) else 1
     return Action(UNAVAILABLE, retry_after=wait, failure=state.failure)
