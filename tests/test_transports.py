@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -440,3 +442,18 @@ def test_refused_response_carries_the_verdict() -> None:
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unsupported_model"
     assert response.extensions["modelguard"].reason == "unsupported_model"
+
+
+def test_one_http_stack_the_sdks_one() -> None:
+    """modelguard (catalog, guard, transports, CLI) and the SDKs load httpx2 only. (google-genai
+    also imports httpx when it happens to be installed; it does not depend on it.)"""
+    code = (
+        "import sys\n"
+        "import modelguard, modelguard.cli, modelguard.transports\n"
+        "import anthropic, openai\n"
+        "assert 'httpx2' in sys.modules\n"
+        "print(sorted(m for m in sys.modules if m == 'httpx' or m.startswith('httpx.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
