@@ -18,7 +18,13 @@ class Verdict:
     """``allowed`` says whether to forward; ``status``/``body``/``headers`` answer otherwise.
 
     In report mode a request with policy violations is allowed and ``violations`` still lists
-    them. ``guarded`` is False for requests the guard does not inspect at all.
+    them.
+
+    ``guarded`` is True when the request was on a guarded route and was inspected; it is False
+    for requests the guard lets pass without looking (other routes and methods). Such a verdict
+    is ``allowed`` too, so check ``guarded`` where a path prefix is involved: a proxy mounted
+    under ``/llm`` that forgets ``root_path="/llm"`` gets ``allowed=True, guarded=False`` for
+    every request (docs/client.md, "Prefixes").
     """
 
     allowed: bool
