@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx2
 
-from .guard import Guard
+from .guard import Guard, normalize_headers
 from .verdict import Verdict
 
 __all__ = ["AsyncGuardTransport", "GuardTransport"]
@@ -38,8 +38,7 @@ class _Guarded:
 
     def _inspected(self, request: httpx2.Request) -> bool:
         """Whether the guard reads this request at all (else it goes out unread)."""
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
-                   for k, v in request.headers.raw]
+        headers = normalize_headers(request.headers.raw)
         return self.guard.route(request.method, (_target(request),), headers,
                                 self.root_path) is not None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "FETCH", "NOTHING", "REFRESH", "REFUSE", "SERVE", "SERVE_AND_REFRESH", "UNAVAILABLE",
@@ -102,8 +102,9 @@ class Resolved:
 Event = Lookup | UnknownModel | FetchStarted | Abandoned | Resolved
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(NamedTuple):
+    """What the caller must do (a tuple: built on every lookup, so it must be cheap)."""
+
     kind: str
     catalog: Any = None
     status: int | None = None

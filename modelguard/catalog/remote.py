@@ -30,7 +30,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import cachetools
 import httpx2
@@ -38,6 +38,7 @@ import httpx2
 from ..errors import Reason
 from .freshness import (
     FETCH,
+    NOTHING,
     REFRESH,
     REFUSE,
     RETRY_AFTER,
@@ -71,6 +72,7 @@ _COMPARED = ("owned_by", "family", "capabilities", "context_window", "max_output
              "input_modalities", "output_modalities")
 _LOOKUP, _UNKNOWN, _STARTED, _ABANDONED = Lookup(), UnknownModel(), FetchStarted(), Abandoned()
 _NEW = KeyState()
+_NOTHING = Action(NOTHING)
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,7 @@ class _Got:
 _Fetch: TypeAlias = Generator[Any, Any, Resolved]
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
+class _Plan(NamedTuple):
     """What one call must do after consulting the state machine."""
 
     key: str
@@ -352,7 +353,7 @@ class RemoteCatalog:
             slot = self._entries.get(slot_id)
             if slot is None:
                 if event is _UNKNOWN:  # nothing fetched yet: nothing to refresh early
-                    return _Plan(key, slot_id, _Slot(), Action("nothing"))
+                    return _Plan(key, slot_id, _Slot(), _NOTHING)
                 slot = self._entries[slot_id] = _Slot()
             now = self._clock()
             slot.state, action = step(self.rules, slot.state, event, now)
@@ -393,10 +394,17 @@ class RemoteCatalog:
     async def _fly(self, plan: _Plan) -> Action:
         try:
             found = await self._drive(self._procedure(plan))
-        except BaseException:
-            self._settle(plan, _ABANDONED)
+        except BaseException as error:
+            self._abandon(plan, error)
             raise
         return self._settle(plan, found)
+
+    def _abandon(self, plan: _Plan, error: BaseException) -> None:
+        """A fetch that ended without an answer: its waiters get 503, a bug is logged."""
+        if not isinstance(error, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+            logger.error("modelguard: catalog fetch for key %s failed unexpectedly",
+                         plan.slot_id[:12], exc_info=error)
+        self._settle(plan, _ABANDONED)
 
     async def _wait(self, plan: _Plan) -> Action:
         assert plan.flight is not None
@@ -469,8 +477,8 @@ class RemoteCatalog:
     def _fly_sync(self, plan: _Plan) -> Action:
         try:
             found = self._drive_sync(self._procedure(plan))
-        except BaseException:
-            self._settle(plan, _ABANDONED)
+        except BaseException as error:
+            self._abandon(plan, error)
             raise
         return self._settle(plan, found)
 
