@@ -343,3 +343,29 @@ def test_sync_fetches_alone_when_redis_is_down(gateway) -> None:
     finally:
         dead.close()
     assert gw.hits[ALICE] == 1 and remote.shared == {"local": 1}
+
+
+def test_one_catalog_outlives_event_loops_and_serves_threads_in_between(gateway) -> None:
+    """asyncio.run twice (each loop gets its own connections), sync calls in between."""
+    gw, url = gateway
+    clock = FakeClock()
+    remote = RemoteCatalog(url, ttl=10, clock=clock)
+    guard = Guard(remote)
+
+    async def once(key: str) -> bool:
+        verdict = await guard.check("POST", CHAT, {"x-api-key": key}, chat("text-model"))
+        for _ in range(500):  # let a background refresh finish on this loop (bounded)
+            if not remote._tasks:  # noqa: SLF001
+                break
+            await asyncio.sleep(0.01)
+        return verdict.allowed
+
+    assert asyncio.run(once(ALICE))
+    assert check(guard, BOB, chat("text-model")).allowed
+    clock.advance(11)  # both expired: the next lookups fetch again, on a new loop and a thread
+    assert asyncio.run(once(BOB))
+    assert check(guard, ALICE, chat("text-model")).allowed
+    wait_idle(remote)
+    remote.close()
+    assert gw.hits[ALICE] >= 1 and gw.hits[BOB] >= 1
+    assert remote.fetches.get("error", 0) == 0 and remote.fetches.get("ok", 0) >= 3

@@ -210,6 +210,7 @@ class RemoteCatalog:
         self._lock = threading.Lock()
         self._entries: cachetools.LRUCache[str, _Slot] = cachetools.LRUCache(max_keys)
         self._client: httpx2.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._sync_client: httpx2.Client | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         #: Fetches in flight: asyncio tasks, and futures of background threads.
@@ -305,9 +306,9 @@ class RemoteCatalog:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is loop:
+            await client.aclose()
         self._close_sync_parts()
         if self.store is not None:
             await self.store._release(self)  # noqa: SLF001
@@ -448,7 +449,10 @@ class RemoteCatalog:
         return self._counted(got)
 
     def _http(self) -> httpx2.AsyncClient:
-        if self._client is None:
+        """The async client of the running event loop (a client's connections belong to
+        the loop that opened them; a catalog may outlive one ``asyncio.run``)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
             transport = self._transport
             self._client = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(self.timeout),
@@ -456,6 +460,7 @@ class RemoteCatalog:
                 else None,
                 follow_redirects=False, headers={"accept": "application/json"},
             )
+            self._client_loop = loop
         return self._client
 
     # -- sync shell -----------------------------------------------------------------------------
