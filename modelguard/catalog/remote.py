@@ -729,7 +729,8 @@ class RemoteCatalog:
             self._secret = secret
 
     def _share(self, outcome: str) -> None:
-        self.shared[outcome] = self.shared.get(outcome, 0) + 1
+        with self._lock:
+            self.shared[outcome] = self.shared.get(outcome, 0) + 1
 
     # -- payloads ---------------------------------------------------------------------------------
 
@@ -742,7 +743,8 @@ class RemoteCatalog:
         return catalog
 
     def _count(self, outcome: str) -> None:
-        self.fetches[outcome] = self.fetches.get(outcome, 0) + 1
+        with self._lock:
+            self.fetches[outcome] = self.fetches.get(outcome, 0) + 1
 
     def _report_changes(self, slot_id: str, old: Catalog, new: Catalog) -> None:
         change = diff(slot_id[:12], old, new)
