@@ -10,11 +10,11 @@ by a keyed hash.
 
 One instance serves async callers (``await catalog_for(...)``) and sync callers
 (``catalog_for_sync(...)``, a blocking fetch) from one cache. A fetch is described once, as a
-generator of the I/O it needs (download, Redis operations, a pause), and run by a thin async or
-sync driver. Two tiers: this process only, or ``store=RedisCatalogStore(url)`` with the
-in-process cache in front (a fresh entry never touches the network): misses and refreshes go
-through Redis first, so replicas share fetched catalogs, refusals and failures, and one replica
-at a time refreshes a key (store.py).
+generator of the I/O it needs (fetch.py), and run here by a thin async or sync driver. Two
+tiers behind the in-process cache (a fresh entry never touches the network): this process
+alone, or ``store=RedisCatalogStore(url)``, where misses and refreshes go through Redis first,
+so replicas share fetched catalogs, refusals and failures, and one replica at a time refreshes
+a key (store.py).
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cachetools
 import httpx2
 
 from ..errors import Reason
+from .fetch import Alone, Download, Fetch, Got, Reader, Sleep, ThroughRedis, Tier
 from .freshness import (
     FETCH,
     NOTHING,
@@ -57,7 +58,7 @@ from .freshness import (
 )
 from .model import Catalog, CatalogError, ModelInfo
 from .sources import CatalogUnavailable, no_credential
-from .store import StoredEntry, StoredState, StoreUnavailable
+from .store import StoreUnavailable
 
 if TYPE_CHECKING:
     from .store import RedisCatalogStore
@@ -66,8 +67,6 @@ __all__ = ["RETRY_AFTER", "CatalogChange", "RemoteCatalog"]
 
 logger = logging.getLogger("modelguard.catalog")
 
-#: The largest catalog response read; a bigger one is a failed refresh, not a memory problem.
-MAX_CATALOG_BYTES = 16 * 1024 * 1024
 _COMPARED = ("owned_by", "family", "capabilities", "context_window", "max_output_tokens",
              "input_modalities", "output_modalities")
 _LOOKUP, _UNKNOWN, _STARTED, _ABANDONED = Lookup(), UnknownModel(), FetchStarted(), Abandoned()
@@ -109,37 +108,6 @@ class _Slot:
         state = self.state
         return (f"<entry catalog={'yes' if state.catalog is not None else 'no'} "
                 f"denied={state.denied} fetching={state.fetching}>")
-
-
-@dataclass(frozen=True, slots=True)
-class _Download:
-    """I/O request: ``GET {base_url}/v1/models`` with this key."""
-
-    key: str
-    slot_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Sleep:
-    """I/O request: pause (waiting for another replica's fetch)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Got:
-    """What one download found: the raw body, a refusal, or a failure."""
-
-    raw: bytes | None = None
-    denied: int | None = None
-    failure: str | None = None
-    #: The ``fetches`` counter to bump (a payload is counted once parsed: "ok"/"malformed").
-    count: str | None = None
-
-
-#: A fetch as a generator: it yields _Download, _Sleep or a store operation, receives each
-#: one's result (StoreUnavailable is thrown in), and returns what it found.
-_Fetch: TypeAlias = Generator[Any, Any, Resolved]
 
 
 class _Plan(NamedTuple):
@@ -204,11 +172,11 @@ class RemoteCatalog:
             store._attach(self)  # noqa: SLF001
             if store.secret is not None:
                 self._secret = store.secret
-            #: Gateways never share entries: Redis keys carry a digest of the base URL.
-            self._namespace = hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
         #: Guards the entries and flights (callers may be coroutines and threads at once).
         self._lock = threading.Lock()
         self._entries: cachetools.LRUCache[str, _Slot] = cachetools.LRUCache(max_keys)
+        #: Where fetches go: this process alone, or Redis first (fetch.py).
+        self._tier: Tier = Alone(self) if store is None else ThroughRedis(self, store)
         self._client: httpx2.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._sync_client: httpx2.Client | None = None
@@ -411,7 +379,7 @@ class RemoteCatalog:
         assert plan.flight is not None
         return await asyncio.wrap_future(plan.flight.future)
 
-    async def _drive(self, fetch: _Fetch) -> Resolved:
+    async def _drive(self, fetch: Fetch) -> Resolved:
         send: Callable[[Any], Any] = fetch.send
         value: Any = None
         try:
@@ -421,9 +389,9 @@ class RemoteCatalog:
                 except StopIteration as stop:
                     return stop.value
                 try:
-                    if isinstance(need, _Download):
+                    if isinstance(need, Download):
                         value = await self._download(need.key)
-                    elif isinstance(need, _Sleep):
+                    elif isinstance(need, Sleep):
                         value = await asyncio.sleep(need.seconds)
                     else:
                         assert self.store is not None
@@ -434,8 +402,8 @@ class RemoteCatalog:
         finally:
             fetch.close()
 
-    async def _download(self, key: str) -> _Got:
-        reader = _Reader()
+    async def _download(self, key: str) -> Got:
+        reader = Reader()
         try:
             async with self._http().stream("GET", f"{self.base_url}/v1/models",
                                            headers=_auth(key)) as response:
@@ -445,7 +413,7 @@ class RemoteCatalog:
                             break
                 got = reader.result(response.status_code)
         except httpx2.HTTPError as error:
-            got = _Got(failure=type(error).__name__, count="error")
+            got = Got(failure=type(error).__name__, count="error")
         return self._counted(got)
 
     def _http(self) -> httpx2.AsyncClient:
@@ -507,7 +475,7 @@ class RemoteCatalog:
             plan.slot.state = replace(state, fetching=fetching)
         return action
 
-    def _drive_sync(self, fetch: _Fetch) -> Resolved:
+    def _drive_sync(self, fetch: Fetch) -> Resolved:
         send: Callable[[Any], Any] = fetch.send
         value: Any = None
         try:
@@ -517,9 +485,9 @@ class RemoteCatalog:
                 except StopIteration as stop:
                     return stop.value
                 try:
-                    if isinstance(need, _Download):
+                    if isinstance(need, Download):
                         value = self._download_sync(need.key)
-                    elif isinstance(need, _Sleep):
+                    elif isinstance(need, Sleep):
                         value = time.sleep(need.seconds)
                     else:
                         assert self.store is not None
@@ -530,8 +498,8 @@ class RemoteCatalog:
         finally:
             fetch.close()
 
-    def _download_sync(self, key: str) -> _Got:
-        reader = _Reader()
+    def _download_sync(self, key: str) -> Got:
+        reader = Reader()
         try:
             with self._http_sync().stream("GET", f"{self.base_url}/v1/models",
                                           headers=_auth(key)) as response:
@@ -541,7 +509,7 @@ class RemoteCatalog:
                             break
                 got = reader.result(response.status_code)
         except httpx2.HTTPError as error:
-            got = _Got(failure=type(error).__name__, count="error")
+            got = Got(failure=type(error).__name__, count="error")
         return self._counted(got)
 
     def _http_sync(self) -> httpx2.Client:
@@ -559,20 +527,13 @@ class RemoteCatalog:
                 client = self._sync_client
         return client
 
-    # -- what a fetch does (described once; the drivers above do the I/O) -----------------------
+    # -- what a fetch does (described in fetch.py; the drivers above do the I/O) ----------------
 
-    def _procedure(self, plan: _Plan) -> _Fetch:
+    def _procedure(self, plan: _Plan) -> Fetch:
         max_age = self.min_refresh_interval if plan.action.kind == REFRESH else self.ttl
-        if self.store is None:
-            return self._direct(plan.key, plan.slot_id)
-        return self._shared_fetch(plan.key, plan.slot_id, plan.slot, max_age)
+        return self._tier.fetch(plan.key, plan.slot_id, plan.slot, max_age)
 
-    def _direct(self, key: str, slot_id: str) -> _Fetch:
-        """This process only: ask the gateway."""
-        got = yield _Download(key, slot_id)
-        return self._resolve(got, slot_id)[0]
-
-    def _resolve(self, got: _Got, slot_id: str) -> tuple[Resolved, bytes | None]:
+    def _resolve(self, got: Got, slot_id: str) -> tuple[Resolved, bytes | None]:
         """A download as the state machine's event (and the digest of an accepted payload);
         a failure is logged here, once, by the process that made the request."""
         if got.denied is not None:
@@ -592,126 +553,10 @@ class RemoteCatalog:
             return Resolved(failure=failure, failure_for=self.failure_backoff), None
         return Resolved(catalog=catalog), digest
 
-    def _counted(self, got: _Got) -> _Got:
+    def _counted(self, got: Got) -> Got:
         if got.count is not None:
             self._count(got.count)
         return got
-
-    # -- through the shared store ----------------------------------------------------------------
-
-    def _shared_fetch(self, key: str, slot_id: str, slot: _Slot, max_age: float) -> _Fetch:
-        """Another replica's fetch (within ``max_age``), refusal or failure counts, and only
-        one replica at a time asks the gateway for this key."""
-        found = yield from self._through_store(key, slot_id, slot, max_age)
-        self._follow_secret(slot_id, slot, key)  # a write may have found a newer secret
-        return found
-
-    def _through_store(self, key: str, slot_id: str, slot: _Slot, max_age: float) -> _Fetch:
-        store = self.store
-        assert store is not None
-        store._attach(self)  # noqa: SLF001  (again, if this catalog was closed and reused)
-        try:
-            yield store.ensure_secret_op()
-        except StoreUnavailable:
-            return (yield from self._alone(key, slot_id))
-        kid = self._follow_secret(slot_id, slot, key)
-        ns = self._namespace
-        hold = 2 * self.timeout + 1  # the lock outlives one upstream request
-        deadline = time.monotonic() + hold + 1
-        pause = 0.01
-        while True:
-            try:
-                found = yield from self._usable((yield store.read_op(ns, kid)), max_age)
-                if found is not None:
-                    return found
-                token = yield store.lock_op(ns, kid, hold)
-            except StoreUnavailable:
-                return (yield from self._alone(key, slot_id))
-            if token is not None:
-                try:  # checked again: the previous holder may have just finished
-                    state = yield store.read_op(ns, kid)
-                    found = yield from self._usable(state, max_age)
-                    if found is None:
-                        found = yield from self._fetch_and_share(ns, kid, key, slot_id, state)
-                except StoreUnavailable:
-                    found = None
-                yield store.unlock_op(ns, kid, token)
-                return found if found is not None else (yield from self._alone(key, slot_id))
-            if time.monotonic() >= deadline:  # the holder vanished: stop waiting for it
-                return (yield from self._alone(key, slot_id))
-            yield _Sleep(pause)
-            pause = min(pause * 1.5, 0.1)
-
-    def _usable(self, state: StoredState, max_age: float) -> Generator[Any, Any,
-                                                                        Resolved | None]:
-        """What Redis has that answers this fetch, or None (then someone must fetch)."""
-        stored = state.entry
-        if stored is not None and stored.state != "ok":
-            self._share("denied")
-            return Resolved(denied=int(stored.state), denied_for=stored.expires_in)
-        if stored is not None and stored.age < max_age:
-            catalog = yield from self._stored_catalog(stored)
-            if catalog is not None:
-                self._share("hit")
-                return Resolved(catalog=catalog, age=stored.age)
-        if state.failure is not None:  # another replica just failed: do not hammer upstream
-            self._share("failed")
-            return Resolved(catalog=(yield from self._stale_copy(stored)),
-                            age=stored.age if stored is not None else 0.0,
-                            failure=state.failure, failure_for=state.failure_expires_in)
-        return None
-
-    def _stale_copy(self, stored: StoredEntry | None) -> Generator[Any, Any, Catalog | None]:
-        if stored is None or stored.state != "ok" or stored.age >= self.ttl + self.max_stale:
-            return None
-        return (yield from self._stored_catalog(stored))
-
-    def _stored_catalog(self, stored: StoredEntry) -> Generator[Any, Any, Catalog | None]:
-        """The catalog an entry points at (None if its payload is gone or damaged)."""
-        assert self.store is not None
-        try:
-            digest = bytes.fromhex(stored.digest)
-        except ValueError:
-            return None
-        catalog = self._interned.get(digest)
-        if catalog is not None:
-            return catalog
-        raw = yield self.store.payload_op(stored.digest)
-        if raw is None or hashlib.sha256(raw).digest() != digest:
-            return None
-        try:
-            return self._intern(raw, digest)
-        except CatalogError:
-            return None
-
-    def _fetch_and_share(self, ns: str, kid: str, key: str, slot_id: str,
-                         state: StoredState) -> _Fetch:
-        """This replica holds the lock: ask the gateway, then tell the others."""
-        assert self.store is not None
-        got = yield _Download(key, slot_id)
-        found, digest = self._resolve(got, slot_id)
-        self._share("fetched")
-        if found.denied is not None:
-            yield self.store.put_denied_op(ns, kid, found.denied, time.time(), self.negative_ttl)
-            return found
-        if found.failure is not None:
-            yield self.store.put_failure_op(ns, kid, found.failure, self.failure_backoff)
-            try:
-                stale = yield from self._stale_copy(state.entry)
-            except StoreUnavailable:
-                stale = None
-            age = state.entry.age if state.entry is not None else 0.0
-            return Resolved(catalog=stale, age=age, failure=found.failure,
-                            failure_for=self.failure_backoff)
-        assert got.raw is not None and digest is not None
-        yield self.store.put_catalog_op(ns, kid, digest.hex(), got.raw, time.time(),
-                                        self.ttl + self.max_stale)
-        return found
-
-    def _alone(self, key: str, slot_id: str) -> _Fetch:
-        """Redis is unavailable: fetch as a lone process would."""
-        self._share("local")
-        return (yield from self._direct(key, slot_id))
 
     def _follow_secret(self, slot_id: str, slot: _Slot, key: str) -> str:
         """Adopt the store's secret; if that changed the key id, file the entry under both."""
@@ -809,33 +654,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-class _Reader:
-    """Collects a catalog response, up to :data:`MAX_CATALOG_BYTES`."""
-
-    __slots__ = ("chunks", "over", "size")
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.over = False
-
-    def add(self, chunk: bytes) -> bool:
-        """Keep a chunk; False once the body is larger than any sane catalog."""
-        self.size += len(chunk)
-        if self.size > MAX_CATALOG_BYTES:
-            self.over = True
-            return False
-        self.chunks.append(chunk)
-        return True
-
-    def result(self, status: int) -> _Got:
-        if status in (401, 403):
-            return _Got(denied=status, count=str(status))
-        if status != 200:
-            return _Got(failure=f"HTTP {status}", count=str(status))
-        if self.over:
-            return _Got(failure=f"catalog response over {MAX_CATALOG_BYTES} bytes",
-                        count="too_large")
-        return _Got(raw=b"".join(self.chunks))
