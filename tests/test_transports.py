@@ -457,3 +457,39 @@ def test_one_http_stack_the_sdks_one() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_streamed_request_body_is_checked_and_sent_whole() -> None:
+    """A body given as an iterator (no Content-Length) is read once, checked, sent whole."""
+    from modelguard import Catalog
+
+    catalog = Catalog.model_validate(CATALOG)
+    doc = {"model": TEXT_ONLY, "messages": [{"role": "user", "content": "hi " * 1000}]}
+    raw = json.dumps(doc).encode()
+    pieces = [raw[i:i + 512] for i in range(0, len(raw), 512)]
+    received: list[bytes] = []
+
+    def upstream(request: httpx2.Request) -> httpx2.Response:
+        received.append(request.read())
+        return httpx2.Response(200, json={"ok": True})
+
+    async def async_upstream(request: httpx2.Request) -> httpx2.Response:
+        received.append(await request.aread())
+        return httpx2.Response(200, json={"ok": True})
+
+    async def async_pieces():
+        for piece in pieces:
+            yield piece
+
+    sync_guard = GuardTransport(catalog, transport=httpx2.MockTransport(upstream))
+    with httpx2.Client(transport=sync_guard, base_url="http://api.test") as client:
+        ok = client.post("/v1/chat/completions", content=iter(pieces))
+        bad = client.post("/v1/chat/completions",
+                          content=iter([raw.replace(TEXT_ONLY.encode(), b"nope")]))
+    async_guard = AsyncGuardTransport(catalog, transport=httpx2.MockTransport(async_upstream))
+    async with httpx2.AsyncClient(transport=async_guard, base_url="http://api.test") as client:
+        async_ok = await client.post("/v1/chat/completions", content=async_pieces())
+    assert ok.status_code == async_ok.status_code == 200
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "unsupported_model"
+    assert received == [raw, raw]
+    assert ok.extensions["modelguard"].model_id == TEXT_ONLY
