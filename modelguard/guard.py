@@ -52,6 +52,8 @@ class _Need:
 #: early refresh"; CatalogUnavailable is thrown in), and returns the Verdict. ``check`` and
 #: ``check_sync`` are two thin drivers of this one description.
 _Steps = Generator[_Need, Any, Verdict]
+#: A request admitted to inspection: (route, headers, query, body).
+_Admitted = tuple[Route, list[tuple[str, str]], str, bytes]
 
 
 def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
@@ -184,20 +186,25 @@ class Guard:
         return self.inspect_sync(*start)
 
     def _start(self, method: str, target: str, headers: Headers, body: bytes,
-               root_path: str | None) -> Verdict | tuple[Route, list[tuple[str, str]], str, bytes]:
+               root_path: str | None) -> Verdict | _Admitted:
         """Everything before the catalog: the route and the refusals that need no catalog."""
         pairs = normalize_headers(headers)
-        path, _, query = target.partition("?")
         route = self.route(method, (target,), pairs, root_path)
         if route is None:
             return PASS
-        early = self.precheck(route, pairs, query)
+        return self.admit(route, pairs, target.partition("?")[2], body)
+
+    def admit(self, route: Route, headers: list[tuple[str, str]], query: str,
+              body: bytes) -> Verdict | _Admitted:
+        """A refusal that needs no catalog (encoding, media type, size), or the arguments of
+        :meth:`inspect` / :meth:`inspect_sync` for a request on ``route``."""
+        early = self.precheck(route, headers, query)
         if early is None and len(body) > self.options.max_body_bytes:
             error = too_large(self.options.max_body_bytes)
             early = self.refuse(route, error.reason, error.message)
         if early is not None:
             return early
-        return route, pairs, query, body
+        return route, headers, query, body
 
     async def inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
                       body: bytes) -> Verdict:

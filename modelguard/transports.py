@@ -20,6 +20,7 @@ from typing import Any
 import httpx2
 
 from .guard import Guard, normalize_headers
+from .routing import Route
 from .verdict import Verdict
 
 __all__ = ["AsyncGuardTransport", "GuardTransport"]
@@ -36,14 +37,12 @@ class _Guarded:
         #: None: guard any path that ends in a guarded route.
         self.root_path = root_path
 
-    def _inspected(self, request: httpx2.Request) -> bool:
-        """Whether the guard reads this request at all (else it goes out unread)."""
+    def _route(self, request: httpx2.Request) -> tuple[Route | None, list[tuple[str, str]], str]:
+        """The guarded route of a request (None: it goes out unread), its headers and query."""
         headers = normalize_headers(request.headers.raw)
-        return self.guard.route(request.method, (_target(request),), headers,
-                                self.root_path) is not None
-
-    def _args(self, request: httpx2.Request) -> tuple[str, str, list[tuple[bytes, bytes]]]:
-        return request.method, _target(request), request.headers.raw
+        target = _target(request)
+        route = self.guard.route(request.method, (target,), headers, self.root_path)
+        return route, headers, target.partition("?")[2]
 
     def _refused(self, request: httpx2.Request, verdict: Verdict) -> httpx2.Response:
         return httpx2.Response(verdict.status, headers=verdict.headers, content=verdict.body,
@@ -86,10 +85,15 @@ class GuardTransport(_Guarded, httpx2.BaseTransport):
         self.transport = transport if transport is not None else httpx2.HTTPTransport()
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        if not self._inspected(request):
+        route, headers, query = self._route(request)
+        if route is None:
             return self.transport.handle_request(request)
-        body = request.read()
-        verdict = self.guard.check_sync(*self._args(request), body, root_path=self.root_path)
+        admitted = self.guard.admit(route, headers, query, request.read())
+        if isinstance(admitted, Verdict):
+            verdict = admitted
+            self.guard.notify_sync(verdict)
+        else:
+            verdict = self.guard.inspect_sync(*admitted)
         if not verdict.allowed:
             return self._refused(request, verdict)
         response = self.transport.handle_request(self._outgoing(request, verdict))
@@ -110,10 +114,15 @@ class AsyncGuardTransport(_Guarded, httpx2.AsyncBaseTransport):
         self.transport = transport if transport is not None else httpx2.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if not self._inspected(request):
+        route, headers, query = self._route(request)
+        if route is None:
             return await self.transport.handle_async_request(request)
-        body = await request.aread()
-        verdict = await self.guard.check(*self._args(request), body, root_path=self.root_path)
+        admitted = self.guard.admit(route, headers, query, await request.aread())
+        if isinstance(admitted, Verdict):
+            verdict = admitted
+            await self.guard.notify(verdict)
+        else:
+            verdict = await self.guard.inspect(*admitted)
         if not verdict.allowed:
             return self._refused(request, verdict)
         response = await self.transport.handle_async_request(self._outgoing(request, verdict))
