@@ -10,12 +10,14 @@ from .errors import Reason
 from .guard import Guard
 from .middleware import ModelGuardMiddleware
 from .policy import Violation
+from .transports import AsyncGuardTransport, GuardTransport
 from .types import CatalogLike, Mode
 from .verdict import Verdict
 
 __all__ = [
     "ACCELERATED",
     "DISTRIBUTION",
+    "AsyncGuardTransport",
     "Catalog",
     "CatalogChange",
     "CatalogError",
@@ -23,6 +25,7 @@ __all__ = [
     "CatalogSource",
     "CatalogUnavailable",
     "Guard",
+    "GuardTransport",
     "Mode",
     "ModelGuardMiddleware",
     "ModelInfo",

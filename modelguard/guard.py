@@ -6,10 +6,11 @@ and adds the one piece of I/O, the catalog lookup.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -42,6 +43,22 @@ logger = logging.getLogger("modelguard")
 Headers = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
 _MODES = ("enforce", "report")
 WEBSOCKETS = ("refuse", "pass")
+
+
+@dataclass(frozen=True, slots=True)
+class _Need:
+    """What the sans-I/O check needs next: the caller's catalog, or an early refresh of it."""
+
+    credential: str | None
+    refresh: bool = False
+
+
+#: The check as a generator: it yields :class:`_Need`, receives a Catalog (or None for "no
+#: early refresh"; CatalogUnavailable is thrown in), and returns the Verdict. ``check`` and
+#: ``check_sync`` are two thin drivers of this one description.
+_Steps = Generator[_Need, Any, Verdict]
+#: A request admitted to inspection: (route, headers, query, body).
+_Admitted = tuple[Route, list[tuple[str, str]], str, bytes]
 
 
 def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
@@ -131,10 +148,14 @@ class Guard:
     # -- the steps before the body ---------------------------------------------------------
 
     def route(self, method: str, paths: Iterable[str], headers: list[tuple[str, str]],
-              root_path: str = "") -> Route | None:
-        """The guarded route of a request, or None to let it pass untouched."""
+              root_path: str | None = "") -> Route | None:
+        """The guarded route of a request, or None to let it pass untouched.
+
+        ``root_path=None``: a path that ends in a guarded route is guarded (the transports)."""
         if not is_post(method, headers):
             return None
+        if root_path is None:
+            return match_route(*paths, enabled=self.families, any_prefix=True)
         return match_route(*paths, root_path=root_path, enabled=self.families)
 
     def websocket_route(self, paths: Iterable[str], root_path: str = "") -> Route | None:
@@ -173,36 +194,113 @@ class Guard:
 
     # -- the whole check ----------------------------------------------------------------------
 
-    async def check(self, method: str, target: str, headers: Headers, body: bytes) -> Verdict:
-        """The verdict for one request; ``target`` is the path with its query string."""
+    async def check(self, method: str, target: str, headers: Headers, body: bytes, *,
+                    root_path: str | None = "") -> Verdict:
+        """The verdict for one request; ``target`` is the path with its query string.
+
+        ``root_path``: a path prefix removed before matching, like the ASGI ``root_path`` (a
+        proxy mounted under ``/llm`` passes ``root_path="/llm"``); ``None`` guards any path
+        that ends in a guarded route. A request the guard does not recognise is allowed with
+        ``verdict.guarded`` False: check it when a prefix is involved.
+        """
+        start = self._start(method, target, headers, body, root_path)
+        if isinstance(start, Verdict):
+            await self.notify(start)
+            return start
+        return await self.inspect(*start)
+
+    def check_sync(self, method: str, target: str, headers: Headers, body: bytes, *,
+                   root_path: str | None = "") -> Verdict:
+        """:meth:`check` without an event loop (WSGI, Flask, Django, threads): the same
+        verdict; a catalog that must be fetched is fetched blocking (``RemoteCatalog``
+        shares one cache and one fetch per key between threads and coroutines)."""
+        start = self._start(method, target, headers, body, root_path)
+        if isinstance(start, Verdict):
+            self.notify_sync(start)
+            return start
+        return self.inspect_sync(*start)
+
+    def _start(self, method: str, target: str, headers: Headers, body: bytes,
+               root_path: str | None) -> Verdict | _Admitted:
+        """Everything before the catalog: the route and the refusals that need no catalog."""
         pairs = normalize_headers(headers)
-        path, _, query = target.partition("?")
-        route = self.route(method, (target,), pairs)
+        route = self.route(method, (target,), pairs, root_path)
         if route is None:
             return PASS
-        early = self.precheck(route, pairs, query)
+        return self.admit(route, pairs, target.partition("?")[2], body)
+
+    def admit(self, route: Route, headers: list[tuple[str, str]], query: str,
+              body: bytes) -> Verdict | _Admitted:
+        """A refusal that needs no catalog (encoding, media type, size), or the arguments of
+        :meth:`inspect` / :meth:`inspect_sync` for a request on ``route``."""
+        early = self.precheck(route, headers, query)
         if early is None and len(body) > self.options.max_body_bytes:
             error = too_large(self.options.max_body_bytes)
             early = self.refuse(route, error.reason, error.message)
         if early is not None:
-            await self.notify(early)
             return early
-        return await self.inspect(route, pairs, query, body)
+        return route, headers, query, body
 
     async def inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
                       body: bytes) -> Verdict:
         """Check a body already read within the size limit; never raises on client input."""
+        steps = self._steps(route, headers, query, body)
+        send: Callable[[Any], _Need] = steps.send
+        value: Any = None
         try:
-            verdict = await self._inspect(route, headers, query, body)
+            while True:
+                try:
+                    need = send(value)
+                except StopIteration as stop:
+                    verdict = stop.value
+                    break
+                try:
+                    if need.refresh:
+                        value = await self.source.refresh_for_unknown(need.credential)
+                    else:
+                        value = await self.source.catalog_for(need.credential)
+                    send = steps.send
+                except CatalogUnavailable as error:
+                    value, send = error, steps.throw
         except Exception:  # a bug must not turn client input into a 500: fail closed
-            logger.exception("modelguard: internal error while checking a request")
-            verdict = self.refuse(route, Reason.INVALID, (
-                "The request could not be inspected; it was refused to be safe."))
+            verdict = self._failed(route)
         await self.notify(verdict)
         return verdict
 
-    async def _inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
-                       body: bytes) -> Verdict:
+    def inspect_sync(self, route: Route, headers: list[tuple[str, str]], query: str,
+                     body: bytes) -> Verdict:
+        """:meth:`inspect` without an event loop."""
+        steps = self._steps(route, headers, query, body)
+        send: Callable[[Any], _Need] = steps.send
+        value: Any = None
+        try:
+            while True:
+                try:
+                    need = send(value)
+                except StopIteration as stop:
+                    verdict = stop.value
+                    break
+                try:
+                    if need.refresh:
+                        value = _blocking(self.source, "refresh_for_unknown", need.credential)
+                    else:
+                        value = _blocking(self.source, "catalog_for", need.credential)
+                    send = steps.send
+                except CatalogUnavailable as error:
+                    value, send = error, steps.throw
+        except Exception:  # a bug must not turn client input into a 500: fail closed
+            verdict = self._failed(route)
+        self.notify_sync(verdict)
+        return verdict
+
+    def _failed(self, route: Route) -> Verdict:
+        logger.exception("modelguard: internal error while checking a request")
+        return self.refuse(route, Reason.INVALID, (
+            "The request could not be inspected; it was refused to be safe."))
+
+    def _steps(self, route: Route, headers: list[tuple[str, str]], query: str,
+               body: bytes) -> _Steps:
+        """The check after the route, as a pure description: the catalog is asked for."""
         encodings = header_values(headers, "content-encoding")
         try:
             decoded = decode_body(route, body, encodings, self.options)
@@ -216,10 +314,10 @@ class Guard:
         try:
             if self.source.needs_credential and credential is None:
                 raise no_credential()
-            catalog = await self.source.catalog_for(credential)
+            catalog = yield _Need(credential)
             violations = judge(route, features, catalog, self.options)
             if any(v.reason == Reason.UNSUPPORTED_MODEL for v in violations):
-                fresher = await self.source.refresh_for_unknown(credential)
+                fresher = yield _Need(credential, refresh=True)
                 if fresher is not None:
                     catalog = fresher
                     violations = judge(route, features, catalog, self.options)
@@ -318,6 +416,44 @@ class Guard:
         except Exception:
             logger.exception("modelguard: on_violation hook raised")
 
+    def notify_sync(self, verdict: Verdict) -> None:
+        """:meth:`notify` without an event loop (an async hook runs to completion here)."""
+        if not verdict.violations or self.on_violation is None:
+            return
+        try:
+            result = self.on_violation(verdict)
+            if inspect.isawaitable(result):
+                _run_to_end(result)
+        except Exception:
+            logger.exception("modelguard: on_violation hook raised")
+
+
+def _blocking(source: Any, name: str, credential: str | None) -> Any:
+    """A catalog source's answer without an event loop: its ``*_sync`` method, else its
+    coroutine run to completion on a private loop."""
+    method = getattr(source, name + "_sync", None)
+    if method is not None:
+        return method(credential)
+    return _run_to_end(getattr(source, name)(credential))
+
+
+def _run_to_end(awaitable: Any) -> Any:
+    """Run an awaitable from sync code (not from inside a running event loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        raise RuntimeError("a synchronous check cannot wait for a coroutine inside a running "
+                           "event loop; use await guard.check(...) there")
+
+    async def wait() -> Any:
+        return await awaitable
+
+    coroutine: Coroutine[Any, Any, Any] = wait()
+    return asyncio.run(coroutine)
 
 def _renoted(violation: Violation, note: str) -> Violation:
     """A clamp that cannot apply: refused after all, its message saying why."""

@@ -210,6 +210,17 @@ def _route_of(canonical: str, enabled: frozenset[str] = DEFAULT_FAMILIES) -> Rou
     return None
 
 
+def _route_at_end(canonical: str, enabled: frozenset[str] = DEFAULT_FAMILIES) -> Route | None:
+    """The route of the longest segment-aligned suffix of the path that is one."""
+    start = 0
+    while start >= 0:
+        route = _route_of(canonical[start:], enabled)
+        if route is not None:
+            return route
+        start = canonical.find("/", start + 1)
+    return None
+
+
 def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
     """POST, compared case-insensitively, or a method override header asking for it."""
     if method.upper() == "POST":
@@ -236,17 +247,19 @@ def _readings(paths: tuple[str, ...], root_path: str) -> list[str]:
 _MATRIX = re.compile(r";[^/]*")
 
 
-def match_route(*paths: str, root_path: str = "",
-                enabled: frozenset[str] = DEFAULT_FAMILIES) -> Route | None:
+def match_route(*paths: str, root_path: str = "", enabled: frozenset[str] = DEFAULT_FAMILIES,
+                any_prefix: bool = False) -> Route | None:
     """The guarded route for the given readings of one request path, if any.
 
     Callers pass every reading they have (the raw target and the server-decoded path); if two
     readings land on different guarded routes or models, the request is marked ambiguous.
-    ``enabled`` names the route families guarded (:func:`families`).
+    ``enabled`` names the route families guarded (:func:`families`). ``any_prefix``: a path
+    that *ends in* a guarded route is guarded, whatever comes before it (a client's base URL
+    such as ``https://host/gw/v1``).
     """
     found: Route | None = None
     for raw in _readings(paths, root_path):
-        route = _route_of(raw, enabled)
+        route = _route_at_end(raw, enabled) if any_prefix else _route_of(raw, enabled)
         if route is None:
             continue
         if found is None:

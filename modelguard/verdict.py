@@ -22,8 +22,13 @@ class Verdict:
     mode a request with refused violations is allowed and they are still listed. When an
     action changed the body, ``rewritten_body`` is the body to forward (decoded: send it with
     a matching Content-Length and without Content-Encoding) and ``adjustments`` says what
-    changed (``"cache_control=stripped"``, ``"max_tokens=8192"``). ``guarded`` is False for
-    requests the guard does not inspect at all.
+    changed (``"cache_control=stripped"``, ``"max_tokens=8192"``).
+
+    ``guarded`` is True when the request was on a guarded route and was inspected; it is False
+    for requests the guard lets pass without looking (other routes and methods). Such a verdict
+    is ``allowed`` too, so check ``guarded`` where a path prefix is involved: a proxy mounted
+    under ``/llm`` that forgets ``root_path="/llm"`` gets ``allowed=True, guarded=False`` for
+    every request (see "Prefixes" in the client guide).
     """
 
     allowed: bool

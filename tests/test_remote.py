@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from modelguard import CatalogUnavailable, Guard, ModelGuardMiddleware, RemoteCatalog
@@ -60,8 +60,8 @@ async def test_each_key_sees_its_own_catalog_end_to_end(gateway) -> None:
 
     remote = RemoteCatalog(url)
     guarded = ModelGuardMiddleware(app, catalog=remote)
-    transport = httpx.ASGITransport(app=guarded)
-    async with httpx.AsyncClient(transport=transport, base_url="http://guarded") as client:
+    transport = httpx2.ASGITransport(app=guarded)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://guarded") as client:
         ok = await client.post("/v1/chat/completions", content=chat("vision-model", image=True),
                                headers={"authorization": f"Bearer {ALICE}"})
         refused = await client.post("/v1/chat/completions", content=chat("vision-model"),
@@ -379,8 +379,8 @@ async def test_serve_models_answers_from_the_cache_with_filters(gateway) -> None
         raise AssertionError("listing reached the app")
 
     guarded = ModelGuardMiddleware(app, catalog=remote, serve_models=True)
-    transport = httpx.ASGITransport(app=guarded)
-    async with httpx.AsyncClient(transport=transport, base_url="http://guarded") as client:
+    transport = httpx2.ASGITransport(app=guarded)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://guarded") as client:
         auth = {"authorization": f"Bearer {ALICE}"}
         full = await client.get("/v1/models", headers=auth)
         vision = await client.get("/v1/models?capability=vision&capability=streaming",

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import anthropic
-import httpx
 import httpx2
 import openai
 import pytest
@@ -485,7 +484,7 @@ ODD_BODIES = {
 @pytest.mark.parametrize("path", list(ODD_BODIES))
 def test_raw_bytes_arrive_exactly(env, path):
     body = ODD_BODIES[path]
-    response = httpx.post(env.url + path, content=body, timeout=TIMEOUT,
+    response = httpx2.post(env.url + path, content=body, timeout=TIMEOUT,
                           headers={"content-type": "application/json", "x-api-key": KEY})
     assert response.status_code == 200, response.text
     (request,) = env.standin.requests

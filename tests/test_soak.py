@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from modelguard import ModelGuardMiddleware, RemoteCatalog
 
@@ -134,8 +134,8 @@ async def drive(url: str, kinds: list[str], offset: int, deadline: float) -> dic
     problems: list[str] = []
     delivered: Counter[str] = Counter()
     headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    limits = httpx2.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx2.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
         async def worker() -> None:
             while queue and time.monotonic() < deadline:

@@ -1,51 +1,77 @@
 """``RemoteCatalog``: each caller's catalog, fetched from the gateway and kept fresh.
 
-Freshness (decisions.md §7): an entry is fresh for ``ttl`` seconds; after that it keeps being
-served while one background refresh runs, and, if refreshing fails, until ``max_stale`` past
-its expiry. A 401/403 takes effect at once and is remembered for ``negative_ttl`` seconds.
-Concurrent misses for one key share one upstream request. Raw keys never leave this module's
-locals: entries are indexed by a keyed hash.
+Freshness (decisions.md §7) is decided in one place, the pure state machine of
+:mod:`.freshness`; this module is the I/O around it. An entry is fresh for ``ttl`` seconds;
+after that it keeps being served while one background refresh runs, and, if refreshing fails,
+until ``max_stale`` past its expiry. A 401/403 takes effect at once and is remembered for
+``negative_ttl`` seconds. Concurrent misses for one key share one upstream request, across
+coroutines and threads alike. Raw keys never leave this module's locals: entries are indexed
+by a keyed hash.
 
-With ``store=RedisCatalogStore(url)`` the in-process cache stays in front (a fresh entry never
-touches the network); misses and refreshes go through Redis first, so replicas share fetched
-catalogs, refusals and failures, and one replica at a time refreshes a key (store.py).
+One instance serves async callers (``await catalog_for(...)``) and sync callers
+(``catalog_for_sync(...)``, a blocking fetch) from one cache. A fetch is described once, as a
+generator of the I/O it needs (fetch.py), and run here by a thin async or sync driver. Two
+tiers behind the in-process cache (a fresh entry never touches the network): this process
+alone, or ``store=RedisCatalogStore(url)``, where misses and refreshes go through Redis first,
+so replicas share fetched catalogs, refusals and failures, and one replica at a time refreshes
+a key (store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import hmac
 import logging
-import math
 import secrets
+import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cachetools
-import httpx
+import httpx2
 
 from ..errors import Reason
+from .fetch import Alone, Download, Fetch, Got, Reader, Sleep, ThroughRedis, Tier
+from .freshness import (
+    FETCH,
+    NOTHING,
+    REFRESH,
+    REFUSE,
+    RETRY_AFTER,
+    SERVE,
+    SERVE_AND_REFRESH,
+    UNAVAILABLE,
+    Abandoned,
+    Action,
+    FetchStarted,
+    KeyState,
+    Lookup,
+    Resolved,
+    Rules,
+    UnknownModel,
+    step,
+)
 from .model import Catalog, CatalogError, ModelInfo
 from .sources import CatalogUnavailable, no_credential
-from .store import StoredEntry, StoredState, StoreUnavailable
+from .store import StoreUnavailable
 
 if TYPE_CHECKING:
     from .store import RedisCatalogStore
 
-__all__ = ["CatalogChange", "RemoteCatalog"]
+__all__ = ["RETRY_AFTER", "CatalogChange", "RemoteCatalog"]
 
 logger = logging.getLogger("modelguard.catalog")
 
-#: The largest catalog response read; a bigger one is a failed refresh, not a memory problem.
-MAX_CATALOG_BYTES = 16 * 1024 * 1024
-#: After a failed fetch, a key's next fetch waits this long (a down gateway is not hammered).
-RETRY_AFTER = 5.0
 _COMPARED = ("owned_by", "family", "capabilities", "context_window", "max_output_tokens",
              "input_modalities", "output_modalities")
+_LOOKUP, _UNKNOWN, _STARTED, _ABANDONED = Lookup(), UnknownModel(), FetchStarted(), Abandoned()
+_NEW = KeyState()
+_NOTHING = Action(NOTHING)
 
 
 @dataclass(frozen=True)
@@ -58,37 +84,51 @@ class CatalogChange:
     changed: tuple[str, ...]
 
 
-@dataclass
-class _Entry:
-    catalog: Catalog | None = None
-    fetched_at: float = -math.inf      # last successful fetch
-    attempted_at: float = -math.inf    # last fetch of any kind (min_refresh_interval)
-    failed_at: float = -math.inf       # last transient failure (RETRY_AFTER)
-    failure: str = ""
-    denied: CatalogUnavailable | None = None
-    denied_until: float = -math.inf
-    inflight: asyncio.Task[Catalog] | None = field(default=None, repr=False)
+class _Flight:
+    """One fetch in flight for one key; every caller that needs it waits on ``future``."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.future: concurrent.futures.Future[Action] = concurrent.futures.Future()
+        self.future.set_running_or_notify_cancel()  # a waiter giving up cannot cancel it
+        self.loop = loop  # the event loop running it (None: a thread)
 
 
-class _Failed(Exception):
-    """A transient failure to fetch (timeout, 5xx, 429, malformed)."""
+class _Slot:
+    """One key's cache entry: its freshness state and the fetch in flight, if any."""
+
+    __slots__ = ("flight", "state")
+
+    def __init__(self) -> None:
+        self.state = _NEW
+        self.flight: _Flight | None = None
+
+    def __repr__(self) -> str:
+        state = self.state
+        return (f"<entry catalog={'yes' if state.catalog is not None else 'no'} "
+                f"denied={state.denied} fetching={state.fetching}>")
 
 
-@dataclass
-class _Outcome:
-    """What one shared fetch found: a catalog, a refusal or a failure (maybe with a stale copy)."""
+class _Plan(NamedTuple):
+    """What one call must do after consulting the state machine."""
 
-    catalog: Catalog | None = None
-    age: float = 0.0                 # seconds since that catalog was fetched upstream
-    denied: CatalogUnavailable | None = None
-    denied_for: float = 0.0
-    failure: str | None = None
-    failure_for: float = RETRY_AFTER
-    own: bool = False                # this process made the upstream request
+    key: str
+    slot_id: str
+    slot: _Slot
+    action: Action
+    flight: _Flight | None = None
+    mine: bool = False  # this caller starts the flight
 
 
 class RemoteCatalog:
-    """The gateway's ``GET /v1/models``, per caller key (or one ``api_key`` for everyone)."""
+    """The gateway's ``GET /v1/models``, per caller key (or one ``api_key`` for everyone).
+
+    Async callers use :meth:`catalog_for`, sync callers :meth:`catalog_for_sync`; both share
+    one cache and one fetch per key. ``transport`` replaces the HTTP transport (an httpx2
+    ``AsyncBaseTransport`` for async fetches, a ``BaseTransport`` for blocking ones, or one
+    object that is both, like ``httpx2.MockTransport``).
+    """
 
     def __init__(
         self,
@@ -102,12 +142,15 @@ class RemoteCatalog:
         max_keys: int = 10_000,
         timeout: float = 10,
         on_change: Callable[[CatalogChange], Any] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | httpx2.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         store: RedisCatalogStore | None = None,
+        failure_backoff: float = RETRY_AFTER,
     ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
+        if not failure_backoff > 0:
+            raise ValueError("failure_backoff must be a positive number of seconds")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.ttl = ttl
@@ -115,6 +158,10 @@ class RemoteCatalog:
         self.negative_ttl = negative_ttl
         self.min_refresh_interval = min_refresh_interval
         self.timeout = timeout
+        #: After a failed fetch, a key is not fetched again for this long (callers get 503
+        #: with Retry-After meanwhile, unless a stale copy still serves).
+        self.failure_backoff = failure_backoff
+        self.rules = Rules(ttl, max_stale, negative_ttl, min_refresh_interval, failure_backoff)
         self.on_change = on_change
         self._transport = transport
         self._clock = clock
@@ -125,11 +172,17 @@ class RemoteCatalog:
             store._attach(self)  # noqa: SLF001
             if store.secret is not None:
                 self._secret = store.secret
-            #: Gateways never share entries: Redis keys carry a digest of the base URL.
-            self._namespace = hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
-        self._entries: cachetools.LRUCache[str, _Entry] = cachetools.LRUCache(max_keys)
-        self._client: httpx.AsyncClient | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: Guards the entries and flights (callers may be coroutines and threads at once).
+        self._lock = threading.Lock()
+        self._entries: cachetools.LRUCache[str, _Slot] = cachetools.LRUCache(max_keys)
+        #: Where fetches go: this process alone, or Redis first (fetch.py).
+        self._tier: Tier = Alone(self) if store is None else ThroughRedis(self, store)
+        self._client: httpx2.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_client: httpx2.Client | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: Fetches in flight: asyncio tasks, and futures of background threads.
+        self._tasks: set[Any] = set()
         #: Identical payloads (many keys of one routing group) share one Catalog object.
         self._interned: weakref.WeakValueDictionary[bytes, Catalog] = (
             weakref.WeakValueDictionary())
@@ -148,40 +201,45 @@ class RemoteCatalog:
         return self._api_key is None
 
     async def catalog_for(self, credential: str | None) -> Catalog:
-        key = self._credential(credential)
-        slot = self.key_id(key)
-        entry = self._entries.get(slot)
-        now = self._clock()
-        if entry is None:
-            entry = self._entries[slot] = _Entry()
-        if entry.denied is not None and now < entry.denied_until:
-            raise entry.denied
-        if entry.catalog is not None:
-            age = now - entry.fetched_at
-            if age < self.ttl:
-                return entry.catalog
-            if age < self.ttl + self.max_stale:
-                if now - entry.failed_at >= RETRY_AFTER:
-                    self._start(slot, entry, key)
-                return entry.catalog
-        if now - entry.failed_at < RETRY_AFTER and entry.inflight is None:
-            raise self._unavailable(entry, now)
-        try:
-            return await self._join(slot, entry, key)
-        except _Failed:
-            raise self._unavailable(entry, self._clock()) from None
+        plan = self._consult(credential, _LOOKUP, asyncio.get_running_loop())
+        if plan.action.kind in (SERVE, SERVE_AND_REFRESH):
+            if plan.mine:
+                self._launch(plan)
+            return plan.action.catalog
+        if plan.action.kind != FETCH:
+            return _answer(plan.action)
+        if plan.mine:
+            self._launch(plan)
+        return _answer(await self._wait(plan))
+
+    def catalog_for_sync(self, credential: str | None) -> Catalog:
+        """:meth:`catalog_for` for code without an event loop: blocks while it fetches."""
+        plan = self._consult(credential, _LOOKUP)
+        if plan.action.kind in (SERVE, SERVE_AND_REFRESH):
+            if plan.mine:
+                self._launch_thread(plan)
+            return plan.action.catalog
+        if plan.action.kind != FETCH:
+            return _answer(plan.action)
+        return _answer(self._fly_sync(plan) if plan.mine else self._wait_sync(plan))
 
     async def refresh_for_unknown(self, credential: str | None) -> Catalog | None:
         """One early refresh per ``min_refresh_interval``, so new models work at once."""
-        key = self._credential(credential)
-        slot = self.key_id(key)
-        entry = self._entries.get(slot)
-        if entry is None or self._clock() - entry.attempted_at < self.min_refresh_interval:
+        plan = self._consult(credential, _UNKNOWN, asyncio.get_running_loop())
+        if plan.action.kind != REFRESH:
             return None
-        try:
-            return await self._join(slot, entry, key, self.min_refresh_interval)
-        except (_Failed, CatalogUnavailable):
+        if plan.mine:
+            self._launch(plan)
+        action = await self._wait(plan)
+        return action.catalog if action.kind == SERVE else None
+
+    def refresh_for_unknown_sync(self, credential: str | None) -> Catalog | None:
+        """:meth:`refresh_for_unknown` for code without an event loop."""
+        plan = self._consult(credential, _UNKNOWN)
+        if plan.action.kind != REFRESH:
             return None
+        action = self._fly_sync(plan) if plan.mine else self._wait_sync(plan)
+        return action.catalog if action.kind == SERVE else None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -208,17 +266,34 @@ class RemoteCatalog:
                            "demand", error.message)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        """Stop the fetches of this event loop and close the connections."""
+        loop = asyncio.get_running_loop()
+        tasks = [t for t in list(self._tasks)
+                 if isinstance(t, asyncio.Task) and t.get_loop() is loop]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        for entry in self._entries.values():
-            entry.inflight = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is loop:
+            await client.aclose()
+        self._close_sync_parts()
         if self.store is not None:
             await self.store._release(self)  # noqa: SLF001
+
+    def close(self) -> None:
+        """Close the blocking side (threads, connections); for sync-only users."""
+        self._close_sync_parts()
+        if self.store is not None:
+            self.store._release_sync(self)  # noqa: SLF001
+
+    def _close_sync_parts(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
 
     def key_id(self, key: str) -> str:
         """A keyed hash of a key: stable in this process, useless to anyone guessing keys."""
@@ -229,7 +304,7 @@ class RemoteCatalog:
         mode = "service" if self._api_key is not None else "forwarding"
         return f"RemoteCatalog({self.base_url!r}, mode={mode}, keys={len(self._entries)})"
 
-    # -- fetching -----------------------------------------------------------------------------
+    # -- consulting the state machine ----------------------------------------------------------
 
     def _credential(self, credential: str | None) -> str:
         key = self._api_key if self._api_key is not None else credential
@@ -237,213 +312,259 @@ class RemoteCatalog:
             raise no_credential()
         return key
 
-    def _unavailable(self, entry: _Entry, now: float) -> CatalogUnavailable:
-        wait = max(1, math.ceil(RETRY_AFTER - (now - entry.failed_at)))
-        cause = f" Last attempt: {entry.failure}." if entry.failure else ""
-        return CatalogUnavailable(
-            Reason.UNAVAILABLE,
-            "The model catalog is unavailable: the gateway did not answer and no recent copy "
-            f"is cached; retry shortly.{cause}",
-            retry_after=wait,
-        )
+    def _consult(self, credential: str | None, event: Lookup | UnknownModel,
+                 loop: asyncio.AbstractEventLoop | None = None) -> _Plan:
+        """Feed one event to the key's state; start a flight if the answer needs one
+        (``loop``: the event loop that will run it; None for a thread)."""
+        key = self._credential(credential)
+        slot_id = self.key_id(key)
+        with self._lock:
+            slot = self._entries.get(slot_id)
+            if slot is None:
+                if event is _UNKNOWN:  # nothing fetched yet: nothing to refresh early
+                    return _Plan(key, slot_id, _Slot(), _NOTHING)
+                slot = self._entries[slot_id] = _Slot()
+            now = self._clock()
+            slot.state, action = step(self.rules, slot.state, event, now)
+            if action.kind not in (FETCH, REFRESH, SERVE_AND_REFRESH):
+                return _Plan(key, slot_id, slot, action)
+            if slot.flight is not None:
+                return _Plan(key, slot_id, slot, action, slot.flight)
+            slot.state, _ = step(self.rules, slot.state, _STARTED, now)
+            slot.flight = _Flight(loop)
+            return _Plan(key, slot_id, slot, action, slot.flight, mine=True)
 
-    def _start(self, slot: str, entry: _Entry, key: str,
-               max_age: float | None = None) -> asyncio.Task[Catalog]:
-        if entry.inflight is None:
-            if self.store is None:
-                work = self._fetch(slot, entry, key)
-            else:
-                work = self._fetch_shared(slot, entry, key,
-                                          self.ttl if max_age is None else max_age)
-            task = asyncio.get_running_loop().create_task(work)
-            entry.inflight = task
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
-        return entry.inflight
+    def _settle(self, plan: _Plan, event: Resolved | Abandoned) -> Action:
+        """Apply what a flight found (or that it was abandoned) and release its waiters."""
+        with self._lock:
+            slot = plan.slot
+            slot.state, action = step(self.rules, slot.state, event, self._clock())
+            if slot.flight is plan.flight:
+                slot.flight = None
+        if action.replaced is not None:
+            self._report_changes(plan.slot_id, action.replaced, action.catalog)
+        assert plan.flight is not None
+        if not plan.flight.future.done():
+            plan.flight.future.set_result(action)
+        return action
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    # -- async shell ----------------------------------------------------------------------------
+
+    def _launch(self, plan: _Plan) -> None:
+        task = asyncio.get_running_loop().create_task(self._fly(plan))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: Any) -> None:
         self._tasks.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a background refresh failure is already logged
 
-    async def _join(self, slot: str, entry: _Entry, key: str,
-                    max_age: float | None = None) -> Catalog:
-        task = self._start(slot, entry, key, max_age)
-        return await asyncio.shield(task)
-
-    async def _fetch(self, slot: str, entry: _Entry, key: str) -> Catalog:
-        entry.attempted_at = self._clock()
+    async def _fly(self, plan: _Plan) -> Action:
         try:
-            catalog = await self._download(key)
-        except CatalogUnavailable as denied:  # 401/403: revoked now, remembered briefly
-            entry.catalog = None
-            entry.denied = denied
-            entry.denied_until = self._clock() + self.negative_ttl
+            found = await self._drive(self._procedure(plan))
+        except BaseException as error:
+            self._abandon(plan, error)
             raise
-        except _Failed as error:
-            entry.failed_at = self._clock()
-            entry.failure = str(error)
-            logger.warning("modelguard: catalog refresh failed for key %s: %s", slot[:12], error)
+        return self._settle(plan, found)
+
+    def _abandon(self, plan: _Plan, error: BaseException) -> None:
+        """A fetch that ended without an answer: its waiters get 503, a bug is logged."""
+        if not isinstance(error, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+            logger.error("modelguard: catalog fetch for key %s failed unexpectedly",
+                         plan.slot_id[:12], exc_info=error)
+        self._settle(plan, _ABANDONED)
+
+    async def _wait(self, plan: _Plan) -> Action:
+        assert plan.flight is not None
+        return await asyncio.wrap_future(plan.flight.future)
+
+    async def _drive(self, fetch: Fetch) -> Resolved:
+        send: Callable[[Any], Any] = fetch.send
+        value: Any = None
+        try:
+            while True:
+                try:
+                    need = send(value)
+                except StopIteration as stop:
+                    return stop.value
+                try:
+                    if isinstance(need, Download):
+                        value = await self._download(need.key)
+                    elif isinstance(need, Sleep):
+                        value = await asyncio.sleep(need.seconds)
+                    else:
+                        assert self.store is not None
+                        value = await self.store.run(need)
+                    send = fetch.send
+                except StoreUnavailable as error:
+                    value, send = error, fetch.throw
+        finally:
+            fetch.close()
+
+    async def _download(self, key: str) -> Got:
+        reader = Reader()
+        try:
+            async with self._http().stream("GET", f"{self.base_url}/v1/models",
+                                           headers=_auth(key)) as response:
+                if response.status_code == 200:
+                    async for chunk in response.aiter_bytes():
+                        if not reader.add(chunk):
+                            break
+                got = reader.result(response.status_code)
+        except httpx2.HTTPError as error:
+            got = Got(failure=type(error).__name__, count="error")
+        return self._counted(got)
+
+    def _http(self) -> httpx2.AsyncClient:
+        """The async client of the running event loop (a client's connections belong to
+        the loop that opened them; a catalog may outlive one ``asyncio.run``)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            transport = self._transport
+            self._client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(self.timeout),
+                transport=transport if isinstance(transport, httpx2.AsyncBaseTransport)
+                else None,
+                follow_redirects=False, headers={"accept": "application/json"},
+            )
+            self._client_loop = loop
+        return self._client
+
+    # -- sync shell -----------------------------------------------------------------------------
+
+    def _launch_thread(self, plan: _Plan) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="modelguard-refresh")
+            pool = self._pool
+        try:
+            future = pool.submit(self._fly_sync, plan)
+        except RuntimeError:  # closed meanwhile
+            self._settle(plan, _ABANDONED)
+            return
+        self._tasks.add(future)
+        future.add_done_callback(self._done)
+
+    def _fly_sync(self, plan: _Plan) -> Action:
+        try:
+            found = self._drive_sync(self._procedure(plan))
+        except BaseException as error:
+            self._abandon(plan, error)
             raise
+        return self._settle(plan, found)
+
+    def _wait_sync(self, plan: _Plan) -> Action:
+        flight = plan.flight
+        assert flight is not None
+        if flight.loop is not None and flight.loop is _running_loop():
+            # The flight runs on the event loop this thread is blocking: waiting for it would
+            # never end. Fetch once more here instead (not shared; an edge case).
+            return self._settle_unshared(plan, self._drive_sync(self._procedure(plan)))
+        try:
+            return flight.future.result(timeout=3 * self.timeout + 5)
+        except concurrent.futures.TimeoutError:
+            with self._lock:
+                return step(self.rules, plan.slot.state, _ABANDONED, self._clock())[1]
+
+    def _settle_unshared(self, plan: _Plan, found: Resolved) -> Action:
+        with self._lock:
+            fetching = plan.slot.state.fetching
+            state, action = step(self.rules, plan.slot.state, found, self._clock())
+            plan.slot.state = replace(state, fetching=fetching)
+        return action
+
+    def _drive_sync(self, fetch: Fetch) -> Resolved:
+        send: Callable[[Any], Any] = fetch.send
+        value: Any = None
+        try:
+            while True:
+                try:
+                    need = send(value)
+                except StopIteration as stop:
+                    return stop.value
+                try:
+                    if isinstance(need, Download):
+                        value = self._download_sync(need.key)
+                    elif isinstance(need, Sleep):
+                        value = time.sleep(need.seconds)
+                    else:
+                        assert self.store is not None
+                        value = self.store.run_sync(need)
+                    send = fetch.send
+                except StoreUnavailable as error:
+                    value, send = error, fetch.throw
         finally:
-            entry.inflight = None
-        self._accept(slot, entry, catalog, self._clock())
-        return catalog
+            fetch.close()
 
-    # -- through the shared store ----------------------------------------------------------------
-
-    async def _fetch_shared(self, slot: str, entry: _Entry, key: str, max_age: float) -> Catalog:
-        """Like :meth:`_fetch`, but another replica's fetch (within ``max_age``), refusal or
-        failure counts, and only one replica at a time asks the gateway for this key."""
-        entry.attempted_at = self._clock()
+    def _download_sync(self, key: str) -> Got:
+        reader = Reader()
         try:
-            outcome = await self._shared_outcome(slot, entry, key, max_age)
-        finally:
-            entry.inflight = None
-        self._follow_secret(slot, entry, key)  # a write may have found a newer shared secret
-        now = self._clock()
-        if outcome.denied is not None:
-            entry.catalog = None
-            entry.denied = outcome.denied
-            entry.denied_until = now + outcome.denied_for
-            raise outcome.denied
-        if outcome.failure is None:
-            assert outcome.catalog is not None
-            self._accept(slot, entry, outcome.catalog, now - outcome.age)
-            return outcome.catalog
-        # A failure: the newest good copy anyone has keeps serving (stale-if-error).
-        if outcome.catalog is not None and (
-                entry.catalog is None or now - outcome.age > entry.fetched_at):
-            self._accept(slot, entry, outcome.catalog, now - outcome.age)
-        entry.failed_at = now - max(0.0, RETRY_AFTER - outcome.failure_for)
-        entry.failure = outcome.failure
-        if outcome.own:
-            logger.warning("modelguard: catalog refresh failed for key %s: %s", slot[:12],
-                           outcome.failure)
-        if entry.catalog is not None and now - entry.fetched_at < self.ttl + self.max_stale:
-            return entry.catalog
-        raise _Failed(outcome.failure)
+            with self._http_sync().stream("GET", f"{self.base_url}/v1/models",
+                                          headers=_auth(key)) as response:
+                if response.status_code == 200:
+                    for chunk in response.iter_bytes():
+                        if not reader.add(chunk):
+                            break
+                got = reader.result(response.status_code)
+        except httpx2.HTTPError as error:
+            got = Got(failure=type(error).__name__, count="error")
+        return self._counted(got)
 
-    async def _shared_outcome(self, slot: str, entry: _Entry, key: str,
-                              max_age: float) -> _Outcome:
-        store = self.store
-        assert store is not None
-        store._attach(self)  # noqa: SLF001  (again, if this catalog was closed and reused)
-        try:
-            await store.ensure_secret()
-        except StoreUnavailable:
-            return await self._local_outcome(key)
-        kid = self._follow_secret(slot, entry, key)
-        ns = self._namespace
-        hold = 2 * self.timeout + 1  # the lock outlives one upstream request
-        deadline = time.monotonic() + hold + 1
-        pause = 0.01
-        while True:
+    def _http_sync(self) -> httpx2.Client:
+        client = self._sync_client
+        if client is None:
+            with self._lock:
+                if self._sync_client is None:
+                    transport = self._transport
+                    self._sync_client = httpx2.Client(
+                        timeout=httpx2.Timeout(self.timeout),
+                        transport=transport if isinstance(transport, httpx2.BaseTransport)
+                        else None,
+                        follow_redirects=False, headers={"accept": "application/json"},
+                    )
+                client = self._sync_client
+        return client
+
+    # -- what a fetch does (described in fetch.py; the drivers above do the I/O) ----------------
+
+    def _procedure(self, plan: _Plan) -> Fetch:
+        max_age = self.min_refresh_interval if plan.action.kind == REFRESH else self.ttl
+        return self._tier.fetch(plan.key, plan.slot_id, plan.slot, max_age)
+
+    def _resolve(self, got: Got, slot_id: str) -> tuple[Resolved, bytes | None]:
+        """A download as the state machine's event (and the digest of an accepted payload);
+        a failure is logged here, once, by the process that made the request."""
+        if got.denied is not None:
+            return Resolved(denied=got.denied, denied_for=self.negative_ttl), None
+        failure, digest, catalog = got.failure, None, None
+        if failure is None:
+            assert got.raw is not None
+            digest = hashlib.sha256(got.raw).digest()
             try:
-                found = await self._usable(await store.read(ns, kid), max_age)
-                if found is not None:
-                    return found
-                token = await store.lock(ns, kid, hold)
-                if token is not None:
-                    try:  # checked again: the previous holder may have just finished
-                        state = await store.read(ns, kid)
-                        found = await self._usable(state, max_age)
-                        if found is not None:
-                            return found
-                        return await self._fetch_and_share(ns, kid, key, state)
-                    finally:
-                        await store.unlock(ns, kid, token)
-            except StoreUnavailable:
-                return await self._local_outcome(key)
-            if time.monotonic() >= deadline:  # the holder vanished: stop waiting for it
-                return await self._local_outcome(key)
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 0.1)
+                catalog = self._intern(got.raw, digest)
+            except CatalogError as error:
+                failure = str(error)[:200]
+            self._count("malformed" if failure is not None else "ok")
+        if failure is not None:
+            logger.warning("modelguard: catalog refresh failed for key %s: %s", slot_id[:12],
+                           failure)
+            return Resolved(failure=failure, failure_for=self.failure_backoff), None
+        return Resolved(catalog=catalog), digest
 
-    async def _usable(self, state: StoredState, max_age: float) -> _Outcome | None:
-        """What Redis has that answers this fetch, or None (then someone must fetch)."""
-        stored = state.entry
-        if stored is not None and stored.state != "ok":
-            self._share("denied")
-            return _Outcome(denied=_refused(int(stored.state)), denied_for=stored.expires_in)
-        if stored is not None and stored.age < max_age:
-            catalog = await self._stored_catalog(stored)
-            if catalog is not None:
-                self._share("hit")
-                return _Outcome(catalog=catalog, age=stored.age)
-        if state.failure is not None:  # another replica just failed: do not hammer upstream
-            self._share("failed")
-            return _Outcome(catalog=await self._stale_copy(stored),
-                            age=stored.age if stored is not None else 0.0,
-                            failure=state.failure, failure_for=state.failure_expires_in)
-        return None
+    def _counted(self, got: Got) -> Got:
+        if got.count is not None:
+            self._count(got.count)
+        return got
 
-    async def _stale_copy(self, stored: StoredEntry | None) -> Catalog | None:
-        if stored is None or stored.state != "ok" or stored.age >= self.ttl + self.max_stale:
-            return None
-        return await self._stored_catalog(stored)
-
-    async def _stored_catalog(self, stored: StoredEntry) -> Catalog | None:
-        """The catalog an entry points at (None if its payload is gone or damaged)."""
-        assert self.store is not None
-        try:
-            digest = bytes.fromhex(stored.digest)
-        except ValueError:
-            return None
-        catalog = self._interned.get(digest)
-        if catalog is not None:
-            return catalog
-        raw = await self.store.payload(stored.digest)
-        if raw is None or hashlib.sha256(raw).digest() != digest:
-            return None
-        try:
-            return self._intern(raw, digest)
-        except CatalogError:
-            return None
-
-    async def _fetch_and_share(self, ns: str, kid: str, key: str,
-                               state: StoredState) -> _Outcome:
-        """This replica holds the lock: ask the gateway, then tell the others."""
-        assert self.store is not None
-        try:
-            raw = await self._download_raw(key)
-            digest = hashlib.sha256(raw).digest()
-            catalog = self._parse(raw, digest)
-        except CatalogUnavailable as denied:
-            status = 401 if denied.reason == Reason.UNAUTHENTICATED else 403
-            await self.store.put_denied(ns, kid, status, time.time(), self.negative_ttl)
-            self._share("fetched")
-            return _Outcome(denied=denied, denied_for=self.negative_ttl)
-        except _Failed as error:
-            await self.store.put_failure(ns, kid, str(error), RETRY_AFTER)
-            self._share("fetched")
-            try:
-                stale = await self._stale_copy(state.entry)
-            except StoreUnavailable:
-                stale = None
-            age = state.entry.age if state.entry is not None else 0.0
-            return _Outcome(catalog=stale, age=age, failure=str(error), own=True)
-        await self.store.put_catalog(ns, kid, digest.hex(), raw, time.time(),
-                                     self.ttl + self.max_stale)
-        self._share("fetched")
-        return _Outcome(catalog=catalog)
-
-    async def _local_outcome(self, key: str) -> _Outcome:
-        """Redis is unavailable: fetch as a lone process would."""
-        self._share("local")
-        try:
-            return _Outcome(catalog=await self._download(key))
-        except CatalogUnavailable as denied:
-            return _Outcome(denied=denied, denied_for=self.negative_ttl)
-        except _Failed as error:
-            return _Outcome(failure=str(error), own=True)
-
-    def _follow_secret(self, slot: str, entry: _Entry, key: str) -> str:
+    def _follow_secret(self, slot_id: str, slot: _Slot, key: str) -> str:
         """Adopt the store's secret; if that changed the key id, file the entry under both."""
         self._adopt_secret()
         kid = self.key_id(key)
-        if kid != slot and kid not in self._entries:
-            self._entries[kid] = entry
+        with self._lock:
+            if kid != slot_id and kid not in self._entries:
+                self._entries[kid] = slot
         return kid
 
     def _adopt_secret(self) -> None:
@@ -453,50 +574,10 @@ class RemoteCatalog:
             self._secret = secret
 
     def _share(self, outcome: str) -> None:
-        self.shared[outcome] = self.shared.get(outcome, 0) + 1
+        with self._lock:
+            self.shared[outcome] = self.shared.get(outcome, 0) + 1
 
-    def _accept(self, slot: str, entry: _Entry, catalog: Catalog, fetched_at: float) -> None:
-        previous = entry.catalog
-        entry.catalog = catalog
-        entry.fetched_at = fetched_at
-        entry.failed_at = -math.inf
-        entry.denied = None
-        if previous is not None and previous is not catalog:
-            self._report_changes(slot, previous, catalog)
-
-    async def _download(self, key: str) -> Catalog:
-        raw = await self._download_raw(key)
-        return self._parse(raw)
-
-    async def _download_raw(self, key: str) -> bytes:
-        client = self._http()
-        url = f"{self.base_url}/v1/models"
-        try:
-            async with client.stream("GET", url, headers={"authorization": f"Bearer {key}"}) as r:
-                status = r.status_code
-                if status in (401, 403):
-                    self._count(str(status))
-                    raise _refused(status)
-                if status != 200:
-                    self._count(str(status))
-                    raise _Failed(f"HTTP {status}")
-                raw = await _read_capped(r)
-                if raw is None:
-                    self._count("too_large")
-                    raise _Failed(f"catalog response over {MAX_CATALOG_BYTES} bytes")
-        except httpx.HTTPError as error:
-            self._count("error")
-            raise _Failed(type(error).__name__) from None
-        return raw
-
-    def _parse(self, raw: bytes, digest: bytes | None = None) -> Catalog:
-        try:
-            catalog = self._intern(raw, digest)
-        except CatalogError as error:
-            self._count("malformed")
-            raise _Failed(str(error)[:200]) from None
-        self._count("ok")
-        return catalog
+    # -- payloads ---------------------------------------------------------------------------------
 
     def _intern(self, raw: bytes, digest: bytes | None = None) -> Catalog:
         digest = hashlib.sha256(raw).digest() if digest is None else digest
@@ -506,19 +587,12 @@ class RemoteCatalog:
             self._interned[digest] = catalog
         return catalog
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout), transport=self._transport,
-                follow_redirects=False, headers={"accept": "application/json"},
-            )
-        return self._client
-
     def _count(self, outcome: str) -> None:
-        self.fetches[outcome] = self.fetches.get(outcome, 0) + 1
+        with self._lock:
+            self.fetches[outcome] = self.fetches.get(outcome, 0) + 1
 
-    def _report_changes(self, slot: str, old: Catalog, new: Catalog) -> None:
-        change = diff(slot[:12], old, new)
+    def _report_changes(self, slot_id: str, old: Catalog, new: Catalog) -> None:
+        change = diff(slot_id[:12], old, new)
         if not (change.added or change.removed or change.changed):
             return
         logger.info("modelguard: catalog changed for key %s: added=%s removed=%s changed=%s",
@@ -552,13 +626,31 @@ def _refused(status: int) -> CatalogUnavailable:
         "The gateway accepted this API key but grants it no models (403)."))
 
 
-async def _read_capped(response: httpx.Response) -> bytes | None:
-    """The body, or None when it is larger than any sane catalog."""
-    chunks = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_CATALOG_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def _answer(action: Action) -> Catalog:
+    """The catalog a settled action serves, or the refusal it stands for."""
+    if action.kind in (SERVE, SERVE_AND_REFRESH):
+        return action.catalog
+    if action.kind == REFUSE:
+        assert action.status is not None
+        raise _refused(action.status)
+    assert action.kind == UNAVAILABLE, action
+    cause = f" Last attempt: {action.failure}." if action.failure else ""
+    raise CatalogUnavailable(
+        Reason.UNAVAILABLE,
+        "The model catalog is unavailable: the gateway did not answer and no recent copy "
+        f"is cached; retry shortly.{cause}",
+        retry_after=action.retry_after,
+    )
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -12,7 +12,8 @@ from typing import Protocol, runtime_checkable
 from ..errors import Reason
 from .model import Catalog
 
-__all__ = ["CatalogSource", "CatalogUnavailable", "StaticSource", "as_source"]
+__all__ = ["CatalogSource", "CatalogUnavailable", "StaticSource", "SyncCatalogSource",
+           "as_source"]
 
 
 class CatalogUnavailable(Exception):
@@ -43,6 +44,18 @@ class CatalogSource(Protocol):
         ...
 
 
+class SyncCatalogSource(CatalogSource, Protocol):
+    """A source that also answers without an event loop (``Guard.check_sync``, the sync
+    transport). A source without these methods still works there: its coroutines are run to
+    completion on a private event loop."""
+
+    def catalog_for_sync(self, credential: str | None) -> Catalog:
+        ...
+
+    def refresh_for_unknown_sync(self, credential: str | None) -> Catalog | None:
+        ...
+
+
 class StaticSource:
     """One fixed catalog for every caller."""
 
@@ -55,6 +68,12 @@ class StaticSource:
         return self.catalog
 
     async def refresh_for_unknown(self, credential: str | None) -> Catalog | None:
+        return None
+
+    def catalog_for_sync(self, credential: str | None) -> Catalog:
+        return self.catalog
+
+    def refresh_for_unknown_sync(self, credential: str | None) -> Catalog | None:
         return None
 
     def __repr__(self) -> str:

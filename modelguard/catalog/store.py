@@ -40,10 +40,11 @@ import logging
 import math
 import os
 import secrets
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = ["SECRET_ENV", "RedisCatalogStore", "StoreUnavailable"]
@@ -68,6 +69,27 @@ return 0
 """
 
 T = TypeVar("T")
+
+#: One Redis command: method name, positional and keyword arguments (as redis-py takes them).
+_Command: TypeAlias = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pipe:
+    """One round trip: commands sent as one pipeline (a MULTI/EXEC one if ``transaction``)."""
+
+    transaction: bool
+    commands: tuple[_Command, ...]
+
+
+#: A store operation described once, without I/O: a generator that yields the round trips it
+#: needs and receives each one's results (or has StoreUnavailable thrown in). ``run`` executes
+#: it on the async client, ``run_sync`` on the blocking one.
+Op: TypeAlias = Generator[_Pipe, Any, T]
+
+
+def _cmd(name: str, *args: Any, **kwargs: Any) -> _Command:
+    return name, args, kwargs
 
 
 class StoreUnavailable(Exception):
@@ -122,6 +144,7 @@ class RedisCatalogStore:
             from redis.asyncio import ConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
+            from redis.retry import Retry as SyncRetry
         except ImportError as error:
             raise ImportError(
                 "RedisCatalogStore needs the Redis client: install the extra with "
@@ -137,6 +160,8 @@ class RedisCatalogStore:
             raise ValueError("timeout must be positive and retry_interval not negative")
         self._redis_class = Redis
         self._no_retry = lambda: Retry(NoBackoff(), 0)
+        self._sync_redis_class = redis.Redis
+        self._no_sync_retry = lambda: SyncRetry(NoBackoff(), 0)
         ConnectionPool.from_url(url)  # a bad URL fails here, not on a request
         self.url = url
         self.prefix = prefix
@@ -145,7 +170,8 @@ class RedisCatalogStore:
         self._where = _redacted(url)
         self._secret, self.secret_source = _configured_secret(secret)
         self._client: Any = None
-        self._unlock: Any = None
+        self._sync_client: Any = None
+        self._guard = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._up = True
         self._epoch = 0
@@ -166,8 +192,15 @@ class RedisCatalogStore:
 
     async def ensure_secret(self) -> bytes:
         """The secret; a shared one is created (``SET NX``) or read once. StoreUnavailable."""
+        return await self.run(self.ensure_secret_op())
+
+    def ensure_secret_op(self) -> Op[bytes]:
         if self._secret is None:
-            await self._load_shared_secret()
+            name = self.prefix + "secret"
+            candidate = secrets.token_hex(32).encode()
+            created, value = yield _Pipe(True, (_cmd("set", name, candidate, nx=True),
+                                                _cmd("get", name)))
+            self._adopt_secret(value, created=bool(created))
         assert self._secret is not None
         return self._secret
 
@@ -176,19 +209,6 @@ class RedisCatalogStore:
         if self._secret is None:
             raise StoreUnavailable("the shared secret has not been read from Redis yet")
         return _hmac(self._secret, key)
-
-    async def _load_shared_secret(self) -> None:
-        name = self.prefix + "secret"
-        candidate = secrets.token_hex(32).encode()
-
-        async def op(client: Any) -> Any:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.set(name, candidate, nx=True)
-                pipe.get(name)
-                return await pipe.execute()
-
-        created, value = await self._call(op)
-        self._adopt_secret(value, created=bool(created))
 
     def _adopt_secret(self, value: Any, *, created: bool = False) -> None:
         if not isinstance(value, bytes) or len(value) < 32:
@@ -209,111 +229,141 @@ class RedisCatalogStore:
 
     async def read(self, ns: str, kid: str) -> StoredState:
         """The entry and any recent failure for one key id (one round trip)."""
+        return await self.run(self.read_op(ns, kid))
+
+    def read_op(self, ns: str, kid: str) -> Op[StoredState]:
         entry_key, failed_key = self._name("catalog", ns, kid), self._name("failed", ns, kid)
-
-        async def op(client: Any) -> Any:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.hgetall(entry_key)
-                pipe.pttl(entry_key)
-                pipe.get(failed_key)
-                pipe.pttl(failed_key)
-                return await pipe.execute()
-
-        fields, entry_ms, failure, failure_ms = await self._call(op)
+        fields, entry_ms, failure, failure_ms = yield _Pipe(False, (
+            _cmd("hgetall", entry_key), _cmd("pttl", entry_key),
+            _cmd("get", failed_key), _cmd("pttl", failed_key)))
         entry = _parse_entry(fields, entry_ms)
         text = failure.decode("utf-8", "replace") if isinstance(failure, bytes) else None
         return StoredState(entry, text, max(0, failure_ms or 0) / 1000)
 
     async def payload(self, digest: str) -> bytes | None:
-        value = await self._call(lambda client: client.get(self._name("payload", digest)))
+        return await self.run(self.payload_op(digest))
+
+    def payload_op(self, digest: str) -> Op[bytes | None]:
+        (value,) = yield _Pipe(False, (_cmd("get", self._name("payload", digest)),))
         return value if isinstance(value, bytes) else None
 
     # -- the refresh lock ------------------------------------------------------------------------
 
     async def lock(self, ns: str, kid: str, seconds: float) -> str | None:
         """A token if this caller now holds the key id's refresh lock, else None."""
+        return await self.run(self.lock_op(ns, kid, seconds))
+
+    def lock_op(self, ns: str, kid: str, seconds: float) -> Op[str | None]:
         token = secrets.token_hex(16)
         name = self._name("lock", ns, kid)
-        got = await self._call(lambda client: client.set(name, token, nx=True,
-                                                          px=_ms(seconds)))
+        (got,) = yield _Pipe(False, (_cmd("set", name, token, nx=True, px=_ms(seconds)),))
         return token if got else None
 
     async def unlock(self, ns: str, kid: str, token: str) -> None:
         """Release the lock if this token still holds it; never raises (it expires anyway)."""
+        await self.run(self.unlock_op(ns, kid, token))
+
+    def unlock_op(self, ns: str, kid: str, token: str) -> Op[None]:
         name = self._name("lock", ns, kid)
         with contextlib.suppress(StoreUnavailable):
-            await self._call(lambda client: self._unlock(keys=[name], args=[token],
-                                                         client=client))
+            yield _Pipe(False, (_cmd("eval", _UNLOCK, 1, name, token),))
 
     # -- writing (never raises: a write that fails only means the next replica fetches) -----
 
     async def put_catalog(self, ns: str, kid: str, digest: str, raw: bytes,
                           fetched_at: float, expires_in: float) -> bool:
+        return await self.run(self.put_catalog_op(ns, kid, digest, raw, fetched_at, expires_in))
+
+    def put_catalog_op(self, ns: str, kid: str, digest: str, raw: bytes,
+                       fetched_at: float, expires_in: float) -> Op[bool]:
         entry_key, payload_key = self._name("catalog", ns, kid), self._name("payload", digest)
         ms = _ms(expires_in)
-
-        async def op(client: Any) -> Any:
-            have_payload = await client.pexpire(payload_key, ms)
-            async with client.pipeline(transaction=True) as pipe:
-                if not have_payload:
-                    pipe.set(payload_key, raw, px=ms)
-                pipe.delete(entry_key)
-                pipe.hset(entry_key, mapping={"state": "ok", "digest": digest,
-                                              "fetched_at": repr(fetched_at)})
-                pipe.pexpire(entry_key, ms)
-                pipe.delete(self._name("failed", ns, kid))
-                self._reassert_secret(pipe)
-                return await pipe.execute()
-
-        return await self._write(op)
+        try:
+            (have_payload,) = yield _Pipe(False, (_cmd("pexpire", payload_key, ms),))
+        except StoreUnavailable:
+            return False
+        commands = [] if have_payload else [_cmd("set", payload_key, raw, px=ms)]
+        commands += [
+            _cmd("delete", entry_key),
+            _cmd("hset", entry_key, mapping={"state": "ok", "digest": digest,
+                                             "fetched_at": repr(fetched_at)}),
+            _cmd("pexpire", entry_key, ms),
+            _cmd("delete", self._name("failed", ns, kid)),
+        ]
+        return (yield from self._write(commands))
 
     async def put_denied(self, ns: str, kid: str, status: int, fetched_at: float,
                          expires_in: float) -> bool:
+        return await self.run(self.put_denied_op(ns, kid, status, fetched_at, expires_in))
+
+    def put_denied_op(self, ns: str, kid: str, status: int, fetched_at: float,
+                      expires_in: float) -> Op[bool]:
         entry_key = self._name("catalog", ns, kid)
-
-        async def op(client: Any) -> Any:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(entry_key)
-                pipe.hset(entry_key, mapping={"state": str(status), "digest": "",
-                                              "fetched_at": repr(fetched_at)})
-                pipe.pexpire(entry_key, _ms(expires_in))
-                pipe.delete(self._name("failed", ns, kid))
-                self._reassert_secret(pipe)
-                return await pipe.execute()
-
-        return await self._write(op)
+        return (yield from self._write([
+            _cmd("delete", entry_key),
+            _cmd("hset", entry_key, mapping={"state": str(status), "digest": "",
+                                             "fetched_at": repr(fetched_at)}),
+            _cmd("pexpire", entry_key, _ms(expires_in)),
+            _cmd("delete", self._name("failed", ns, kid)),
+        ]))
 
     async def put_failure(self, ns: str, kid: str, failure: str, expires_in: float) -> bool:
+        return await self.run(self.put_failure_op(ns, kid, failure, expires_in))
+
+    def put_failure_op(self, ns: str, kid: str, failure: str, expires_in: float) -> Op[bool]:
         name = self._name("failed", ns, kid)
+        return (yield from self._write([_cmd("set", name, failure[:200],
+                                             px=_ms(expires_in))]))
 
-        async def op(client: Any) -> Any:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.set(name, failure[:200], px=_ms(expires_in))
-                self._reassert_secret(pipe)
-                return await pipe.execute()
-
-        return await self._write(op)
-
-    def _reassert_secret(self, pipe: Any) -> None:
-        """With a shared secret, every write also puts it back if Redis lost it (restart
-        without persistence, eviction, flush) and reads which one is current."""
-        if self.shared_secret and self._secret is not None:
+    def _write(self, commands: list[_Command]) -> Op[bool]:
+        """One transaction; with a shared secret it also puts the secret back if Redis lost
+        it (restart without persistence, eviction, flush) and reads which one is current."""
+        reassert = self.shared_secret and self._secret is not None
+        if reassert:
             name = self.prefix + "secret"
-            pipe.set(name, self._secret, nx=True)
-            pipe.get(name)
-            pipe.echo(_REASSERTED)
-
-    async def _write(self, op: Callable[[Any], Awaitable[Any]]) -> bool:
+            commands += [_cmd("set", name, self._secret, nx=True), _cmd("get", name),
+                         _cmd("echo", _REASSERTED)]
         try:
-            results = await self._call(op)
+            results = yield _Pipe(True, tuple(commands))
         except StoreUnavailable:
             return False
-        if len(results) >= 2 and results[-1] == _REASSERTED:
+        if reassert and len(results) >= 2 and results[-1] == _REASSERTED:
             try:
                 self._adopt_secret(results[-2])
             except StoreUnavailable:
                 return False
         return True
+
+    # -- running operations: one description, an async and a sync runner --------------------
+
+    async def run(self, op: Op[T]) -> T:
+        """Run one operation on the async client (each round trip through :meth:`_call`)."""
+        send: Callable[[Any], _Pipe] = op.send
+        value: Any = None
+        while True:
+            try:
+                pipe = send(value)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                value, send = await self._call(pipe), op.send
+            except StoreUnavailable as error:
+                value, send = error, op.throw
+
+    def run_sync(self, op: Op[T]) -> T:
+        """Run one operation on the blocking client (each round trip through
+        :meth:`_call_sync`); safe from many threads at once."""
+        send: Callable[[Any], _Pipe] = op.send
+        value: Any = None
+        while True:
+            try:
+                pipe = send(value)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                value, send = self._call_sync(pipe), op.send
+            except StoreUnavailable as error:
+                value, send = error, op.throw
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -330,9 +380,23 @@ class RedisCatalogStore:
         if not self._owners:
             await self.aclose()
 
+    def _release_sync(self, owner: object) -> None:
+        self._owners.discard(id(owner))
+        if not self._owners:
+            self.close()
+
+    def close(self) -> None:
+        """Close the blocking client's connections (a later call opens new ones)."""
+        with self._guard:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
     async def aclose(self) -> None:
         """Close the connections (a later call opens new ones)."""
-        client, self._client, self._unlock = self._client, None, None
+        self.close()
+        client, self._client = self._client, None
         loop, self._loop = self._loop, None
         if client is None:
             return
@@ -352,25 +416,52 @@ class RedisCatalogStore:
         return (f"RedisCatalogStore({self._where!r}, prefix={self.prefix!r}, "
                 f"secret={self.secret_source})")
 
-    # -- every call goes through here ------------------------------------------------------------
+    # -- every round trip goes through here --------------------------------------------------------
 
-    async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        if not self._up and time.monotonic() < self._retry_at:
-            raise StoreUnavailable("Redis failed recently")
-        epoch = self._epoch  # a call that began before the last up/down change cannot undo it
+    async def _call(self, pipe: _Pipe) -> list[Any]:
+        epoch = self._before()
         try:
             async with asyncio.timeout(self.timeout):
-                result = await op(self._connection())
+                async with self._connection().pipeline(transaction=pipe.transaction) as batch:
+                    _queue(batch, pipe)
+                    result = await batch.execute()
         except Exception as error:  # noqa: BLE001 - whatever Redis does, the request goes on
+            self._failed(epoch, error)
+            raise StoreUnavailable(type(error).__name__) from None
+        self._succeeded(epoch)
+        return result
+
+    def _call_sync(self, pipe: _Pipe) -> list[Any]:
+        epoch = self._before()
+        try:  # bounded by the client's socket timeouts
+            with self._sync_connection().pipeline(transaction=pipe.transaction) as batch:
+                _queue(batch, pipe)
+                result = batch.execute()
+        except Exception as error:  # noqa: BLE001 - whatever Redis does, the request goes on
+            self._failed(epoch, error)
+            raise StoreUnavailable(type(error).__name__) from None
+        self._succeeded(epoch)
+        return result
+
+    def _before(self) -> int:
+        if not self._up and time.monotonic() < self._retry_at:
+            raise StoreUnavailable("Redis failed recently")
+        return self._epoch  # a call that began before the last up/down change cannot undo it
+
+    def _failed(self, epoch: int, error: BaseException) -> None:
+        with self._guard:
             if epoch == self._epoch:
                 self._down(error)
-            raise StoreUnavailable(type(error).__name__) from None
-        if not self._up and epoch == self._epoch:
-            self._up = True
-            self._epoch += 1
-            logger.info("modelguard: Redis at %s answers again; sharing catalogs resumed",
-                        self._where)
-        return result
+
+    def _succeeded(self, epoch: int) -> None:
+        if self._up:
+            return
+        with self._guard:
+            if not self._up and epoch == self._epoch:
+                self._up = True
+                self._epoch += 1
+                logger.info("modelguard: Redis at %s answers again; sharing catalogs resumed",
+                            self._where)
 
     def _down(self, error: BaseException) -> None:
         self._retry_at = time.monotonic() + self.retry_interval
@@ -390,12 +481,28 @@ class RedisCatalogStore:
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                 retry=self._no_retry(),
             )
-            self._unlock = self._client.register_script(_UNLOCK)
             self._loop = loop
         return self._client
 
+    def _sync_connection(self) -> Any:
+        client = self._sync_client
+        if client is None:
+            with self._guard:
+                if self._sync_client is None:
+                    self._sync_client = self._sync_redis_class.from_url(
+                        self.url, socket_timeout=self.timeout,
+                        socket_connect_timeout=self.timeout, retry=self._no_sync_retry(),
+                    )
+                client = self._sync_client
+        return client
+
     def _name(self, kind: str, *parts: str) -> str:
         return f"{self.prefix}{kind}:{':'.join(parts)}"
+
+
+def _queue(batch: Any, pipe: _Pipe) -> None:
+    for name, args, kwargs in pipe.commands:
+        getattr(batch, name)(*args, **kwargs)
 
 
 # -- helpers -------------------------------------------------------------------------------------
