@@ -95,6 +95,14 @@ class _Flight:
         self.loop = loop  # the event loop running it (None: a thread)
 
 
+class CacheStats(NamedTuple):
+    """What the catalog cache holds right now (``last_refresh`` is a UNIX time)."""
+
+    cached_keys: int
+    oldest_age: float | None
+    last_refresh: float | None
+
+
 class _Slot:
     """One key's cache entry: its freshness state and the fetch in flight, if any."""
 
@@ -294,6 +302,18 @@ class RemoteCatalog:
         client, self._sync_client = self._sync_client, None
         if client is not None:
             client.close()
+
+    def cache_stats(self) -> CacheStats:
+        """What the cache holds now, for metrics: cached keys, the oldest catalog's age and
+        the wall-clock time of the newest fetch (read without touching the network)."""
+        now, wall = self._clock(), time.time()
+        with self._lock:
+            fetched = [slot.state.fetched_at for slot in self._entries.values()
+                       if slot.state.catalog is not None]
+        if not fetched:
+            return CacheStats(0, None, None)
+        ages = [max(0.0, now - at) for at in fetched]
+        return CacheStats(len(fetched), max(ages), wall - min(ages))
 
     def key_id(self, key: str) -> str:
         """A keyed hash of a key: stable in this process, useless to anyone guessing keys."""

@@ -15,7 +15,6 @@ tokens, and the client-chosen ``model`` is kept only when it is a model of the c
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,25 +70,12 @@ def catalog_stats(source: object, loaded_at: float | None = None) -> CatalogStat
             return CatalogStats(0, None, None)
         return CatalogStats(0, max(0.0, now - loaded_at), loaded_at)
     own = getattr(source, "cache_stats", None)
-    if callable(own):
-        result = own()
-        if isinstance(result, CatalogStats):
-            return result
-    entries = getattr(source, "_entries", None)
-    clock = getattr(source, "_clock", None)
-    if entries is None or not callable(clock):
+    if not callable(own):
         return CatalogStats(0, None, None)
     try:
-        fetched = [entry.fetched_at for entry in list(entries.values())
-                   if getattr(entry, "catalog", None) is not None
-                   and math.isfinite(getattr(entry, "fetched_at", -math.inf))]
-        current = clock()
+        return CatalogStats(*own())
     except Exception:  # noqa: BLE001 - a scrape never fails on a cache being changed
         return CatalogStats(0, None, None)
-    if not fetched:
-        return CatalogStats(0, None, None)
-    ages = [max(0.0, current - at) for at in fetched]
-    return CatalogStats(len(fetched), max(ages), now - min(ages))
 
 
 class _CatalogState(Collector):
