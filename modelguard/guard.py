@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from .body import BodyError, too_large, unreadable_encoding
 from .catalog.sources import CatalogUnavailable, as_source, no_credential
 from .errors import Reason
+from .hints import with_hint
 from .policy import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -193,7 +194,7 @@ class Guard:
         if not violations:
             return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.kind,
                            model_id=main, model=entry, required=required)
-        first = violations[0]
+        first = with_hint(violations[0], violations, headers, entry and entry.max_output_tokens)
         reject = self.mode == "enforce" or first.reason not in _POLICY
         logger.info("modelguard %s %s request for model %r: %s", "refused" if reject
                     else "reported", route.protocol, main, first.reason,

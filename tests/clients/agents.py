@@ -125,19 +125,19 @@ def _write(path: Path, text: str) -> None:
 
 
 def claude_command(base_url: str, model: str, prompt: str, home: Path,
-                   env: dict[str, str]) -> list[str]:
+                   env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Claude Code: ANTHROPIC_BASE_URL is the gateway root (it appends /v1/messages)."""
     env.update(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY=FAKE_KEY)
     # Skip the first-run onboarding and the "use this API key?" question.
     _write(home / ".claude.json", json.dumps({
         "hasCompletedOnboarding": True, "bypassPermissionsModeAccepted": True,
         "customApiKeyResponses": {"approved": [FAKE_KEY[-20:]], "rejected": []}}))
-    return [str(binary("claude")), "-p", prompt, "--model", model, "--output-format", "text",
-            "--allowedTools", "Read"]
+    return [str(binary("claude")), "--model", model, "--output-format", "text",
+            "--allowedTools", "Read"], ["-p", prompt]
 
 
 def gemini_command(base_url: str, model: str, prompt: str, home: Path,
-                   env: dict[str, str]) -> list[str]:
+                   env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Gemini CLI: GOOGLE_GEMINI_BASE_URL is the gateway root (it appends /v1beta/models/...);
     the API-key auth type must be chosen in settings.json (security.auth.selectedType)."""
     env.update(GOOGLE_GEMINI_BASE_URL=base_url, GEMINI_API_KEY=FAKE_KEY,
@@ -148,11 +148,11 @@ def gemini_command(base_url: str, model: str, prompt: str, home: Path,
         "telemetry": {"enabled": False},
         "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
     }, indent=2))
-    return [str(binary("gemini")), "-p", prompt, "--model", model, "--output-format", "text"]
+    return [str(binary("gemini")), "--model", model, "--output-format", "text"], ["-p", prompt]
 
 
 def codex_command(base_url: str, model: str, prompt: str, home: Path,
-                  env: dict[str, str]) -> list[str]:
+                  env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Codex CLI: a model_providers entry with wire_api = "responses" (base_url ends in /v1)."""
     codex_home = home / ".codex"
     env.update(CODEX_HOME=str(codex_home), BYTESPIKE_API_KEY=FAKE_KEY)
@@ -170,11 +170,11 @@ def codex_command(base_url: str, model: str, prompt: str, home: Path,
         "",
     ]))
     return [str(binary("codex")), "exec", "--skip-git-repo-check", "--model", model,
-            "--dangerously-bypass-approvals-and-sandbox", prompt]
+            "--dangerously-bypass-approvals-and-sandbox"], [prompt]
 
 
 def qwen_command(base_url: str, model: str, prompt: str, home: Path,
-                 env: dict[str, str]) -> list[str]:
+                 env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Qwen Code: OpenAI-compatible auth; OPENAI_BASE_URL ends in /v1."""
     env.update(OPENAI_BASE_URL=f"{base_url}/v1", OPENAI_API_KEY=FAKE_KEY, OPENAI_MODEL=model)
     _write(home / ".qwen" / "settings.json", json.dumps({
@@ -183,8 +183,20 @@ def qwen_command(base_url: str, model: str, prompt: str, home: Path,
         "telemetry": {"enabled": False},
         "general": {"disableAutoUpdate": True},
     }, indent=2))
-    return [str(binary("qwen")), "-p", prompt, "--model", model, "--auth-type", "openai",
-            "--output-format", "text"]
+    return [str(binary("qwen")), "--model", model, "--auth-type", "openai",
+            "--output-format", "text"], ["-p", prompt]
+
+
+SETTINGS_FILES = {"claude": ".claude/settings.json", "gemini": ".gemini/settings.json",
+                  "qwen": ".qwen/settings.json"}
+
+
+def _merge_settings(client: str, home: Path, settings: dict[str, object]) -> None:
+    """Add top-level keys to the client's user settings file (Codex: use extra_args -c)."""
+    path = home / SETTINGS_FILES[client]
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    doc.update(settings)
+    _write(path, json.dumps(doc, indent=2))
 
 
 COMMANDS = {"claude": claude_command, "gemini": gemini_command, "codex": codex_command,
@@ -192,14 +204,19 @@ COMMANDS = {"claude": claude_command, "gemini": gemini_command, "codex": codex_c
 
 
 def run_agent(client: str, base_url: str, model: str, prompt: str, *, workdir: Path,
-              timeout: float = RUN_TIMEOUT, extra_env: dict[str, str] | None = None) -> AgentRun:
+              timeout: float = RUN_TIMEOUT, extra_env: dict[str, str] | None = None,
+              extra_args: list[str] | None = None,
+              settings: dict[str, object] | None = None) -> AgentRun:
     """Run one CLI once, non-interactively, in ``workdir`` with a fresh HOME; bounded by
     ``timeout`` (the whole process group is killed past it)."""
     with tempfile.TemporaryDirectory(prefix=f"mg-{client}-home-") as tmp:
         home = Path(tmp)
         env = _base_env(home)
-        argv = COMMANDS[client](base_url.rstrip("/"), model, prompt, home, env)
+        head, tail = COMMANDS[client](base_url.rstrip("/"), model, prompt, home, env)
         env.update(extra_env or {})
+        if settings:
+            _merge_settings(client, home, settings)
+        argv = [*head, *(extra_args or []), *tail]
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)

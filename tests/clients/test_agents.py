@@ -1,0 +1,247 @@
+"""The four coding-agent CLIs, run for real, non-interactively and offline, through the guard.
+
+Each test starts the stand-in gateway (catalog files on ``GET /v1/models``, the four wire shapes),
+a guarded front on it (the ``modelguard serve`` app, or a FastAPI gateway with the middleware),
+and runs one CLI against the front. The tap in front records what the agent sent and got; the
+stand-in records what reached it. Every test also checks the suite-wide promises: no 5xx, and
+every request the guard let through reached the stand-in byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .agents import CLIENTS, AgentRun, run_agent
+from .conftest import NEEDS_ALL_VIOLATIONS, NEEDS_COMPAT, NEEDS_RESPONSES
+from .fronts import FRONTS, Tap, front
+from .standin import ANSWER, AgentStandIn
+from .workspace import NOTE, PICTURE
+
+pytestmark = pytest.mark.usefixtures("agents_installed")
+
+#: Models of tests/clients/catalogs/agents.json, per client and scenario.
+CAPABLE = {"claude": "claude-sonnet-4-6", "gemini": "gemini-3-1-pro", "codex": "gpt-5-4",
+           "qwen": "qwen3-coder-plus"}
+#: Near-misses of a real slug (dots for dashes, a missing suffix).
+UNKNOWN = {"claude": "claude-sonnet-4.6", "gemini": "gemini-3.1-pro", "codex": "gpt-5.4",
+           "qwen": "qwen3-coder"}
+#: Models without vision. Qwen Code only sends images to slugs it believes take them (gpt-*).
+NO_VISION = {"claude": "deepseek-v4-pro", "gemini": "gemini-2-5-flash-lite",
+             "codex": "gpt-5-4-nano", "qwen": "gpt-5-4-nano"}
+#: A model that lacks exactly one capability every agent needs: tool use.
+NO_TOOLS = "gpt-5-4-chat"
+#: A model with almost nothing: the agents' requests break several rules at once.
+BARE = "minimax-m2-5"
+#: Models lacking only what the agent's own settings can switch off, and those settings.
+HINTED = {
+    "claude": ("claude-haiku-4-5", ["MAX_THINKING_TOKENS=0", "DISABLE_PROMPT_CACHING=1",
+                                    "CLAUDE_CODE_MAX_OUTPUT_TOKENS=8192"]),
+    "gemini": ("gemini-3-flash-lite", ["thinkingBudget"]),
+    "codex": ("gpt-5-4-mini", ['model_reasoning_effort="none"']),
+    "qwen": ("glm-5", ["QWEN_CODE_MAX_OUTPUT_TOKENS=16384"]),
+}
+#: The gateway's documented catalog (the bundled snapshot) and a model each agent would pick.
+DOCUMENTED = {"claude": "claude-sonnet-4-6", "gemini": "gemini-3-flash", "codex": "gpt-5-4",
+              "qwen": "deepseek-v4-pro"}
+
+PLAIN = "Say hello in one word."
+
+
+def read_prompt(workspace: Path, name: str) -> str:
+    return f"MGREAD {workspace / name} Read that file with your tool and report what it holds."
+
+
+def codex_needs_responses(client: str) -> Any:
+    """Codex speaks only the Responses API: its refusals need that route guarded."""
+    return [NEEDS_RESPONSES] if client == "codex" else []
+
+
+def params_needing_responses() -> list[Any]:
+    return [pytest.param(c, marks=codex_needs_responses(c)) for c in CLIENTS]
+
+
+# -- the promises every run keeps -----------------------------------------------------------------
+
+
+def assert_sound(tap: Tap, standin: AgentStandIn, run: AgentRun) -> None:
+    """No hang, no 5xx, and every forwarded request reached the stand-in unchanged."""
+    assert not run.timed_out, f"{run.client} hung\n{run.output[-3000:]}"
+    for exchange in tap.exchanges:
+        assert exchange.status is not None and exchange.status < 500, (
+            exchange.method, exchange.path, exchange.status, bytes(exchange.response[:500]))
+    forwarded = [e for e in tap.posts() if e.status == 200]
+    reached = standin.posts()
+    assert len(reached) == len(forwarded)
+    for sent, got in zip(forwarded, reached, strict=True):
+        assert (got.path, got.query) == (sent.path, sent.query)
+        assert got.body == bytes(sent.body), f"{run.client}: {sent.path} body changed"
+
+
+def refusals(tap: Tap) -> list[dict[str, Any]]:
+    return [json.loads(e.response) for e in tap.posts() if e.status == 400]
+
+
+def refusal_text(envelope: dict[str, Any]) -> str:
+    return str(envelope["error"]["message"])
+
+
+def shown(run: AgentRun, message: str) -> bool:
+    """The refusal text reached the user (output may wrap or escape it)."""
+    flat = re.sub(r"\s+", " ", run.output.replace('\\"', '"').replace("\\n", " "))
+    return message[:60] in flat
+
+
+def answered(run: AgentRun, tools: int) -> bool:
+    return f"{ANSWER} tools={tools}" in run.stdout
+
+
+def go(client: str, kind: str, catalog: str, model: str, prompt: str, workspace: Path,
+       standin_for: Any, *, options: dict[str, Any] | None = None,
+       **run: Any) -> tuple[AgentRun, Tap, AgentStandIn]:
+    url, standin = standin_for(catalog)
+    with front(kind, url, **(options or {})) as (front_url, tap):
+        result = run_agent(client, front_url, model, prompt, workdir=workspace, **run)
+    assert_sound(tap, standin, result)
+    return result, tap, standin
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", FRONTS)
+@pytest.mark.parametrize("client", CLIENTS)
+def test_capable_model_answers_and_is_forwarded_byte_for_byte(client: str, kind: str,
+                                                               workspace: Path,
+                                                               standin_for: Any) -> None:
+    run, tap, standin = go(client, kind, "agents", CAPABLE[client],
+                           read_prompt(workspace, NOTE), workspace, standin_for)
+    assert run.returncode == 0, run.output[-3000:]
+    assert answered(run, tools=1), run.output[-3000:]
+    assert len(standin.posts()) >= 2  # the tool call, then the turn carrying the file back
+    assert "4711" in standin.posts()[-1].body.decode()
+    assert not refusals(tap)
+
+
+@pytest.mark.parametrize("kind", FRONTS)
+@pytest.mark.parametrize("client", params_needing_responses())
+def test_unknown_slug_is_refused_before_the_gateway(client: str, kind: str, workspace: Path,
+                                                     standin_for: Any) -> None:
+    run, tap, standin = go(client, kind, "agents", UNKNOWN[client], PLAIN, workspace,
+                           standin_for)
+    assert not standin.posts()
+    found = refusals(tap)
+    assert found, run.output[-3000:]
+    message = refusal_text(found[0])
+    assert UNKNOWN[client] in message and CAPABLE[client] in message  # did you mean ...
+    assert shown(run, message), run.output[-3000:]
+    assert not answered(run, tools=0)
+
+
+@pytest.mark.parametrize("kind", FRONTS)
+@pytest.mark.parametrize("client", params_needing_responses())
+def test_missing_capability_is_refused_before_the_gateway(client: str, kind: str,
+                                                          workspace: Path,
+                                                          standin_for: Any) -> None:
+    run, tap, standin = go(client, kind, "agents", NO_TOOLS, PLAIN, workspace, standin_for)
+    assert not standin.posts()
+    found = refusals(tap)
+    assert found, run.output[-3000:]
+    message = refusal_text(found[0])
+    assert NO_TOOLS in message and "tool_use" in message
+    assert shown(run, message), run.output[-3000:]
+
+
+@pytest.mark.parametrize("client", params_needing_responses())
+def test_image_read_by_the_agent_is_refused_on_a_model_without_vision(
+        client: str, workspace: Path, standin_for: Any) -> None:
+    run, tap, standin = go(client, "sidecar", "agents", NO_VISION[client],
+                           read_prompt(workspace, PICTURE), workspace, standin_for)
+    # The first turn (asking for the tool call) passes; the turn carrying the image does not.
+    assert standin.posts(), run.output[-3000:]
+    assert all("iVBOR" not in r.body.decode() and "/9j/" not in r.body.decode()
+               for r in standin.posts())
+    found = refusals(tap)
+    assert found, run.output[-3000:]
+    message = refusal_text(found[0])
+    assert "vision" in message and NO_VISION[client] in message
+    if client == "qwen":
+        # Qwen Code answers a 400 on a media-bearing request by retrying once with the media
+        # replaced by placeholders: the refusal turns into an answer without the image.
+        assert answered(run, tools=1), run.output[-3000:]
+        assert len(found) == 1
+    else:
+        assert shown(run, message), run.output[-3000:]
+
+
+def test_qwen_code_withholds_images_from_models_it_thinks_text_only(
+        workspace: Path, standin_for: Any) -> None:
+    """Qwen Code replaces the image by a note for slugs it takes for text-only (deepseek-*):
+    nothing to refuse, and nothing is refused."""
+    run, tap, standin = go("qwen", "sidecar", "agents", "deepseek-v4-pro",
+                           read_prompt(workspace, PICTURE), workspace, standin_for)
+    assert answered(run, tools=1), run.output[-3000:]
+    assert not refusals(tap)
+    assert "does not support image input" in standin.posts()[-1].body.decode()
+
+
+@NEEDS_ALL_VIOLATIONS
+@pytest.mark.parametrize("client", params_needing_responses())
+def test_refusal_names_several_violations(client: str, workspace: Path,
+                                          standin_for: Any) -> None:
+    run, tap, standin = go(client, "sidecar", "agents", BARE, PLAIN, workspace, standin_for)
+    assert not standin.posts()
+    found = refusals(tap)
+    assert found, run.output[-3000:]
+    message = refusal_text(found[0])
+    named = [tag for tag in ("tool_use", "thinking", "cache_control", "max_tokens", "8192")
+             if tag in message]
+    assert len(named) >= 2, message
+    assert shown(run, message), run.output[-3000:]
+
+
+@NEEDS_COMPAT
+@pytest.mark.parametrize("client", params_needing_responses())
+def test_compat_preset_lets_the_agent_use_the_documented_catalog(
+        client: str, workspace: Path, standin_for: Any) -> None:
+    run, tap, standin = go(client, "sidecar", "gateway", DOCUMENTED[client],
+                           read_prompt(workspace, NOTE), workspace, standin_for,
+                           options={"actions": "compat"})
+    assert run.returncode == 0, run.output[-3000:]
+    assert answered(run, tools=1), run.output[-3000:]
+    assert not refusals(tap)
+
+
+@pytest.mark.parametrize("client", params_needing_responses())
+def test_refusal_names_the_agents_own_setting_and_the_setting_works(
+        client: str, workspace: Path, standin_for: Any) -> None:
+    model, settings = HINTED[client]
+    run, tap, standin = go(client, "sidecar", "agents", model, PLAIN, workspace, standin_for)
+    assert not standin.posts()
+    found = refusals(tap)
+    assert found, run.output[-3000:]
+    message = refusal_text(found[0])
+    for setting in settings:
+        assert setting in message, message
+    assert shown(run, message), run.output[-3000:]
+    # Following the hint makes the same request pass.
+    again, tap, standin = go(client, "sidecar", "agents", model, PLAIN, workspace, standin_for,
+                             **FOLLOW_HINT[client])
+    assert answered(again, tools=0), again.output[-3000:]
+    assert not refusals(tap)
+
+
+FOLLOW_HINT: dict[str, dict[str, Any]] = {
+    "claude": {"extra_env": {"MAX_THINKING_TOKENS": "0", "DISABLE_PROMPT_CACHING": "1",
+                             "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "8192"}},
+    "gemini": {"settings": {"modelConfigs": {"overrides": [{
+        "match": {"model": "gemini-3-flash-lite"},
+        "modelConfig": {"generateContentConfig": {
+            "thinkingConfig": {"thinkingBudget": 0, "includeThoughts": False}}}}]}}},
+    "codex": {"extra_args": ["-c", 'model_reasoning_effort="none"']},
+    "qwen": {"extra_env": {"QWEN_CODE_MAX_OUTPUT_TOKENS": "16384"}},
+}
