@@ -613,7 +613,7 @@ async def test_fastapi_add_middleware():
     app = fastapi.FastAPI()
 
     @app.post("/v1/chat/completions")
-    async def chat(request: fastapi.Request) -> dict:
+    async def chat(request: Request) -> dict:  # a module-level name FastAPI can resolve
         return {"len": len(await request.body()), "model": request.state.modelguard.model_id}
 
     app.add_middleware(ModelGuardMiddleware, catalog=Catalog.default())
