@@ -14,6 +14,7 @@ the agent sent the file back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -260,6 +261,9 @@ class AgentStandIn:
     answer: str = ANSWER
     #: A hook that may answer a request first (return a Response) or defer (None).
     handler: Callable[[RecordedRequest], Response | None] | None = None
+    #: Seconds a stream stays open after its last event (real gateways close a little later
+    #: than the final event; clients that stop reading at the final event then hang up first).
+    linger: float = 0.0
     _items: list[RecordedRequest] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -319,14 +323,14 @@ class AgentStandIn:
             return JSONResponse({"input_tokens": 10})
         if path.endswith("/messages"):
             if stream:
-                return _stream(anthropic_events(model, text, call))
+                return self._stream(anthropic_events(model, text, call))
             return JSONResponse(anthropic_json(model, text, call))
         if path.endswith("/chat/completions"):
             if stream:
-                return _stream(chat_events(model, text, call))
+                return self._stream(chat_events(model, text, call))
             return JSONResponse(chat_json(model, text, call))
         if path.endswith("/responses"):
-            return _stream(responses_events(model, text, call))
+            return self._stream(responses_events(model, text, call))
         if ":" in path:
             name, method = path.rsplit(":", 1)
             model = name.rsplit("/", 1)[-1]
@@ -334,15 +338,20 @@ class AgentStandIn:
                 return JSONResponse({"totalTokens": 10})
             chunk = gemini_chunk(model, text, call)
             if method == "streamGenerateContent":
-                return _stream(_sse([(None, chunk)], crlf=True))
+                return self._stream(_sse([(None, chunk)], crlf=True))
             return JSONResponse(chunk)
         return JSONResponse({"error": {"message": f"stand-in: no route {req.path}"}}, 404)
 
+    def _stream(self, chunks: list[bytes]) -> StreamingResponse:
+        return _stream(chunks, self.linger)
 
-def _stream(chunks: list[bytes]) -> StreamingResponse:
+
+def _stream(chunks: list[bytes], linger: float = 0.0) -> StreamingResponse:
     async def gen() -> Any:
         for chunk in chunks:
             yield chunk
+        if linger:
+            await asyncio.sleep(linger)
 
     return StreamingResponse(gen(), media_type="text/event-stream",
                              headers={"cache-control": "no-cache"})

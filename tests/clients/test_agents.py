@@ -10,6 +10,7 @@ every request the guard let through reached the stand-in byte for byte.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,22 @@ FOLLOW_HINT: dict[str, dict[str, Any]] = {
     "codex": {"extra_args": ["-c", 'model_reasoning_effort="none"']},
     "qwen": {"extra_env": {"QWEN_CODE_MAX_OUTPUT_TOKENS": "16384"}},
 }
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_completed_streams_are_not_logged_as_client_disconnects(
+        client: str, workspace: Path, standin_for: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Real gateways close a stream a little after its final event, and Codex hangs up as soon
+    as it reads response.completed: the sidecar must log that as a completed request."""
+    caplog.set_level(logging.INFO, logger="modelguard.access")
+    url, standin = standin_for("agents")
+    standin.linger = 1.0
+    with front("sidecar", url) as (front_url, tap):
+        run = run_agent(client, front_url, CAPABLE[client], PLAIN, workdir=workspace)
+    assert_sound(tap, standin, run)
+    assert answered(run, tools=0), run.output[-3000:]
+    entries = [json.loads(r.getMessage()) for r in caplog.records
+               if r.name == "modelguard.access"]
+    posts = [e for e in entries if e["method"] == "POST"]
+    assert posts and all(e["status"] == 200 for e in posts)
+    assert not [e for e in posts if e.get("client_disconnected")], posts
