@@ -165,8 +165,6 @@ def codex_command(base_url: str, model: str, prompt: str, home: Path,
         f'base_url = "{base_url}/v1"',
         'env_key = "BYTESPIKE_API_KEY"',
         'wire_api = "responses"',
-        "request_max_retries = 0",
-        "stream_max_retries = 0",
         "",
     ]))
     return [str(binary("codex")), "exec", "--skip-git-repo-check", "--model", model,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from .standin import AgentStandIn
 from .workspace import make_workspace
 
 HERE = Path(__file__).resolve().parent
+#: Every agent run of the session: client, front, model, what was seen (filled by the tests).
+RUNS: list[dict[str, str]] = []
+#: Where to write the scenario table (client x scenario x expected x seen), when set.
+TABLE_ENV = "MODELGUARD_AGENT_TABLE"
+_ROWS: list[tuple[str, str, str, str, str]] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,6 +33,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.clients)
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    """Collect the table rows: the test's scenario (docstring's first line) and its runs."""
+    start = len(RUNS)
+    try:
+        return (yield)
+    finally:
+        doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
+        expected = getattr(item.function, "expected", "")  # type: ignore[attr-defined]
+        for run in RUNS[start:]:
+            _ROWS.append((run["client"], f"{doc[0] if doc else item.name} ({run['front']}, "
+                          f"{run['model']})", expected, run["seen"], item.name))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get(TABLE_ENV)
+    if not target or not _ROWS:
+        return
+    lines = ["| client | scenario | expected | seen |", "| --- | --- | --- | --- |"]
+    lines += [f"| {c} | {s} | {e} | {seen} |" for c, s, e, seen, _ in sorted(_ROWS)]
+    Path(target).write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")

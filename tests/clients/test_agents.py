@@ -9,16 +9,25 @@ every request the guard let through reached the stand-in byte for byte.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from .agents import CLIENTS, AgentRun, run_agent
-from .conftest import NEEDS_ALL_VIOLATIONS, NEEDS_COMPAT, NEEDS_RESPONSES
+from .agents import CLIENTS, ROOT, AgentRun, run_agent
+from .conftest import NEEDS_ALL_VIOLATIONS, NEEDS_COMPAT, NEEDS_RESPONSES, RUNS
 from .fronts import FRONTS, Tap, front
 from .standin import ANSWER, AgentStandIn
 from .workspace import NOTE, PICTURE
@@ -101,6 +110,27 @@ def answered(run: AgentRun, tools: int) -> bool:
     return f"{ANSWER} tools={tools}" in run.stdout
 
 
+def summary(run: AgentRun, tap: Tap, standin: AgentStandIn) -> str:
+    """What happened, in a few words (for the scenario table)."""
+    parts: list[str] = []
+    for exchange in tap.posts():
+        if exchange.status == 200:
+            parts.append("200")
+            continue
+        error = json.loads(exchange.response).get("error", {})
+        token = ((error.get("details") or [{}])[0].get("reason")  # Gemini
+                 or (error.get("code") if isinstance(error.get("code"), str) else None)
+                 or error.get("type"))
+        parts.append(f"{exchange.status} {token}")
+    runs = [(k, len(list(g))) for k, g in itertools.groupby(parts)]
+    parts = [k if n == 1 else f"{k} x{n}" for k, n in runs]
+    answer = re.search(rf"{ANSWER} tools=\d", run.stdout)
+    said = f"answer printed ({answer.group().split()[-1]})" if answer else (
+        "refusal shown" if any(shown(run, refusal_text(r)) for r in refusals(tap))
+        else "no answer")
+    return f"{', '.join(parts)}; {len(standin.posts())} reached the gateway; {said}"
+
+
 def go(client: str, kind: str, catalog: str, model: str, prompt: str, workspace: Path,
        standin_for: Any, *, options: dict[str, Any] | None = None,
        **run: Any) -> tuple[AgentRun, Tap, AgentStandIn]:
@@ -108,7 +138,17 @@ def go(client: str, kind: str, catalog: str, model: str, prompt: str, workspace:
     with front(kind, url, **(options or {})) as (front_url, tap):
         result = run_agent(client, front_url, model, prompt, workdir=workspace, **run)
     assert_sound(tap, standin, result)
+    RUNS.append({"client": client, "front": kind, "model": model,
+                 "seen": summary(result, tap, standin)})
     return result, tap, standin
+
+
+def expect(text: str) -> Any:
+    """The scenario's expected outcome, for the scenario table."""
+    def mark(fn: Any) -> Any:
+        fn.expected = text
+        return fn
+    return mark
 
 
 # -- scenarios ------------------------------------------------------------------------------------
@@ -116,9 +156,11 @@ def go(client: str, kind: str, catalog: str, model: str, prompt: str, workspace:
 
 @pytest.mark.parametrize("kind", FRONTS)
 @pytest.mark.parametrize("client", CLIENTS)
+@expect("answer printed after a file read; every request forwarded byte for byte")
 def test_capable_model_answers_and_is_forwarded_byte_for_byte(client: str, kind: str,
                                                                workspace: Path,
                                                                standin_for: Any) -> None:
+    """Capable model, file read through the agent's tool"""
     run, tap, standin = go(client, kind, "agents", CAPABLE[client],
                            read_prompt(workspace, NOTE), workspace, standin_for)
     assert run.returncode == 0, run.output[-3000:]
@@ -130,8 +172,10 @@ def test_capable_model_answers_and_is_forwarded_byte_for_byte(client: str, kind:
 
 @pytest.mark.parametrize("kind", FRONTS)
 @pytest.mark.parametrize("client", params_needing_responses())
+@expect("400 unsupported_model (did you mean) before the gateway, shown to the user")
 def test_unknown_slug_is_refused_before_the_gateway(client: str, kind: str, workspace: Path,
                                                      standin_for: Any) -> None:
+    """Unknown slug"""
     run, tap, standin = go(client, kind, "agents", UNKNOWN[client], PLAIN, workspace,
                            standin_for)
     assert not standin.posts()
@@ -145,9 +189,11 @@ def test_unknown_slug_is_refused_before_the_gateway(client: str, kind: str, work
 
 @pytest.mark.parametrize("kind", FRONTS)
 @pytest.mark.parametrize("client", params_needing_responses())
+@expect("400 unsupported_capability tool_use before the gateway, shown to the user")
 def test_missing_capability_is_refused_before_the_gateway(client: str, kind: str,
                                                           workspace: Path,
                                                           standin_for: Any) -> None:
+    """Model without tool use"""
     run, tap, standin = go(client, kind, "agents", NO_TOOLS, PLAIN, workspace, standin_for)
     assert not standin.posts()
     found = refusals(tap)
@@ -158,8 +204,11 @@ def test_missing_capability_is_refused_before_the_gateway(client: str, kind: str
 
 
 @pytest.mark.parametrize("client", params_needing_responses())
+@expect("tool-call turn forwarded; the turn carrying the image refused (vision); Qwen Code "
+        "then retries without the image")
 def test_image_read_by_the_agent_is_refused_on_a_model_without_vision(
         client: str, workspace: Path, standin_for: Any) -> None:
+    """Image read through the agent's tool, model without vision"""
     run, tap, standin = go(client, "sidecar", "agents", NO_VISION[client],
                            read_prompt(workspace, PICTURE), workspace, standin_for)
     # The first turn (asking for the tool call) passes; the turn carrying the image does not.
@@ -179,9 +228,12 @@ def test_image_read_by_the_agent_is_refused_on_a_model_without_vision(
         assert shown(run, message), run.output[-3000:]
 
 
+@expect("Qwen Code sends a note instead of the image; nothing refused, answer printed")
 def test_qwen_code_withholds_images_from_models_it_thinks_text_only(
         workspace: Path, standin_for: Any) -> None:
-    """Qwen Code replaces the image by a note for slugs it takes for text-only (deepseek-*):
+    """Image read on a slug Qwen Code takes for text-only
+
+    Qwen Code replaces the image by a note for slugs it takes for text-only (deepseek-*):
     nothing to refuse, and nothing is refused."""
     run, tap, standin = go("qwen", "sidecar", "agents", "deepseek-v4-pro",
                            read_prompt(workspace, PICTURE), workspace, standin_for)
@@ -192,8 +244,10 @@ def test_qwen_code_withholds_images_from_models_it_thinks_text_only(
 
 @NEEDS_ALL_VIOLATIONS
 @pytest.mark.parametrize("client", params_needing_responses())
+@expect("one 400 naming several violations, shown to the user")
 def test_refusal_names_several_violations(client: str, workspace: Path,
                                           standin_for: Any) -> None:
+    """Model lacking several features"""
     run, tap, standin = go(client, "sidecar", "agents", BARE, PLAIN, workspace, standin_for)
     assert not standin.posts()
     found = refusals(tap)
@@ -207,8 +261,10 @@ def test_refusal_names_several_violations(client: str, workspace: Path,
 
 @NEEDS_COMPAT
 @pytest.mark.parametrize("client", params_needing_responses())
+@expect("answer printed (hints stripped, output cap clamped)")
 def test_compat_preset_lets_the_agent_use_the_documented_catalog(
         client: str, workspace: Path, standin_for: Any) -> None:
+    """compat preset, documented catalog"""
     run, tap, standin = go(client, "sidecar", "gateway", DOCUMENTED[client],
                            read_prompt(workspace, NOTE), workspace, standin_for,
                            options={"actions": "compat"})
@@ -218,8 +274,10 @@ def test_compat_preset_lets_the_agent_use_the_documented_catalog(
 
 
 @pytest.mark.parametrize("client", params_needing_responses())
+@expect("400 naming the agent's own settings; with them set, answer printed")
 def test_refusal_names_the_agents_own_setting_and_the_setting_works(
         client: str, workspace: Path, standin_for: Any) -> None:
+    """Client hint, then the hinted setting"""
     model, settings = HINTED[client]
     run, tap, standin = go(client, "sidecar", "agents", model, PLAIN, workspace, standin_for)
     assert not standin.posts()
@@ -249,9 +307,12 @@ FOLLOW_HINT: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("client", CLIENTS)
+@expect("answer printed; access log: allowed, no client_disconnected")
 def test_completed_streams_are_not_logged_as_client_disconnects(
         client: str, workspace: Path, standin_for: Any, caplog: pytest.LogCaptureFixture) -> None:
-    """Real gateways close a stream a little after its final event, and Codex hangs up as soon
+    """Stream kept open after its final event
+
+    Real gateways close a stream a little after its final event, and Codex hangs up as soon
     as it reads response.completed: the sidecar must log that as a completed request."""
     caplog.set_level(logging.INFO, logger="modelguard.access")
     url, standin = standin_for("agents")
@@ -265,3 +326,63 @@ def test_completed_streams_are_not_logged_as_client_disconnects(
     posts = [e for e in entries if e["method"] == "POST"]
     assert posts and all(e["status"] == 200 for e in posts)
     assert not [e for e in posts if e.get("client_disconnected")], posts
+
+
+# -- the real command -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def modelguard_serve(upstream: str, *extra: str) -> Iterator[str]:
+    """``modelguard serve`` as a user runs it (a subprocess), on a free loopback port."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelguard", "serve", "--upstream", upstream, "--port",
+         str(port), "--shutdown-timeout", "2", *extra],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "modelguard serve did not come up"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.mark.parametrize("client", params_needing_responses())
+@expect("capable model: answer printed; unknown slug: refusal shown, nothing forwarded")
+def test_modelguard_serve_command(client: str, workspace: Path, standin_for: Any) -> None:
+    """The modelguard serve command, as documented"""
+    url, standin = standin_for("agents")
+    with modelguard_serve(url) as front_url:
+        good = run_agent(client, front_url, CAPABLE[client], read_prompt(workspace, NOTE),
+                         workdir=workspace)
+        assert answered(good, tools=1), good.output[-3000:]
+        forwarded = len(standin.posts())
+        bad = run_agent(client, front_url, UNKNOWN[client], PLAIN, workdir=workspace)
+    assert not bad.timed_out and not answered(bad, tools=0)
+    assert "is not available to this API key" in bad.output, bad.output[-3000:]
+    assert len(standin.posts()) == forwarded  # the refused request never reached the gateway
+    RUNS.append({"client": client, "front": "modelguard serve", "model": CAPABLE[client],
+                 "seen": f"answer printed (tools=1); {forwarded} reached the gateway"})
+    RUNS.append({"client": client, "front": "modelguard serve", "model": UNKNOWN[client],
+                 "seen": "refusal shown; 0 reached the gateway"})
