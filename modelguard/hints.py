@@ -45,6 +45,9 @@ HINTS: dict[tuple[str, str], str] = {
     ("Codex CLI", "web_search"): (
         'run with -c web_search="disabled" (or web_search = "disabled" in config.toml)'),
     ("Qwen Code", "max_tokens"): "set QWEN_CODE_MAX_OUTPUT_TOKENS={limit}",
+    ("Qwen Code", "vision"): (
+        'declare the model text-only ("generationConfig": {{"modalities": {{}}}} on its entry '
+        'in modelProviders.openai in ~/.qwen/settings.json) so Qwen Code stops sending images'),
 }
 
 _MAX_TOKENS = "max_tokens_exceeded"

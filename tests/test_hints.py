@@ -89,6 +89,11 @@ def test_gemini_override_names_the_model() -> None:
     assert "modelConfigs.overrides" in text
 
 
+def test_qwen_code_is_told_to_declare_a_model_text_only() -> None:
+    text = hint("QwenCode/0.24.4 (linux; x64)", [capability("vision", model="gpt-5-4-nano")])
+    assert text is not None and '"modalities": {}' in text and "modelProviders" in text
+
+
 def test_codex_web_search_is_told_apart_from_tool_use() -> None:
     search = capability("tool_use", message="web_search runs on OpenAI; model is deepseek's")
     assert 'web_search="disabled"' in (hint("codex_exec/0.171.0", [search]) or "")

@@ -226,3 +226,8 @@ def run_agent(client: str, base_url: str, model: str, prompt: str, *, workdir: P
             os.killpg(proc.pid, 9)
             out, err = proc.communicate(timeout=30)
         return AgentRun(client, proc.returncode, out, err, timed_out)
+
+
+if __name__ == "__main__":  # python -m tests.clients.agents: install the pinned CLIs
+    install()
+    print("coding-agent CLIs:", ", ".join(f"{c} {v}" for c, (_, v) in PACKAGES.items()))

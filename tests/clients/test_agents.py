@@ -224,6 +224,7 @@ def test_image_read_by_the_agent_is_refused_on_a_model_without_vision(
         # replaced by placeholders: the refusal turns into an answer without the image.
         assert answered(run, tools=1), run.output[-3000:]
         assert len(found) == 1
+        assert '"modalities": {}' in message  # the client hint: declare the model text-only
     else:
         assert shown(run, message), run.output[-3000:]
 
