@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from .body import BodyError, too_large, unreadable_encoding
 from .catalog.sources import CatalogUnavailable, as_source, no_credential
 from .errors import Reason
-from .hints import with_hint
+from .hints import annotate
 from .policy import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -194,13 +194,14 @@ class Guard:
         if not violations:
             return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.kind,
                            model_id=main, model=entry, required=required)
-        first = with_hint(violations[0], violations, headers, entry and entry.max_output_tokens)
+        first = violations[0]
         reject = self.mode == "enforce" or first.reason not in _POLICY
         logger.info("modelguard %s %s request for model %r: %s", "refused" if reject
                     else "reported", route.protocol, main, first.reason,
                     extra={"modelguard_reason": first.reason, "modelguard_path": first.path})
-        return refusal(route.protocol, route.kind, first, reject=reject, model=entry,
-                       required=required, violations=tuple(violations), model_id=main)
+        return annotate(refusal(route.protocol, route.kind, first, reject=reject, model=entry,
+                                required=required, violations=tuple(violations),
+                                model_id=main), headers)
 
     def refuse(self, route: Route, reason: str, message: str, path: str | None = None,
                 retry_after: int | None = None) -> Verdict:

@@ -10,12 +10,13 @@ pinned release (tests/clients).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["AGENTS", "HINTS", "agent_of", "hint", "with_hint"]
+__all__ = ["AGENTS", "HINTS", "agent_of", "annotate", "hint"]
 
 #: (User-Agent pattern, agent name). The first match wins.
 AGENTS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -60,6 +61,17 @@ class _Violation(Protocol):
     message: str
     model: str | None
     capability: str | None
+
+
+class _Model(Protocol):
+    max_output_tokens: int | None
+
+
+class _Verdict(Protocol):
+    allowed: bool
+    body: bytes
+    violations: Sequence[Any]
+    model: _Model | None
 
 
 def agent_of(user_agent: str | None) -> str | None:
@@ -115,11 +127,20 @@ def _join(items: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else "; ".join(items[:-1]) + "; and " + items[-1]
 
 
-def with_hint(first: _Violation, violations: Sequence[_Violation], headers: Iterable[
-        tuple[str, str]], limit: int | None = None) -> _Violation:
-    """``first`` with the agent hint appended to its message (unchanged without a hint)."""
+def annotate(verdict: _Verdict, headers: Iterable[tuple[str, str]]) -> _Verdict:
+    """``verdict`` with the agent hint appended to its refusal message (the same object when
+    there is nothing to add). Every envelope shape keeps its message at ``error.message``."""
+    if verdict.allowed or not verdict.body or not verdict.violations:
+        return verdict
     user_agent = next((value for name, value in headers if name == "user-agent"), None)
-    text = hint(user_agent, violations, limit=limit)
+    if agent_of(user_agent) is None:
+        return verdict
+    refused = [v for v in verdict.violations if getattr(v, "refused", True)]
+    limit = next((v.limit for v in refused if getattr(v, "limit", None) is not None),
+                 verdict.model.max_output_tokens if verdict.model is not None else None)
+    text = hint(user_agent, refused, limit=limit)
     if text is None:
-        return first
-    return replace(first, message=f"{first.message} {text}")  # type: ignore[type-var]
+        return verdict
+    doc = json.loads(verdict.body)
+    doc["error"]["message"] = f"{doc['error']['message']} {text}"
+    return replace(verdict, body=json.dumps(doc).encode())  # type: ignore[type-var]

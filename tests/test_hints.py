@@ -11,10 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelguard import Catalog, Guard
+from modelguard import Catalog, Guard, Verdict
+from modelguard.catalog import ModelInfo
 from modelguard.errors import Reason
-from modelguard.hints import AGENTS, HINTS, agent_of, hint, with_hint
+from modelguard.hints import AGENTS, HINTS, agent_of, annotate, hint
 from modelguard.policy import Violation
+from modelguard.verdict import refusal
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 
@@ -100,14 +102,43 @@ def test_codex_web_search_is_told_apart_from_tool_use() -> None:
     assert hint("codex_exec/0.171.0", [capability("tool_use")]) is None
 
 
-def test_with_hint_appends_to_the_first_violation_only_when_there_is_a_hint() -> None:
-    first = capability("thinking")
-    headers = [("user-agent", "claude-cli/2.1.332")]
-    hinted = with_hint(first, [first], headers)
-    assert hinted.message.startswith(first.message) and "MAX_THINKING_TOKENS=0" in hinted.message
-    assert (hinted.reason, hinted.path, hinted.capability) == (first.reason, first.path, "thinking")
-    assert with_hint(first, [first], [("user-agent", "curl/8")]) is first
-    assert with_hint(first, [first], []) is first
+def _refused(*violations: Violation, limit: int | None = 8192) -> Verdict:
+    model = ModelInfo.model_validate({"id": "m", "max_output_tokens": limit})
+    return refusal("anthropic", "messages", violations[0], model=model,
+                   violations=tuple(violations), model_id="m")
+
+
+def test_annotate_appends_the_hint_to_the_envelope_message() -> None:
+    verdict = _refused(capability("thinking"), CAP)
+    hinted = annotate(verdict, [("user-agent", "claude-cli/2.1.332")])
+    before, after = json.loads(verdict.body), json.loads(hinted.body)
+    assert after["error"]["message"].startswith(before["error"]["message"] + " Claude Code")
+    assert "MAX_THINKING_TOKENS=0" in after["error"]["message"]
+    assert "CLAUDE_CODE_MAX_OUTPUT_TOKENS=8192" in after["error"]["message"]
+    after["error"]["message"] = before["error"]["message"]
+    assert after == before  # nothing else changes
+    assert (hinted.status, hinted.headers, hinted.violations) == (
+        verdict.status, verdict.headers, verdict.violations)
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "openai", "gemini"])
+def test_annotate_keeps_each_envelope_shape(protocol: str) -> None:
+    verdict = refusal(protocol, "messages", CAP, violations=(CAP,), model=ModelInfo.model_validate(
+        {"id": "m", "max_output_tokens": 100}), model_id="m")
+    hinted = annotate(verdict, [("user-agent", "QwenCode/0.24.4")])
+    doc = json.loads(hinted.body)
+    assert "QWEN_CODE_MAX_OUTPUT_TOKENS=100" in doc["error"]["message"]
+    assert set(doc) == set(json.loads(verdict.body))
+
+
+def test_annotate_leaves_other_verdicts_alone() -> None:
+    verdict = _refused(capability("thinking"))
+    assert annotate(verdict, [("user-agent", "curl/8")]) is verdict
+    assert annotate(verdict, []) is verdict
+    unavoidable = _refused(capability("vision"))
+    assert annotate(unavoidable, [("user-agent", "claude-cli/2")]) is unavoidable
+    allowed = Verdict(allowed=True)
+    assert annotate(allowed, [("user-agent", "claude-cli/2")]) is allowed
 
 
 def test_table_rows_name_known_agents_and_format_cleanly() -> None:
