@@ -56,7 +56,7 @@ HINTED = {
     "qwen": ("glm-5", ["QWEN_CODE_MAX_OUTPUT_TOKENS=16384"]),
 }
 #: The gateway's documented catalog (the bundled snapshot) and a model each agent would pick.
-DOCUMENTED = {"claude": "claude-sonnet-4-6", "gemini": "gemini-3-flash", "codex": "gpt-5-4",
+DOCUMENTED = {"claude": "claude-sonnet-4-6", "gemini": "gemini-3-1-pro", "codex": "gpt-5-4",
               "qwen": "deepseek-v4-pro"}
 
 PLAIN = "Say hello in one word."
@@ -89,7 +89,25 @@ def assert_sound(tap: Tap, standin: AgentStandIn, run: AgentRun) -> None:
     assert len(reached) == len(forwarded)
     for sent, got in zip(forwarded, reached, strict=True):
         assert (got.path, got.query) == (sent.path, sent.query)
-        assert got.body == bytes(sent.body), f"{run.client}: {sent.path} body changed"
+        if sent.header("modelguard-adjusted") is None:
+            assert got.body == bytes(sent.body), f"{run.client}: {sent.path} body changed"
+        else:  # an action rewrote it (decisions.md §12): only the adjusted fields differ
+            assert without_adjustable(json.loads(got.body)) == without_adjustable(
+                json.loads(sent.body)), f"{run.client}: {sent.path} changed beyond the actions"
+
+
+#: Fields the compat actions remove or lower (decisions.md §12), in the four shapes.
+ADJUSTABLE = {"cache_control", "thinking", "reasoning", "reasoning_effort", "thinkingConfig",
+              "max_tokens", "max_completion_tokens", "max_output_tokens", "maxOutputTokens",
+              "prompt_cache_breakpoint"}
+
+
+def without_adjustable(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: without_adjustable(v) for k, v in node.items() if k not in ADJUSTABLE}
+    if isinstance(node, list):
+        return [without_adjustable(v) for v in node if v != "reasoning.encrypted_content"]
+    return node
 
 
 def refusals(tap: Tap) -> list[dict[str, Any]]:
@@ -229,6 +247,24 @@ def test_image_read_by_the_agent_is_refused_on_a_model_without_vision(
         assert shown(run, message), run.output[-3000:]
 
 
+@expect("Gemini CLI sends gemini-3.8-flash; 400 unsupported_model naming gemini-3-flash, shown")
+def test_gemini_cli_replaces_a_slug_that_is_one_of_its_own_model_names(
+        workspace: Path, standin_for: Any) -> None:
+    """Slug Gemini CLI rewrites (gemini-3-flash)
+
+    Gemini CLI 0.61 sends its own current flash model for the name "gemini-3-flash", which
+    the gateway's documented catalog also uses: the guard refuses the name it did not list and
+    points at the one the user typed."""
+    run, tap, standin = go("gemini", "sidecar", "gateway", "gemini-3-flash", PLAIN, workspace,
+                           standin_for)
+    assert not standin.posts()
+    found = refusals(tap)
+    assert found and "/gemini-3.8-flash:" in tap.posts()[0].path
+    message = refusal_text(found[0])
+    assert "gemini-3.8-flash" in message and "gemini-3-flash" in message
+    assert shown(run, message), run.output[-3000:]
+
+
 @expect("Qwen Code sends a note instead of the image; nothing refused, answer printed")
 def test_qwen_code_withholds_images_from_models_it_thinks_text_only(
         workspace: Path, standin_for: Any) -> None:
@@ -272,6 +308,10 @@ def test_compat_preset_lets_the_agent_use_the_documented_catalog(
     assert run.returncode == 0, run.output[-3000:]
     assert answered(run, tools=1), run.output[-3000:]
     assert not refusals(tap)
+    if client in ("claude", "qwen"):  # max_tokens 32000 / 32768 above the 8192 cap: clamped
+        adjusted = [e.header("modelguard-adjusted") for e in tap.posts()]
+        assert all(a and "max_tokens=8192" in a for a in adjusted), adjusted
+        assert all(r.json()["max_tokens"] == 8192 for r in standin.posts())
 
 
 @pytest.mark.parametrize("client", params_needing_responses())
