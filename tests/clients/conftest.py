@@ -54,7 +54,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not target or not _ROWS:
         return
     lines = ["| client | scenario | expected | seen |", "| --- | --- | --- | --- |"]
-    lines += [f"| {c} | {s} | {e} | {seen} |" for c, s, e, seen, _ in sorted(_ROWS)]
+    rows = sorted(_ROWS, key=lambda row: row[:2])  # stable: runs of one test keep their order
+    lines += [f"| {c} | {s} | {e} | {seen} |" for c, s, e, seen, _ in rows]
     Path(target).write_text("\n".join(lines) + "\n")
 
 
