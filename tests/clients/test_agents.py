@@ -188,6 +188,25 @@ def test_capable_model_answers_and_is_forwarded_byte_for_byte(client: str, kind:
     assert not refusals(tap)
 
 
+#: Vision models each agent sends images to (Gemini CLI drops them for gemini-3-* slugs, Qwen Code
+#: sends them only to slugs it takes for vision).
+WITH_VISION = {"claude": "claude-sonnet-4-6", "gemini": "gemini-2-5-pro", "codex": "gpt-5-4",
+               "qwen": "gpt-5-4"}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@expect("answer printed after an image read; the image forwarded byte for byte")
+def test_capable_model_gets_the_image_the_agent_read(client: str, workspace: Path,
+                                                      standin_for: Any) -> None:
+    """Vision model, image read through the agent's tool"""
+    run, tap, standin = go(client, "sidecar", "agents", WITH_VISION[client],
+                           read_prompt(workspace, PICTURE), workspace, standin_for)
+    assert answered(run, tools=1), run.output[-3000:]
+    assert not refusals(tap)
+    last = standin.posts()[-1].body.decode()
+    assert "iVBOR" in last or "/9j/" in last  # the PNG as read, or Qwen Code's JPEG of it
+
+
 @pytest.mark.parametrize("kind", FRONTS)
 @pytest.mark.parametrize("client", params_needing_responses())
 @expect("400 unsupported_model (did you mean) before the gateway, shown to the user")
