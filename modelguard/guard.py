@@ -20,6 +20,7 @@ from .body import BodyError, too_large, unreadable_encoding
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, as_source, no_credential
 from .errors import Reason
+from .hints import annotate
 from .policy import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -331,7 +332,8 @@ class Guard:
         if not violations:
             return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.name,
                            model_id=main, model=entry, required=required)
-        return self._decide(route, catalog, violations, decoded, main, entry, required)
+        return annotate(self._decide(route, catalog, violations, decoded, main, entry, required),
+                        headers)
 
     def _decide(self, route: Route, catalog: Catalog, violations: list[Violation],
                 decoded: bytes, main: str | None, entry: Any,

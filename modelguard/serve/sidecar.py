@@ -107,6 +107,10 @@ _EXCHANGE = "modelguard.sidecar"
 _CURRENT: ContextVar[_Exchange | None] = ContextVar("modelguard_sidecar_exchange", default=None)
 _NOT_VCHAR = re.compile(rb"[^\x21-\x7e]")
 _SCHEME = re.compile(rb"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: The final event of a model stream. A client may hang up once it has seen it (Codex stops at
+#: response.completed): that is a completed stream, not a client disconnect.
+_STREAM_END = re.compile(
+    rb"event: ?(?:response\.(?:completed|failed|incomplete)|message_stop)\r?\n|data: ?\[DONE\]")
 
 
 class _ClientGone(Exception):
@@ -129,6 +133,8 @@ class _Exchange:
     upstream_seconds: float | None = None
     upstream_request_id: str | None = None
     client_gone: bool = False
+    stream_ended: bool = False  # the final event of a model stream went out
+    tail: bytes = b""  # the end of the last chunk sent (an event name may span two chunks)
 
     def guard_done(self) -> None:
         if self.guard_end is None:
@@ -361,8 +367,8 @@ class Sidecar:
         try:
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not pump.done():
-                exchange.client_gone = True  # the watcher saw the client leave (or we stop)
+            if not pump.done():  # the watcher saw the client leave (or we stop)
+                exchange.client_gone = not exchange.stream_ended
                 pump.cancel()
             watch.cancel()
             await asyncio.gather(pump, watch, return_exceptions=True)
@@ -403,6 +409,9 @@ class Sidecar:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk,
                                 "more_body": True})
+                    if _STREAM_END.search(chunk) or _STREAM_END.search(exchange.tail + chunk[:64]):
+                        exchange.stream_ended = True
+                    exchange.tail = chunk[-64:]
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (httpx2.HTTPError, httpx2.StreamError) as error:
             kind = "timeout" if isinstance(error, httpx2.TimeoutException) else "broken"
@@ -415,7 +424,7 @@ class Sidecar:
             # (uvicorn: "ASGI callable returned without completing response"), so the client
             # sees a truncated response, never one that looks complete.
         except OSError:  # servers on ASGI spec 2.4 raise this when the client has gone
-            exchange.client_gone = True
+            exchange.client_gone = not exchange.stream_ended
         finally:
             await response.aclose()
 
