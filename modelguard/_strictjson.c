@@ -204,17 +204,19 @@ put_utf8(char *out, Py_UCS4 cp)
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F)); return 4;
 }
 
-/* A scanned string: its unescaped UTF-8 text (in the input or in the scratch buffer, valid
- * until the next scan) and whether it is all ASCII. */
+/* A scanned string: its unescaped UTF-8 length, whether it is all ASCII, and (when asked for,
+ * or when it has no escapes) its unescaped text, in the input or in the scratch buffer (valid
+ * until the next scan); NULL when not asked for and unescaping was needed. */
 typedef struct {
     const char *text;
     Py_ssize_t len;
     int ascii;
 } Str;
 
-/* Validate a string; ps->p is just past the opening quote and ends just past the closing one. */
+/* Validate a string; ps->p is just past the opening quote and ends just past the closing one.
+ * With `copy` 0 an escaped string is only measured, not unescaped. */
 static int
-scan_string(Parser *ps, Str *out)
+scan_string(Parser *ps, Str *out, int copy)
 {
     const unsigned char *begin = ps->p;
     const unsigned char *p = begin;
@@ -239,16 +241,28 @@ scan_string(Parser *ps, Str *out)
         ascii = 0;
         p += len;
     }
-    /* slow path: unescape into the scratch buffer */
+    /* slow path: unescape into the scratch buffer (or only measure) */
     Py_ssize_t outlen = p - begin;
-    if (grow_buf(&ps->buf, &ps->buf_cap, outlen + 64) < 0) return -1;
-    memcpy(ps->buf, begin, (size_t)outlen);
+    if (copy) {
+        if (grow_buf(&ps->buf, &ps->buf_cap, outlen + 64) < 0) return -1;
+        memcpy(ps->buf, begin, (size_t)outlen);
+    }
     ps->p = p;
     for (;;) {
+        const unsigned char *q = scan_plain(ps->p, end);
+        if (q > ps->p) {
+            Py_ssize_t run = q - ps->p;
+            if (copy) {
+                if (grow_buf(&ps->buf, &ps->buf_cap, outlen + run + 8) < 0) return -1;
+                memcpy(ps->buf + outlen, ps->p, (size_t)run);
+            }
+            outlen += run;
+            ps->p = q;
+        }
         if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
         unsigned char c = *ps->p;
         if (c == '"') { ps->p++; break; }
-        if (grow_buf(&ps->buf, &ps->buf_cap, outlen + 8) < 0) return -1;
+        if (copy && grow_buf(&ps->buf, &ps->buf_cap, outlen + 8) < 0) return -1;
         if (c == '\\') {
             ps->p++;
             if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
@@ -284,23 +298,24 @@ scan_string(Parser *ps, Str *out)
                 return -1;
             }
             if (cp >= 0x80) ascii = 0;
-            outlen += put_utf8(ps->buf + outlen, cp);
+            if (copy) {
+                outlen += put_utf8(ps->buf + outlen, cp);
+            } else {
+                outlen += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+            }
         } else if (c < 0x20) {
             fail(ps, "control character in string");
             return -1;
-        } else if (c < 0x80) {
-            ps->buf[outlen++] = (char)c;
-            ps->p++;
         } else {
             int len = utf8_seq(ps->p, end);
             if (len == 0) { fail(ps, "invalid UTF-8"); return -1; }
-            memcpy(ps->buf + outlen, ps->p, (size_t)len);
+            if (copy) memcpy(ps->buf + outlen, ps->p, (size_t)len);
             outlen += len;
             ps->p += len;
             ascii = 0;
         }
     }
-    out->text = ps->buf;
+    out->text = copy ? ps->buf : NULL;
     out->len = outlen;
     out->ascii = ascii;
     return 0;
@@ -580,7 +595,7 @@ skip_members(Parser *ps, KeySet *ks, int state, int *empty)
             if (ps->p >= ps->end || *ps->p != '"') { fail(ps, "expected a key"); return -1; }
             ps->p++;
             Str key;
-            if (scan_string(ps, &key) < 0) return -1;
+            if (scan_string(ps, &key, 1) < 0) return -1;
             int dup = keyset_add(ps, ks, key.text, key.len);
             if (dup < 0) return -1;
             if (dup) return duplicate_key(ps, key.text, key.len);
@@ -648,7 +663,7 @@ skip_value(Parser *ps, int *empty)
     case '"': {
         ps->p++;
         Str s;
-        return scan_string(ps, &s);
+        return scan_string(ps, &s, 0);
     }
     case 't':
         return expect_literal(ps, "true", 4);
@@ -798,7 +813,7 @@ build_object(Parser *ps)
         if (ps->p >= ps->end || *ps->p != '"') { Py_DECREF(dict); return fail(ps, "expected a key"); }
         ps->p++;
         Str text;
-        if (scan_string(ps, &text) < 0) { Py_DECREF(dict); return NULL; }
+        if (scan_string(ps, &text, 1) < 0) { Py_DECREF(dict); return NULL; }
         if (!text.ascii && charge(ps, wide_extra(text.text, text.len))) {
             int rc = finish_object(ps, dict, &text, 1);
             Py_DECREF(dict);
@@ -954,8 +969,15 @@ build_value(Parser *ps, int mode)
         return build_array(ps);
     case '"': {
         ps->p++;
+        const unsigned char *begin = ps->p;
         Str s;
-        if (scan_string(ps, &s) < 0) return NULL;
+        /* A string under a drop key is only measured first: a long one is never unescaped. */
+        int measure = (mode & MODE_DROP) != 0;
+        if (scan_string(ps, &s, !measure) < 0) return NULL;
+        if (measure && s.text == NULL && s.len <= cfg_keep) {
+            ps->p = begin;
+            if (scan_string(ps, &s, 1) < 0) return NULL;
+        }
         return build_string(ps, &s, mode);
     }
     case 't':
@@ -1007,7 +1029,11 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     skip_ws(&ps);
+    /* Nothing built here can form a cycle, and the budget bounds what is built: a collection
+     * in the middle of it would only walk the new objects. */
+    int gc_was_on = PyGC_Disable();
     result = build_value(&ps, 0);
+    if (gc_was_on) PyGC_Enable();
     if (result != NULL) {
         skip_ws(&ps);
         if (ps.p != ps.end) {

@@ -329,6 +329,9 @@ def _request(path: Path) -> tuple[str, bytes]:
 @pytest.mark.parametrize("path", _REQUESTS, ids=[p.stem for p in _REQUESTS])
 def test_same_verdict_on_every_recorded_request(path: Path, monkeypatch) -> None:
     route_path, raw = _request(path)
+    agree(raw)
+    if match_route(route_path) is None:
+        return  # a route this version does not guard: the decoders agreeing is what counts
     fast = _reading(route_path, raw, "fast", monkeypatch)
     assert fast == _reading(route_path, raw, "slow", monkeypatch)
     assert fast == _reading(route_path, raw, "full", monkeypatch)
