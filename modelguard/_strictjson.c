@@ -554,13 +554,28 @@ keyset_add(Parser *ps, KeySet *ks, const char *text, Py_ssize_t len)
     return 0;
 }
 
+/* Keys echoed in messages are cut to this many characters (decisions.md §11). */
+#define SHOWN_KEY_CHARS 64
+
+static void *
+fail_duplicate(Parser *ps, PyObject *key)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    PyObject *shown = PyUnicode_Substring(key, 0, n > SHOWN_KEY_CHARS ? SHOWN_KEY_CHARS : n);
+    if (shown != NULL) {
+        PyErr_Format(StrictError, "duplicate key %R%s at byte %zd", shown,
+                     n > SHOWN_KEY_CHARS ? "..." : "", (Py_ssize_t)(ps->p - ps->start));
+        Py_DECREF(shown);
+    }
+    return NULL;
+}
+
 static int
 duplicate_key(Parser *ps, const char *text, Py_ssize_t len)
 {
     PyObject *key = PyUnicode_DecodeUTF8(text, len, "strict");
     if (key != NULL) {
-        PyErr_Format(StrictError, "duplicate key %R at byte %zd", key,
-                     (Py_ssize_t)(ps->p - ps->start));
+        fail_duplicate(ps, key);
         Py_DECREF(key);
     }
     return -1;
@@ -853,8 +868,7 @@ build_object(Parser *ps)
             Py_DECREF(value);
             int rc = 0;
             if (PyDict_Contains(dict, key)) {
-                PyErr_Format(StrictError, "duplicate key %R at byte %zd", key,
-                             (Py_ssize_t)(ps->p - ps->start));
+                fail_duplicate(ps, key);
                 rc = -1;
             } else if (PyDict_SetItem(dict, key, Py_None) < 0) {
                 rc = -1;
@@ -870,10 +884,7 @@ build_object(Parser *ps)
         Py_DECREF(value);
         members++;
         if (rc < 0 || PyDict_GET_SIZE(dict) != members) {
-            if (rc == 0) {
-                PyErr_Format(StrictError, "duplicate key %R at byte %zd", key,
-                             (Py_ssize_t)(ps->p - ps->start));
-            }
+            if (rc == 0) fail_duplicate(ps, key);
             Py_DECREF(key); Py_DECREF(dict);
             return NULL;
         }

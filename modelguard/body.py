@@ -9,6 +9,7 @@ reads: I-JSON forbids them and no reader should have to guess which copy counts)
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -113,6 +114,10 @@ BUDGET_FLOOR = 8 * 1024 * 1024
 BUDGET_SHARE = 4
 #: Integer parts longer than this are refused by both decoders (Python's own int() limit).
 MAX_INT_DIGITS = 4300
+#: Keys echoed in messages are cut to this many characters (decisions.md §11).
+_SHOWN_KEY_CHARS = 64
+_JITER_DUPLICATE = re.compile(r'Detected duplicate key "(.*)" at (line \d+ column \d+)',
+                              re.DOTALL)
 
 if _strictjson is not None:
     _strictjson.configure(_KEY_MODES, LongString, DROPPED, SkippedObject, SkippedArray,
@@ -254,8 +259,18 @@ def _explain(detail: str, body: bytes, max_depth: int) -> str:
     elif body[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(body) > 1 and b"\x00" in body[:4]):
         detail = "the body is not UTF-8 (UTF-16/32?)"
     elif "duplicate key" in detail.lower():
-        return f"The body is not strict JSON: {detail}. Send each key once per object."
+        return f"The body is not strict JSON: {_cut_key(detail)}. Send each key once per object."
     return f"The body is not strict JSON (UTF-8, no NaN/Infinity, no lone surrogates): {detail}."
+
+
+def _cut_key(detail: str) -> str:
+    """jiter's duplicate-key message with the key cut as the accelerator cuts it."""
+    found = _JITER_DUPLICATE.fullmatch(detail)
+    if found is None:
+        return detail
+    key, where = found.groups()
+    more = "..." if len(key) > _SHOWN_KEY_CHARS else ""
+    return f"duplicate key {key[:_SHOWN_KEY_CHARS]!r}{more} at {where}"
 
 
 def _too_deep(max_depth: int) -> str:

@@ -369,3 +369,17 @@ def test_same_verdict_with_any_schema(monkeypatch, route_path: str, schema: Any,
     fast = _reading(route_path, raw, "fast", monkeypatch)
     assert fast == _reading(route_path, raw, "slow", monkeypatch)
     assert fast == _reading(route_path, raw, "full", monkeypatch)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"' + b"k" * 5000 + b'":1,"' + b"k" * 5000 + b'":2}',
+    b'{"parameters":{"' + b"k" * 5000 + b'":1,"' + b"k" * 5000 + b'":2}}',
+    b'{"a":[' + b"{}," * 200_000 + b'{}],"' + b"k" * 5000 + b'":1,"' + b"k" * 5000 + b'":2}',
+])
+def test_echoed_keys_are_cut_to_64_characters(raw: bytes) -> None:
+    for accelerated in (True, False):
+        with pytest.raises(BodyError) as info:
+            parse_json(raw, 128, accelerated=accelerated)
+        assert info.value.reason == Reason.INVALID
+        assert "k" * 64 + "'..." in info.value.message
+        assert "k" * 65 not in info.value.message
