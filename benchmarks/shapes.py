@@ -6,6 +6,26 @@ import base64
 import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
+
+#: Request bodies captured from the coding-agent CLIs (tests/fixtures/agents, JSON records).
+AGENTS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "agents"
+#: The captures benchmarked, one name each: (file stem, shape name).
+AGENT_CAPTURES = (
+    ("claude-first-turn-0", "first-turn"), ("claude-read-file-1", "read-file"),
+    ("gemini-first-turn-0", "first-turn"), ("gemini-read-file-1", "read-file"),
+    ("qwen-first-turn-0", "first-turn"), ("qwen-read-file-1", "read-file"),
+    ("codex-first-turn-0", "first-turn"), ("codex-read-file-1", "read-file"),
+)
+_AGENT_NAMES = {"claude": "claude-code", "gemini": "gemini-cli", "qwen": "qwen-code",
+                "codex": "codex"}
+#: The model entries the captured agents ask for, with every capability, so that their bodies
+#: are checked all the way to an allowed verdict.
+_AGENT_MODELS = {"claude-sonnet-4-6": "anthropic", "gemini-3-1-pro": "google",
+                 "gemini-2-5-pro": "google", "qwen3-coder-plus": "alibaba",
+                 "qwen3-vl-plus": "alibaba", "gpt-5-4": "openai", "gpt-5.5": "openai"}
+_ALL_TAGS = ["text", "vision", "audio", "video", "tool_use", "streaming", "cache_control",
+             "thinking", "json_schema", "logprobs"]
 
 
 @dataclass(frozen=True)
@@ -15,6 +35,7 @@ class Shape:
     target: str
     body: bytes
     allowed: bool
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -179,6 +200,46 @@ def all_shapes() -> list[Shape]:
         Shape("no-capability", "gemini", GEMINI.format(model="gemini-3-flash"),
               _gemini_media("video/mp4", 3_750_000), False),
     ]
+
+
+def agent_shapes() -> list[Shape]:
+    """The captured coding-agent requests (whichever are present), as named shapes."""
+    shapes = []
+    for stem, scene in AGENT_CAPTURES:
+        path = AGENTS / f"{stem}.json"
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        body = record["body"]
+        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        target = record["path"] + (f"?{record['query']}" if record.get("query") else "")
+        headers = tuple((k, v) for k, v in record.get("headers", {}).items()
+                        if k.lower() in ("content-type", "anthropic-version", "anthropic-beta"))
+        shapes.append(Shape(scene, _AGENT_NAMES[stem.split("-")[0]], target, raw, True, headers))
+    return shapes
+
+
+def agent_models() -> list[dict]:
+    """Catalog entries for the models the captured agents ask for."""
+    return [{"id": model, "object": "model", "owned_by": owner, "capabilities": _ALL_TAGS,
+             "max_output_tokens": 128_000, "context_window": 1_000_000}
+            for model, owner in _AGENT_MODELS.items()]
+
+
+def many_small_objects(size: int) -> bytes:
+    """The worst shape for a decoder's memory: an Anthropic request whose one unread field is
+    ``[{},{},...]`` up to ``size`` bytes (3 bytes per object; about 80 bytes each once built)."""
+    head = (b'{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user",'
+            b'"content":"hi"}],"metadata":{"x":[')
+    tail = b"{}]}}"
+    count = (size - len(head) - len(tail)) // 3
+    return head + b"{}," * count + tail
+
+
+def dense_shapes() -> list[Shape]:
+    """Many small values: refused by the structure budget (413) rather than built."""
+    return [Shape("many-small-objects-1MB", "anthropic", "/v1/messages",
+                  many_small_objects(1 << 20), False)]
 
 
 def agent_body() -> tuple[str, bytes]:

@@ -1,14 +1,26 @@
 /* Strict JSON decoding for modelguard's hot path.
  *
  * One pass over the body that both validates it (I-JSON: strict UTF-8, no BOM, no NaN or
- * Infinity, numbers within double range, no lone surrogates, bounded nesting, no duplicate keys
- * in any object) and builds the Python values the verdict reads. Long strings under "bulky"
- * keys (text, base64 data, signatures, ...) are validated but not materialized: the caller gets
- * a shared empty LongString (a str subclass), or for keys whose prefix matters (a data: URL) a
- * LongString holding only the part up to the first comma, so a 2 MB image costs no second copy.
+ * Infinity, numbers within double range, no integer part over 4300 digits, no lone surrogates,
+ * nesting of at most 200 levels, no duplicate keys in any object) and builds the Python values
+ * the verdict reads. What the verdict never reads is validated the same way but not built:
+ *
+ * - long strings under "bulky" keys (text, base64 data, signatures, ...): the caller gets a
+ *   shared empty LongString (a str subclass), or for keys whose prefix matters (a data: URL) a
+ *   LongString holding only the part up to the first comma, so a 2 MB image costs no copy;
+ * - non-empty objects and arrays under "skip" keys (tool schemas: input_schema, parameters,
+ *   properties, response schemas, ...): the caller gets a fresh empty placeholder of the
+ *   configured dict or list subclass, so an agent's 80 KB of schemas cost no Python objects.
+ *
+ * What one call may build is bounded (the structure budget): every value built costs a fixed
+ * number of bytes, and every string built its width beyond one byte per character; once the
+ * budget is spent the rest of the body is only validated, and the call raises
+ * StructureLimitError unless the body is invalid anyway (an invalid body is always reported as
+ * invalid, whatever its size).
  *
  * The pure-Python fallback in body.py (jiter plus a tree walk) accepts and refuses exactly the
- * same inputs; the tests compare the two.
+ * same inputs, counts the same budget and hands back the same placeholders; the tests compare
+ * the two.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,21 +32,45 @@
 #include <emmintrin.h>
 #endif
 
+/* The deepest nesting any caller gets (decisions.md §11). */
+#define MAX_DEPTH 200
+/* Integer parts longer than this are refused whatever follows (as Python's int() would). */
+#define MAX_INT_DIGITS 4300
+/* Keys of one skipped object kept in a plain array before a hash table is built. */
+#define SMALL_KEYS 8
+
+/* Key modes (values of the configured key table; bits). */
+#define MODE_DROP 1    /* a long string value: the shared stand-in */
+#define MODE_PREFIX 2  /* a long string value: its head up to the first comma */
+#define MODE_SKIP 4    /* a non-empty object or array value: validated, a placeholder */
+
 typedef struct {
     const unsigned char *start;
     const unsigned char *p;
     const unsigned char *end;
     int depth;
     int max_depth;
-    Py_ssize_t keep;          /* strings under bulky keys longer than this are not kept whole */
-    PyObject *bulky;          /* dict: key name -> 1 (drop long values) or 2 (keep their head) */
-    PyObject *long_type;      /* the LongString class */
-    PyObject *dropped;        /* the shared LongString standing for a dropped value */
+    Py_ssize_t cost;          /* bytes the values built so far are charged */
+    Py_ssize_t budget;        /* what they may be charged */
+    int over;                 /* the budget is spent: validate the rest, build nothing */
     char *buf;                /* scratch for unescaping */
     Py_ssize_t buf_cap;
+    char *arena;              /* unescaped keys of the skipped objects being read */
+    Py_ssize_t arena_len;
+    Py_ssize_t arena_cap;
 } Parser;
 
+/* Set once by configure(). */
+static PyObject *cfg_keys;          /* dict: key -> mode bits */
+static PyObject *cfg_long_type;     /* the LongString class */
+static PyObject *cfg_dropped;       /* the shared LongString standing for a dropped value */
+static PyObject *cfg_skipped_object;
+static PyObject *cfg_skipped_array;
+static Py_ssize_t cfg_keep = 512;   /* bulky strings up to this many bytes are kept whole */
+static Py_ssize_t cfg_value_cost = 64;
+
 static PyObject *StrictError;
+static PyObject *LimitError;
 
 static void *
 fail(Parser *ps, const char *what)
@@ -58,23 +94,21 @@ skip_ws(Parser *ps)
     }
 }
 
-static PyObject *parse_value(Parser *ps, int bulky);
+/* -- scanning (shared by building and validate-only reading) ------------------------------ */
 
 /* Length of a valid UTF-8 sequence starting at p (p[0] >= 0x80), or 0 if invalid. */
 static inline int
-utf8_seq(const unsigned char *p, const unsigned char *end, Py_UCS4 *cp)
+utf8_seq(const unsigned char *p, const unsigned char *end)
 {
     unsigned char c = p[0];
     if (c >= 0xC2 && c <= 0xDF) {
         if (end - p < 2 || (p[1] & 0xC0) != 0x80) return 0;
-        *cp = ((Py_UCS4)(c & 0x1F) << 6) | (p[1] & 0x3F);
         return 2;
     }
     if (c >= 0xE0 && c <= 0xEF) {
         if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
         if (c == 0xE0 && p[1] < 0xA0) return 0;          /* overlong */
         if (c == 0xED && p[1] >= 0xA0) return 0;         /* UTF-16 surrogate */
-        *cp = ((Py_UCS4)(c & 0x0F) << 12) | ((Py_UCS4)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
         return 3;
     }
     if (c >= 0xF0 && c <= 0xF4) {
@@ -82,8 +116,6 @@ utf8_seq(const unsigned char *p, const unsigned char *end, Py_UCS4 *cp)
             (p[3] & 0xC0) != 0x80) return 0;
         if (c == 0xF0 && p[1] < 0x90) return 0;          /* overlong */
         if (c == 0xF4 && p[1] >= 0x90) return 0;         /* above U+10FFFF */
-        *cp = ((Py_UCS4)(c & 0x07) << 18) | ((Py_UCS4)(p[1] & 0x3F) << 12) |
-              ((Py_UCS4)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
         return 4;
     }
     return 0;
@@ -118,18 +150,18 @@ scan_plain(const unsigned char *p, const unsigned char *end)
 }
 
 static int
-grow(Parser *ps, Py_ssize_t need)
+grow_buf(char **buf, Py_ssize_t *cap, Py_ssize_t need)
 {
-    if (need <= ps->buf_cap) return 0;
-    Py_ssize_t cap = ps->buf_cap ? ps->buf_cap : 256;
-    while (cap < need) cap *= 2;
-    char *buf = PyMem_Realloc(ps->buf, (size_t)cap);
-    if (buf == NULL) {
+    if (need <= *cap) return 0;
+    Py_ssize_t n = *cap ? *cap : 256;
+    while (n < need) n *= 2;
+    char *grown = PyMem_Realloc(*buf, (size_t)n);
+    if (grown == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    ps->buf = buf;
-    ps->buf_cap = cap;
+    *buf = grown;
+    *cap = n;
     return 0;
 }
 
@@ -172,57 +204,19 @@ put_utf8(char *out, Py_UCS4 cp)
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F)); return 4;
 }
 
-/* A long bulky string: mode 1, the shared stand-in; mode 2 (a URL whose data: prefix is read),
- * everything up to its first comma as a LongString, or the whole string if it has none, so the
- * reader sees exactly what it would see in the full text. */
-static PyObject *
-cut_string(Parser *ps, const char *text, Py_ssize_t n, int mode)
-{
-    if (mode == 1) {
-        Py_INCREF(ps->dropped);
-        return ps->dropped;
-    }
-    const char *comma = memchr(text, ',', (size_t)n);
-    if (comma == NULL) {
-        return PyUnicode_DecodeUTF8(text, n, "strict");
-    }
-    PyObject *head = PyUnicode_DecodeUTF8(text, comma + 1 - text, "strict");
-    if (head == NULL) return NULL;
-    PyObject *res = PyObject_CallOneArg(ps->long_type, head);
-    Py_DECREF(head);
-    return res;
-}
+/* A scanned string: its unescaped UTF-8 length, whether it is all ASCII, and (when asked for,
+ * or when it has no escapes) its unescaped text, in the input or in the scratch buffer (valid
+ * until the next scan); NULL when not asked for and unescaping was needed. */
+typedef struct {
+    const char *text;
+    Py_ssize_t len;
+    int ascii;
+} Str;
 
-/* Keys repeat ("type", "text", "role"): plain ASCII keys come from a small cache, with their
- * hash already computed. Direct-mapped; a miss just builds the string. */
-#define KEY_CACHE_SIZE 512
-#define KEY_CACHE_MAX_LEN 32
-static PyObject *key_cache[KEY_CACHE_SIZE];
-
-static PyObject *
-cached_key(const unsigned char *text, Py_ssize_t n)
-{
-    uint32_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ text[i]) * 16777619u;
-    PyObject **slot = &key_cache[h & (KEY_CACHE_SIZE - 1)];
-    PyObject *hit = *slot;
-    if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n && memcmp(PyUnicode_DATA(hit), text, (size_t)n) == 0) {
-        Py_INCREF(hit);
-        return hit;
-    }
-    PyObject *s = PyUnicode_New(n, 127);
-    if (s == NULL) return NULL;
-    memcpy(PyUnicode_DATA(s), text, (size_t)n);
-    if (PyObject_Hash(s) == -1) { Py_DECREF(s); return NULL; }
-    Py_XSETREF(*slot, Py_NewRef(s));
-    return s;
-}
-
-/* Parse a string; ps->p is just past the opening quote. With mode 1 or 2 and a decoded text
- * longer than `cut` bytes, the text is validated but not kept (see cut_string). A key
- * (mode -1) may come from the key cache. */
-static PyObject *
-parse_string(Parser *ps, Py_ssize_t cut, int mode)
+/* Validate a string; ps->p is just past the opening quote and ends just past the closing one.
+ * With `copy` 0 an escaped string is only measured, not unescaped. */
+static int
+scan_string(Parser *ps, Str *out, int copy)
 {
     const unsigned char *begin = ps->p;
     const unsigned char *p = begin;
@@ -231,46 +225,47 @@ parse_string(Parser *ps, Py_ssize_t cut, int mode)
     /* fast path: no escapes */
     for (;;) {
         p = scan_plain(p, end);
-        if (p >= end) { ps->p = p; return fail(ps, "unterminated string"); }
+        if (p >= end) { ps->p = p; fail(ps, "unterminated string"); return -1; }
         unsigned char c = *p;
         if (c == '"') {
             ps->p = p + 1;
-            Py_ssize_t n = p - begin;
-            if (mode > 0 && n > cut) {
-                return cut_string(ps, (const char *)begin, n, mode);
-            }
-            if (ascii && mode < 0 && n <= KEY_CACHE_MAX_LEN) {
-                return cached_key(begin, n);
-            }
-            if (ascii) {
-                PyObject *s = PyUnicode_New(n, 127);
-                if (s == NULL) return NULL;
-                memcpy(PyUnicode_DATA(s), begin, (size_t)n);
-                return s;
-            }
-            return PyUnicode_DecodeUTF8((const char *)begin, n, "strict");
+            out->text = (const char *)begin;
+            out->len = p - begin;
+            out->ascii = ascii;
+            return 0;
         }
         if (c == '\\') break;
-        if (c < 0x20) { ps->p = p; return fail(ps, "control character in string"); }
-        Py_UCS4 cp;
-        int len = utf8_seq(p, end, &cp);
-        if (len == 0) { ps->p = p; return fail(ps, "invalid UTF-8"); }
+        if (c < 0x20) { ps->p = p; fail(ps, "control character in string"); return -1; }
+        int len = utf8_seq(p, end);
+        if (len == 0) { ps->p = p; fail(ps, "invalid UTF-8"); return -1; }
         ascii = 0;
         p += len;
     }
-    /* slow path: unescape into the scratch buffer */
+    /* slow path: unescape into the scratch buffer (or only measure) */
     Py_ssize_t outlen = p - begin;
-    if (grow(ps, outlen + 64) < 0) return NULL;
-    memcpy(ps->buf, begin, (size_t)outlen);
+    if (copy) {
+        if (grow_buf(&ps->buf, &ps->buf_cap, outlen + 64) < 0) return -1;
+        memcpy(ps->buf, begin, (size_t)outlen);
+    }
     ps->p = p;
     for (;;) {
-        if (ps->p >= end) return fail(ps, "unterminated string");
+        const unsigned char *q = scan_plain(ps->p, end);
+        if (q > ps->p) {
+            Py_ssize_t run = q - ps->p;
+            if (copy) {
+                if (grow_buf(&ps->buf, &ps->buf_cap, outlen + run + 8) < 0) return -1;
+                memcpy(ps->buf + outlen, ps->p, (size_t)run);
+            }
+            outlen += run;
+            ps->p = q;
+        }
+        if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
         unsigned char c = *ps->p;
         if (c == '"') { ps->p++; break; }
-        if (grow(ps, outlen + 8) < 0) return NULL;
+        if (copy && grow_buf(&ps->buf, &ps->buf_cap, outlen + 8) < 0) return -1;
         if (c == '\\') {
             ps->p++;
-            if (ps->p >= end) return fail(ps, "unterminated string");
+            if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
             unsigned char e = *ps->p++;
             Py_UCS4 cp;
             switch (e) {
@@ -283,53 +278,82 @@ parse_string(Parser *ps, Py_ssize_t cut, int mode)
             case 'r': cp = '\r'; break;
             case 't': cp = '\t'; break;
             case 'u':
-                if (read_hex4(ps, &cp) < 0) return fail(ps, "bad \\u escape");
-                if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(ps, "lone surrogate escape");
+                if (read_hex4(ps, &cp) < 0) { fail(ps, "bad \\u escape"); return -1; }
+                if (cp >= 0xDC00 && cp <= 0xDFFF) { fail(ps, "lone surrogate escape"); return -1; }
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     Py_UCS4 lo;
                     if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u') {
-                        return fail(ps, "lone surrogate escape");
+                        fail(ps, "lone surrogate escape");
+                        return -1;
                     }
                     ps->p += 2;
-                    if (read_hex4(ps, &lo) < 0) return fail(ps, "bad \\u escape");
-                    if (lo < 0xDC00 || lo > 0xDFFF) return fail(ps, "lone surrogate escape");
+                    if (read_hex4(ps, &lo) < 0) { fail(ps, "bad \\u escape"); return -1; }
+                    if (lo < 0xDC00 || lo > 0xDFFF) { fail(ps, "lone surrogate escape"); return -1; }
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
                 break;
             default:
                 ps->p--;
-                return fail(ps, "bad escape");
+                fail(ps, "bad escape");
+                return -1;
             }
-            outlen += put_utf8(ps->buf + outlen, cp);
+            if (cp >= 0x80) ascii = 0;
+            if (copy) {
+                outlen += put_utf8(ps->buf + outlen, cp);
+            } else {
+                outlen += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+            }
         } else if (c < 0x20) {
-            return fail(ps, "control character in string");
-        } else if (c < 0x80) {
-            ps->buf[outlen++] = (char)c;
-            ps->p++;
+            fail(ps, "control character in string");
+            return -1;
         } else {
-            Py_UCS4 cp;
-            int len = utf8_seq(ps->p, end, &cp);
-            if (len == 0) return fail(ps, "invalid UTF-8");
-            memcpy(ps->buf + outlen, ps->p, (size_t)len);
+            int len = utf8_seq(ps->p, end);
+            if (len == 0) { fail(ps, "invalid UTF-8"); return -1; }
+            if (copy) memcpy(ps->buf + outlen, ps->p, (size_t)len);
             outlen += len;
             ps->p += len;
+            ascii = 0;
         }
     }
-    if (mode > 0 && outlen > cut) {
-        return cut_string(ps, ps->buf, outlen, mode);
-    }
-    return PyUnicode_DecodeUTF8(ps->buf, outlen, "strict");
+    out->text = copy ? ps->buf : NULL;
+    out->len = outlen;
+    out->ascii = ascii;
+    return 0;
 }
 
-static PyObject *
-parse_number(Parser *ps)
+/* A number's text, validated: range (no infinity as a double) and length rules. */
+typedef struct {
+    const unsigned char *begin;
+    Py_ssize_t len;
+    Py_ssize_t int_digits;
+    int is_float;
+    int neg;
+    double value;             /* for floats, and for integers of MAX_INT ... checked ones */
+} Num;
+
+static int
+number_text(const Num *num, char *small, size_t small_size, char **text)
+{
+    *text = small;
+    if ((size_t)num->len >= small_size) {
+        *text = PyMem_Malloc((size_t)num->len + 1);
+        if (*text == NULL) { PyErr_NoMemory(); return -1; }
+    }
+    memcpy(*text, num->begin, (size_t)num->len);
+    (*text)[num->len] = '\0';
+    return 0;
+}
+
+static int
+scan_number(Parser *ps, Num *num)
 {
     const unsigned char *begin = ps->p;
     const unsigned char *p = begin;
     const unsigned char *end = ps->end;
-    int neg = 0, is_float = 0;
-    if (p < end && *p == '-') { neg = 1; p++; }
-    if (p >= end) { ps->p = p; return fail(ps, "bad number"); }
+    num->neg = 0;
+    num->is_float = 0;
+    if (p < end && *p == '-') { num->neg = 1; p++; }
+    if (p >= end) { ps->p = p; fail(ps, "bad number"); return -1; }
     const unsigned char *digits = p;
     if (*p == '0') {
         p++;
@@ -337,60 +361,69 @@ parse_number(Parser *ps)
         while (p < end && *p >= '0' && *p <= '9') p++;
     } else {
         ps->p = p;
-        return fail(ps, "unexpected character");
+        fail(ps, "unexpected character");
+        return -1;
     }
-    Py_ssize_t ndigits = p - digits;
+    num->int_digits = p - digits;
     if (p < end && *p == '.') {
-        is_float = 1;
+        num->is_float = 1;
         p++;
-        if (p >= end || *p < '0' || *p > '9') { ps->p = p; return fail(ps, "bad number"); }
+        if (p >= end || *p < '0' || *p > '9') { ps->p = p; fail(ps, "bad number"); return -1; }
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
-        is_float = 1;
+        num->is_float = 1;
         p++;
         if (p < end && (*p == '+' || *p == '-')) p++;
-        if (p >= end || *p < '0' || *p > '9') { ps->p = p; return fail(ps, "bad number"); }
+        if (p >= end || *p < '0' || *p > '9') { ps->p = p; fail(ps, "bad number"); return -1; }
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
     ps->p = p;
-    if (!is_float && ndigits <= 18) {
-        long long v = 0;
-        for (const unsigned char *q = digits; q < p; q++) v = v * 10 + (*q - '0');
-        return PyLong_FromLongLong(neg ? -v : v);
+    num->begin = begin;
+    num->len = p - begin;
+    if (num->int_digits > MAX_INT_DIGITS) {
+        fail(ps, "number out of range (integer part over 4300 digits)");
+        return -1;
     }
-    Py_ssize_t n = p - begin;
-    if (!is_float && ndigits > 400) return fail(ps, "number outside double range");
+    /* Integers of up to 308 digits are below DBL_MAX; 310 or more are above it. */
+    if (!num->is_float && num->int_digits < 309) return 0;
+    if (!num->is_float && num->int_digits > 309) {
+        fail(ps, "number outside double range");
+        return -1;
+    }
     char small[128];
-    char *text = small;
-    if (n >= (Py_ssize_t)sizeof(small)) {
-        text = PyMem_Malloc((size_t)n + 1);
-        if (text == NULL) return PyErr_NoMemory();
-    }
-    memcpy(text, begin, (size_t)n);
-    text[n] = '\0';
-    PyObject *res;
-    if (is_float) {
-        double d = PyOS_string_to_double(text, NULL, NULL);
-        if (d == -1.0 && PyErr_Occurred()) {
-            res = NULL;
-        } else if (isinf(d)) {
-            res = fail(ps, "number outside double range");
-        } else {
-            res = PyFloat_FromDouble(d);
-        }
-    } else {
-        res = PyLong_FromString(text, NULL, 10);
-        if (res != NULL) {
-            double d = PyLong_AsDouble(res);
-            if (d == -1.0 && PyErr_Occurred()) {
-                PyErr_Clear();
-                Py_DECREF(res);
-                res = fail(ps, "number outside double range");
-            }
-        }
-    }
+    char *text;
+    if (number_text(num, small, sizeof(small), &text) < 0) return -1;
+    /* Correctly rounded, as float() and int-to-float conversion are: infinity means the
+     * value rounds past DBL_MAX. */
+    double d = PyOS_string_to_double(text, NULL, NULL);
     if (text != small) PyMem_Free(text);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    if (isinf(d)) {
+        fail(ps, "number outside double range");
+        return -1;
+    }
+    num->value = d;
+    return 0;
+}
+
+static PyObject *
+build_number(Parser *ps, const Num *num)
+{
+    if (num->is_float) return PyFloat_FromDouble(num->value);
+    if (num->int_digits <= 18) {
+        long long v = 0;
+        for (const unsigned char *q = num->begin + num->neg; q < num->begin + num->len; q++) {
+            v = v * 10 + (*q - '0');
+        }
+        return PyLong_FromLongLong(num->neg ? -v : v);
+    }
+    char small[128];
+    char *text;
+    if (number_text(num, small, sizeof(small), &text) < 0) return NULL;
+    PyObject *res = PyLong_FromString(text, NULL, 10);
+    if (text != small) PyMem_Free(text);
+    (void)ps;
     return res;
 }
 
@@ -405,8 +438,380 @@ expect_literal(Parser *ps, const char *word, Py_ssize_t n)
     return 0;
 }
 
+/* -- validate-only reading: skipped subtrees, and everything once the budget is spent ---- */
+
+typedef struct {
+    Py_ssize_t off;           /* in ps->arena */
+    Py_ssize_t len;
+    Py_hash_t hash;
+} KeyRef;
+
+/* The keys of one object read without building it. */
+typedef struct {
+    KeyRef small[SMALL_KEYS];
+    KeyRef *refs;             /* small, or a heap array once there are more */
+    Py_ssize_t n;
+    Py_ssize_t cap;
+    Py_ssize_t *table;        /* open addressing over refs (index + 1; 0 is empty) */
+    Py_ssize_t table_cap;
+    Py_ssize_t mark;          /* arena length when the object started */
+} KeySet;
+
+static void
+keyset_init(Parser *ps, KeySet *ks)
+{
+    ks->refs = ks->small;
+    ks->n = 0;
+    ks->cap = SMALL_KEYS;
+    ks->table = NULL;
+    ks->table_cap = 0;
+    ks->mark = ps->arena_len;
+}
+
+static void
+keyset_free(Parser *ps, KeySet *ks)
+{
+    if (ks->refs != ks->small) PyMem_Free(ks->refs);
+    PyMem_Free(ks->table);
+    ps->arena_len = ks->mark;
+}
+
+static inline Py_hash_t
+hash_bytes(const char *text, Py_ssize_t len)
+{
+#if PY_VERSION_HEX >= 0x030E0000
+    return Py_HashBuffer(text, len);
+#else
+    return _Py_HashBytes(text, len);   /* keyed (SipHash): no chosen collisions */
+#endif
+}
+
+static int
+keyset_rehash(KeySet *ks, Py_ssize_t cap)
+{
+    Py_ssize_t *table = PyMem_Calloc((size_t)cap, sizeof(Py_ssize_t));
+    if (table == NULL) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < ks->n; i++) {
+        size_t j = (size_t)ks->refs[i].hash & (size_t)(cap - 1);
+        while (table[j]) j = (j + 1) & (size_t)(cap - 1);
+        table[j] = i + 1;
+    }
+    PyMem_Free(ks->table);
+    ks->table = table;
+    ks->table_cap = cap;
+    return 0;
+}
+
+/* Add a key; 1 if the object already has it, 0 if added, -1 on error. */
+static int
+keyset_add(Parser *ps, KeySet *ks, const char *text, Py_ssize_t len)
+{
+    Py_hash_t h = hash_bytes(text, len);
+    if (ks->table != NULL) {
+        size_t mask = (size_t)ks->table_cap - 1;
+        for (size_t j = (size_t)h & mask; ks->table[j]; j = (j + 1) & mask) {
+            KeyRef *r = &ks->refs[ks->table[j] - 1];
+            if (r->hash == h && r->len == len && memcmp(ps->arena + r->off, text, (size_t)len) == 0) {
+                return 1;
+            }
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < ks->n; i++) {
+            KeyRef *r = &ks->refs[i];
+            if (r->hash == h && r->len == len && memcmp(ps->arena + r->off, text, (size_t)len) == 0) {
+                return 1;
+            }
+        }
+    }
+    if (ks->n == ks->cap) {
+        Py_ssize_t cap = ks->cap * 2;
+        KeyRef *refs = PyMem_Malloc((size_t)cap * sizeof(KeyRef));
+        if (refs == NULL) { PyErr_NoMemory(); return -1; }
+        memcpy(refs, ks->refs, (size_t)ks->n * sizeof(KeyRef));
+        if (ks->refs != ks->small) PyMem_Free(ks->refs);
+        ks->refs = refs;
+        ks->cap = cap;
+    }
+    if (grow_buf(&ps->arena, &ps->arena_cap, ps->arena_len + len + 1) < 0) return -1;
+    memcpy(ps->arena + ps->arena_len, text, (size_t)len);
+    KeyRef *r = &ks->refs[ks->n++];
+    r->off = ps->arena_len;
+    r->len = len;
+    r->hash = h;
+    ps->arena_len += len;
+    if (ks->n > SMALL_KEYS) {
+        if (ks->table == NULL || ks->n * 2 > ks->table_cap) {
+            Py_ssize_t cap = 32;
+            while (cap < ks->n * 4) cap *= 2;
+            if (keyset_rehash(ks, cap) < 0) return -1;
+        } else {
+            size_t mask = (size_t)ks->table_cap - 1;
+            size_t j = (size_t)h & mask;
+            while (ks->table[j]) j = (j + 1) & mask;
+            ks->table[j] = ks->n;
+        }
+    }
+    return 0;
+}
+
+/* Keys echoed in messages are cut to this many characters (decisions.md §11). */
+#define SHOWN_KEY_CHARS 64
+
+static void *
+fail_duplicate(Parser *ps, PyObject *key)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    PyObject *shown = PyUnicode_Substring(key, 0, n > SHOWN_KEY_CHARS ? SHOWN_KEY_CHARS : n);
+    if (shown != NULL) {
+        PyErr_Format(StrictError, "duplicate key %R%s at byte %zd", shown,
+                     n > SHOWN_KEY_CHARS ? "..." : "", (Py_ssize_t)(ps->p - ps->start));
+        Py_DECREF(shown);
+    }
+    return NULL;
+}
+
+static int
+duplicate_key(Parser *ps, const char *text, Py_ssize_t len)
+{
+    PyObject *key = PyUnicode_DecodeUTF8(text, len, "strict");
+    if (key != NULL) {
+        fail_duplicate(ps, key);
+        Py_DECREF(key);
+    }
+    return -1;
+}
+
+static int skip_value(Parser *ps, int *empty);
+
+/* The members of an object, validate-only. `state` 0: at the first key or '}' (after '{');
+ * 1: just after a key (its text already in `ks`); 2: just after a value. */
+static int
+skip_members(Parser *ps, KeySet *ks, int state, int *empty)
+{
+    if (empty) *empty = 0;
+    if (state == 0) {
+        skip_ws(ps);
+        if (ps->p < ps->end && *ps->p == '}') {
+            ps->p++;
+            if (empty) *empty = 1;
+            return 0;
+        }
+    }
+    for (;;) {
+        if (state == 2) {
+            skip_ws(ps);
+            if (ps->p >= ps->end) { fail(ps, "unterminated object"); return -1; }
+            if (*ps->p == '}') { ps->p++; return 0; }
+            if (*ps->p != ',') { fail(ps, "expected ',' or '}'"); return -1; }
+            ps->p++;
+            skip_ws(ps);
+        }
+        if (state != 1) {
+            if (ps->p >= ps->end || *ps->p != '"') { fail(ps, "expected a key"); return -1; }
+            ps->p++;
+            Str key;
+            if (scan_string(ps, &key, 1) < 0) return -1;
+            int dup = keyset_add(ps, ks, key.text, key.len);
+            if (dup < 0) return -1;
+            if (dup) return duplicate_key(ps, key.text, key.len);
+        }
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != ':') { fail(ps, "expected ':'"); return -1; }
+        ps->p++;
+        skip_ws(ps);
+        if (skip_value(ps, NULL) < 0) return -1;
+        state = 2;
+    }
+}
+
+/* The elements of an array, validate-only. `after_value`: 0 just after '[', 1 after an
+ * element. */
+static int
+skip_elements(Parser *ps, int after_value, int *empty)
+{
+    if (empty) *empty = 0;
+    if (!after_value) {
+        skip_ws(ps);
+        if (ps->p < ps->end && *ps->p == ']') {
+            ps->p++;
+            if (empty) *empty = 1;
+            return 0;
+        }
+        if (skip_value(ps, NULL) < 0) return -1;
+    }
+    for (;;) {
+        skip_ws(ps);
+        if (ps->p >= ps->end) { fail(ps, "unterminated array"); return -1; }
+        if (*ps->p == ']') { ps->p++; return 0; }
+        if (*ps->p != ',') { fail(ps, "expected ',' or ']'"); return -1; }
+        ps->p++;
+        skip_ws(ps);
+        if (skip_value(ps, NULL) < 0) return -1;
+    }
+}
+
+/* Validate one value without building anything; `empty` (if given) tells whether it was an
+ * empty object or array. */
+static int
+skip_value(Parser *ps, int *empty)
+{
+    if (empty) *empty = 0;
+    if (ps->p >= ps->end) { fail(ps, "unexpected end of input"); return -1; }
+    switch (*ps->p) {
+    case '{': {
+        if (++ps->depth > ps->max_depth) { fail(ps, "nesting too deep"); return -1; }
+        ps->p++;
+        KeySet ks;
+        keyset_init(ps, &ks);
+        int rc = skip_members(ps, &ks, 0, empty);
+        keyset_free(ps, &ks);
+        ps->depth--;
+        return rc;
+    }
+    case '[': {
+        if (++ps->depth > ps->max_depth) { fail(ps, "nesting too deep"); return -1; }
+        ps->p++;
+        int rc = skip_elements(ps, 0, empty);
+        ps->depth--;
+        return rc;
+    }
+    case '"': {
+        ps->p++;
+        Str s;
+        return scan_string(ps, &s, 0);
+    }
+    case 't':
+        return expect_literal(ps, "true", 4);
+    case 'f':
+        return expect_literal(ps, "false", 5);
+    case 'n':
+        return expect_literal(ps, "null", 4);
+    default: {
+        Num num;
+        return scan_number(ps, &num);
+    }
+    }
+}
+
+/* -- building ------------------------------------------------------------------------------ */
+
+/* The bytes a string's characters take beyond one each in memory (CPython stores a string at
+ * 1, 2 or 4 bytes per character, by its widest one). `text` is valid UTF-8. */
+static Py_ssize_t
+wide_extra(const char *text, Py_ssize_t n)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    Py_ssize_t chars = 0;
+    int kind = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if ((c & 0xC0) != 0x80) chars++;
+        if (c >= 0xF0) kind = 4;
+        else if (c >= 0xC4 && kind < 2) kind = 2;   /* U+0100 and above */
+    }
+    return chars * (kind - 1);
+}
+
+/* Charge `amount` bytes; 0 while within budget, 1 once it is spent. */
+static inline int
+charge(Parser *ps, Py_ssize_t amount)
+{
+    ps->cost += amount;
+    if (ps->cost > ps->budget) {
+        ps->over = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static PyObject *
-parse_object(Parser *ps)
+ascii_string(const char *text, Py_ssize_t n)
+{
+    PyObject *s = PyUnicode_New(n, 127);
+    if (s == NULL) return NULL;
+    memcpy(PyUnicode_DATA(s), text, (size_t)n);
+    return s;
+}
+
+/* Build a scanned string value (charged its value cost already). With mode DROP or PREFIX and
+ * a text longer than the keep size it is cut: DROP gives the shared stand-in, PREFIX the text
+ * up to and including its first comma as a LongString (or the whole text if it has none), so
+ * the reader sees exactly what it would see in the full text. Once the budget is spent, None. */
+static PyObject *
+build_string(Parser *ps, const Str *s, int mode)
+{
+    const char *text = s->text;
+    Py_ssize_t n = s->len;
+    int cut = 0;
+    if ((mode & (MODE_DROP | MODE_PREFIX)) && n > cfg_keep) {
+        if (mode & MODE_DROP) return Py_NewRef(cfg_dropped);
+        const char *comma = memchr(text, ',', (size_t)n);
+        if (comma != NULL) {
+            n = comma + 1 - text;
+            cut = 1;
+        }
+    }
+    if (!s->ascii && charge(ps, wide_extra(text, n))) Py_RETURN_NONE;
+    PyObject *res = s->ascii ? ascii_string(text, n) : PyUnicode_DecodeUTF8(text, n, "strict");
+    if (res == NULL || !cut) return res;
+    PyObject *head = PyObject_CallOneArg(cfg_long_type, res);
+    Py_DECREF(res);
+    return head;
+}
+
+/* Keys repeat ("type", "text", "role"): plain ASCII keys come from a small cache, with their
+ * hash already computed. Direct-mapped; a miss just builds the string. */
+#define KEY_CACHE_SIZE 512
+#define KEY_CACHE_MAX_LEN 32
+static PyObject *key_cache[KEY_CACHE_SIZE];
+
+static PyObject *
+cached_key(const char *text, Py_ssize_t n)
+{
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)text[i]) * 16777619u;
+    PyObject **slot = &key_cache[h & (KEY_CACHE_SIZE - 1)];
+    PyObject *hit = *slot;
+    if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n &&
+            memcmp(PyUnicode_DATA(hit), text, (size_t)n) == 0) {
+        return Py_NewRef(hit);
+    }
+    PyObject *s = ascii_string(text, n);
+    if (s == NULL) return NULL;
+    if (PyObject_Hash(s) == -1) { Py_DECREF(s); return NULL; }
+    Py_XSETREF(*slot, Py_NewRef(s));
+    return s;
+}
+
+/* The rest of an object being built, validate-only once the budget is spent: its keys so far
+ * (and `pending`, the key just read, if any) still count for duplicates. */
+static int
+finish_object(Parser *ps, PyObject *dict, const Str *pending, int state)
+{
+    KeySet ks;
+    keyset_init(ps, &ks);
+    PyObject *key;
+    Py_ssize_t pos = 0;
+    int rc = 0;
+    while (rc == 0 && PyDict_Next(dict, &pos, &key, NULL)) {
+        Py_ssize_t len;
+        const char *text = PyUnicode_AsUTF8AndSize(key, &len);
+        rc = text == NULL ? -1 : keyset_add(ps, &ks, text, len);
+    }
+    if (rc == 0 && pending != NULL) {
+        /* copy first: the pending text may live in the scratch buffer */
+        rc = keyset_add(ps, &ks, pending->text, pending->len);
+        if (rc == 1) rc = duplicate_key(ps, pending->text, pending->len);
+    }
+    if (rc == 0) rc = skip_members(ps, &ks, state, NULL);
+    keyset_free(ps, &ks);
+    return rc;
+}
+
+static PyObject *build_value(Parser *ps, int mode);
+
+static PyObject *
+build_object(Parser *ps)
 {
     if (++ps->depth > ps->max_depth) return fail(ps, "nesting too deep");
     ps->p++;  /* '{' */
@@ -422,7 +827,23 @@ parse_object(Parser *ps)
     for (;;) {
         if (ps->p >= ps->end || *ps->p != '"') { Py_DECREF(dict); return fail(ps, "expected a key"); }
         ps->p++;
-        PyObject *key = parse_string(ps, 0, -1);
+        Str text;
+        if (scan_string(ps, &text, 1) < 0) { Py_DECREF(dict); return NULL; }
+        if (!text.ascii && charge(ps, wide_extra(text.text, text.len))) {
+            int rc = finish_object(ps, dict, &text, 1);
+            Py_DECREF(dict);
+            if (rc < 0) return NULL;
+            ps->depth--;
+            Py_RETURN_NONE;
+        }
+        PyObject *key;
+        if (text.ascii && text.len <= KEY_CACHE_MAX_LEN) {
+            key = cached_key(text.text, text.len);
+        } else if (text.ascii) {
+            key = ascii_string(text.text, text.len);
+        } else {
+            key = PyUnicode_DecodeUTF8(text.text, text.len, "strict");
+        }
         if (key == NULL) { Py_DECREF(dict); return NULL; }
         skip_ws(ps);
         if (ps->p >= ps->end || *ps->p != ':') {
@@ -431,25 +852,39 @@ parse_object(Parser *ps)
         }
         ps->p++;
         skip_ws(ps);
-        int bulky = 0;
-        if (ps->p < ps->end && *ps->p == '"') {
-            PyObject *mode = PyDict_GetItemWithError(ps->bulky, key);
-            if (mode != NULL) {
-                bulky = (int)PyLong_AsLong(mode);
+        int mode = 0;
+        if (ps->p < ps->end && (*ps->p == '"' || *ps->p == '{' || *ps->p == '[')) {
+            PyObject *bits = PyDict_GetItemWithError(cfg_keys, key);
+            if (bits != NULL) {
+                mode = (int)PyLong_AsLong(bits);
             } else if (PyErr_Occurred()) {
                 Py_DECREF(key); Py_DECREF(dict); return NULL;
             }
         }
-        PyObject *value = parse_value(ps, bulky);
+        PyObject *value = build_value(ps, mode);
         if (value == NULL) { Py_DECREF(key); Py_DECREF(dict); return NULL; }
+        if (ps->over) {
+            /* the value was not built: the key must still be unique among the others */
+            Py_DECREF(value);
+            int rc = 0;
+            if (PyDict_Contains(dict, key)) {
+                fail_duplicate(ps, key);
+                rc = -1;
+            } else if (PyDict_SetItem(dict, key, Py_None) < 0) {
+                rc = -1;
+            }
+            Py_DECREF(key);
+            if (rc == 0) rc = finish_object(ps, dict, NULL, 2);
+            Py_DECREF(dict);
+            if (rc < 0) return NULL;
+            ps->depth--;
+            Py_RETURN_NONE;
+        }
         int rc = PyDict_SetItem(dict, key, value);
         Py_DECREF(value);
         members++;
         if (rc < 0 || PyDict_GET_SIZE(dict) != members) {
-            if (rc == 0) {
-                PyErr_Format(StrictError, "duplicate key %R at byte %zd", key,
-                             (Py_ssize_t)(ps->p - ps->start));
-            }
+            if (rc == 0) fail_duplicate(ps, key);
             Py_DECREF(key); Py_DECREF(dict);
             return NULL;
         }
@@ -473,7 +908,7 @@ parse_object(Parser *ps)
 }
 
 static PyObject *
-parse_array(Parser *ps)
+build_array(Parser *ps)
 {
     if (++ps->depth > ps->max_depth) return fail(ps, "nesting too deep");
     ps->p++;  /* '[' */
@@ -486,8 +921,15 @@ parse_array(Parser *ps)
         return list;
     }
     for (;;) {
-        PyObject *value = parse_value(ps, 0);
+        PyObject *value = build_value(ps, 0);
         if (value == NULL) { Py_DECREF(list); return NULL; }
+        if (ps->over) {
+            Py_DECREF(value);
+            Py_DECREF(list);
+            if (skip_elements(ps, 1, NULL) < 0) return NULL;
+            ps->depth--;
+            Py_RETURN_NONE;
+        }
         int rc = PyList_Append(list, value);
         Py_DECREF(value);
         if (rc < 0) { Py_DECREF(list); return NULL; }
@@ -509,18 +951,46 @@ parse_array(Parser *ps)
     return list;
 }
 
+/* A non-empty object or array under a skip key: validated, handed back as a placeholder. */
 static PyObject *
-parse_value(Parser *ps, int bulky)
+build_skipped(Parser *ps)
+{
+    int is_object = *ps->p == '{';
+    int empty;
+    if (skip_value(ps, &empty) < 0) return NULL;
+    if (empty) return is_object ? PyDict_New() : PyList_New(0);
+    return PyObject_CallNoArgs(is_object ? cfg_skipped_object : cfg_skipped_array);
+}
+
+/* One value, charged its cost first; once the budget is spent, validated only (None). */
+static PyObject *
+build_value(Parser *ps, int mode)
 {
     if (ps->p >= ps->end) return fail(ps, "unexpected end of input");
+    if (charge(ps, cfg_value_cost)) {
+        if (skip_value(ps, NULL) < 0) return NULL;
+        Py_RETURN_NONE;
+    }
     switch (*ps->p) {
     case '{':
-        return parse_object(ps);
+        if (mode & MODE_SKIP) return build_skipped(ps);
+        return build_object(ps);
     case '[':
-        return parse_array(ps);
-    case '"':
+        if (mode & MODE_SKIP) return build_skipped(ps);
+        return build_array(ps);
+    case '"': {
         ps->p++;
-        return parse_string(ps, ps->keep, bulky);
+        const unsigned char *begin = ps->p;
+        Str s;
+        /* A string under a drop key is only measured first: a long one is never unescaped. */
+        int measure = (mode & MODE_DROP) != 0;
+        if (scan_string(ps, &s, !measure) < 0) return NULL;
+        if (measure && s.text == NULL && s.len <= cfg_keep) {
+            ps->p = begin;
+            if (scan_string(ps, &s, 1) < 0) return NULL;
+        }
+        return build_string(ps, &s, mode);
+    }
     case 't':
         if (expect_literal(ps, "true", 4) < 0) return NULL;
         Py_RETURN_TRUE;
@@ -530,53 +1000,92 @@ parse_value(Parser *ps, int bulky)
     case 'n':
         if (expect_literal(ps, "null", 4) < 0) return NULL;
         Py_RETURN_NONE;
-    default:
-        return parse_number(ps);
+    default: {
+        Num num;
+        if (scan_number(ps, &num) < 0) return NULL;
+        return build_number(ps, &num);
+    }
     }
 }
 
+/* -- module ---------------------------------------------------------------------------------- */
+
 static PyObject *
-strict_loads(PyObject *self, PyObject *args)
+strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (cfg_keys == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_strictjson.configure() was not called");
+        return NULL;
+    }
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "loads(data, max_depth, budget) takes 3 arguments");
+        return NULL;
+    }
     Py_buffer view;
-    int max_depth;
-    Py_ssize_t keep;
-    PyObject *bulky, *long_type, *dropped;
-    if (!PyArg_ParseTuple(args, "y*inO!OO", &view, &max_depth, &keep, &PyDict_Type, &bulky,
-                          &long_type, &dropped)) {
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    long max_depth = PyLong_AsLong(args[1]);
+    Py_ssize_t budget = PyLong_AsSsize_t(args[2]);
+    if ((max_depth == -1 || budget == -1) && PyErr_Occurred()) {
+        PyBuffer_Release(&view);
         return NULL;
     }
     Parser ps = {0};
     ps.start = ps.p = (const unsigned char *)view.buf;
     ps.end = ps.start + view.len;
-    ps.max_depth = max_depth;
-    ps.keep = keep;
-    ps.bulky = bulky;
-    ps.long_type = long_type;
-    ps.dropped = dropped;
+    ps.max_depth = max_depth < MAX_DEPTH ? (int)max_depth : MAX_DEPTH;
+    ps.budget = budget;
     PyObject *result = NULL;
     if (view.len >= 3 && memcmp(ps.p, "\xEF\xBB\xBF", 3) == 0) {
         fail(&ps, "byte order mark");
         goto done;
     }
     skip_ws(&ps);
-    result = parse_value(&ps, 0);
+    /* Nothing built here can form a cycle, and the budget bounds what is built: a collection
+     * in the middle of it would only walk the new objects. */
+    int gc_was_on = PyGC_Disable();
+    result = build_value(&ps, 0);
+    if (gc_was_on) PyGC_Enable();
     if (result != NULL) {
         skip_ws(&ps);
         if (ps.p != ps.end) {
             Py_CLEAR(result);
             fail(&ps, "trailing characters");
+        } else if (ps.over) {
+            Py_CLEAR(result);
+            PyErr_Format(LimitError, "the decoded body would exceed %zd bytes", budget);
         }
     }
 done:
     PyMem_Free(ps.buf);
+    PyMem_Free(ps.arena);
     PyBuffer_Release(&view);
     return result;
 }
 
+static PyObject *
+strict_configure(PyObject *self, PyObject *args)
+{
+    PyObject *keys, *long_type, *dropped, *skipped_object, *skipped_array;
+    Py_ssize_t keep, value_cost;
+    if (!PyArg_ParseTuple(args, "O!OOOOnn", &PyDict_Type, &keys, &long_type, &dropped,
+                          &skipped_object, &skipped_array, &keep, &value_cost)) {
+        return NULL;
+    }
+    Py_XSETREF(cfg_keys, Py_NewRef(keys));
+    Py_XSETREF(cfg_long_type, Py_NewRef(long_type));
+    Py_XSETREF(cfg_dropped, Py_NewRef(dropped));
+    Py_XSETREF(cfg_skipped_object, Py_NewRef(skipped_object));
+    Py_XSETREF(cfg_skipped_array, Py_NewRef(skipped_array));
+    cfg_keep = keep;
+    cfg_value_cost = value_cost;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
-    {"loads", strict_loads, METH_VARARGS,
-     "loads(data, max_depth, keep, bulky, long_type, dropped) -> value; raises StrictJSONError."},
+    {"loads", (PyCFunction)(void (*)(void))strict_loads, METH_FASTCALL,
+     "loads(data, max_depth, budget) -> value; raises StrictJSONError or StructureLimitError."},
+    {"configure", strict_configure, METH_VARARGS,
+     "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -591,7 +1100,11 @@ PyInit__strictjson(void)
     if (m == NULL) return NULL;
     StrictError = PyErr_NewException("modelguard._strictjson.StrictJSONError",
                                      PyExc_ValueError, NULL);
-    if (StrictError == NULL || PyModule_AddObjectRef(m, "StrictJSONError", StrictError) < 0) {
+    LimitError = PyErr_NewException("modelguard._strictjson.StructureLimitError",
+                                    PyExc_ValueError, NULL);
+    if (StrictError == NULL || LimitError == NULL ||
+            PyModule_AddObjectRef(m, "StrictJSONError", StrictError) < 0 ||
+            PyModule_AddObjectRef(m, "StructureLimitError", LimitError) < 0) {
         Py_DECREF(m);
         return NULL;
     }

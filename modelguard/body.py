@@ -9,6 +9,7 @@ reads: I-JSON forbids them and no reader should have to guess which copy counts)
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -18,15 +19,15 @@ import jiter
 from .errors import Reason
 
 try:
-    from ._strictjson import StrictJSONError
-    from ._strictjson import loads as _accelerated_loads
+    from . import _strictjson
 except ImportError:  # no compiler at install time: the pure-Python path below is equivalent
-    _accelerated_loads = None
+    _strictjson = None
 
-__all__ = ["ACCELERATED", "BodyError", "LongString", "decode_content", "parse_json",
-           "unreadable_encoding"]
+__all__ = ["ACCELERATED", "BodyError", "LongString", "SkippedArray", "SkippedObject",
+           "decode_content", "parse_json", "unreadable_encoding"]
 
-ACCELERATED = _accelerated_loads is not None
+ACCELERATED = _strictjson is not None
+
 
 class LongString(str):
     """A long string that was validated whole but kept only as its first characters (or none)."""
@@ -34,8 +35,27 @@ class LongString(str):
     __slots__ = ()
 
 
+class SkippedObject(dict):
+    """Stands for a non-empty object the verdict never reads (a tool's schema): validated
+    strictly, duplicate keys and all, but not built. Truthy, like the object it replaces."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class SkippedArray(list):
+    """Stands for a non-empty array the verdict never reads; see :class:`SkippedObject`."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+
 #: Keys whose string values the verdict never reads (content, base64, signatures): the
-#: accelerated decoder validates such a string but, when it is long, hands back DROPPED.
+#: decoders validate such a string but, when it is long, hand back DROPPED.
 _DROPPED_KEYS = (
     "text", "content", "system", "data", "thinking", "signature", "encrypted_content",
     "arguments", "description", "refusal", "prompt", "code", "output", "reasoning_content",
@@ -44,7 +64,20 @@ _DROPPED_KEYS = (
 #: Keys whose long values are read only up to their first comma (a ``data:<mime>;base64,`` URL):
 #: a long one is kept up to and including that comma (whole if it has none).
 _PREFIX_KEYS = ("url", "file_data")
-BULKY_KEYS = {key: 1 for key in _DROPPED_KEYS} | {key: 2 for key in _PREFIX_KEYS}
+#: Keys whose object or array values the verdict never looks into (tool and response schemas,
+#: function-call arguments): a non-empty one is validated but handed back as a placeholder,
+#: :class:`SkippedObject` or :class:`SkippedArray`. A reader may test such a value for presence
+#: or truth, never read inside it (tests/test_decoders.py holds the readers to that).
+SKIPPED_KEYS = frozenset({
+    "input_schema", "inputSchema", "parameters", "parametersJsonSchema",
+    "parameters_json_schema", "properties", "schema", "json_schema", "jsonSchema",
+    "responseSchema", "response_schema", "responseJsonSchema", "response_json_schema",
+    "_responseJsonSchema", "responseJsonSchemaOrdered", "response_json_schema_ordered", "args",
+})
+_DROP, _PREFIX, _SKIP = 1, 2, 4
+_KEY_MODES = ({key: _DROP for key in _DROPPED_KEYS} | {key: _PREFIX for key in _PREFIX_KEYS}
+              | {key: _SKIP for key in SKIPPED_KEYS})
+BULKY_KEYS = {key: mode for key, mode in _KEY_MODES.items() if mode != _SKIP}
 #: Bulky strings up to this many UTF-8 bytes are always kept whole.
 KEEP_BYTES = 512
 DROPPED = LongString("")
@@ -68,6 +101,37 @@ class BodyError(Exception):
         self.reason = reason
         self.message = message
         self.path = path
+
+
+#: The structure budget (decisions.md §11 "Memory"): what decoding one body may build, in
+#: bytes. Every JSON value built counts VALUE_COST (about what CPython spends on a small one),
+#: every string built its width beyond one byte per character (CPython stores a string at 1, 2
+#: or 4 bytes per character). Values inside skipped subtrees and dropped strings cost nothing.
+#: The budget is a quarter of the body, never below BUDGET_FLOOR: a real 130 KB agent body is
+#: charged well under 1 MB, a 32 MiB body of ``[{},{},...]`` would be charged 700 MB.
+VALUE_COST = 64
+BUDGET_FLOOR = 8 * 1024 * 1024
+BUDGET_SHARE = 4
+#: Integer parts longer than this are refused by both decoders (Python's own int() limit).
+MAX_INT_DIGITS = 4300
+#: Keys echoed in messages are cut to this many characters (decisions.md §11).
+_SHOWN_KEY_CHARS = 64
+_JITER_DUPLICATE = re.compile(r'Detected duplicate key "(.*)" at (line \d+ column \d+)',
+                              re.DOTALL)
+
+if _strictjson is not None:
+    _strictjson.configure(_KEY_MODES, LongString, DROPPED, SkippedObject, SkippedArray,
+                          KEEP_BYTES, VALUE_COST)
+    _accelerated_loads = _strictjson.loads
+    _StrictJSONError = _strictjson.StrictJSONError
+    _StructureLimitError = _strictjson.StructureLimitError
+else:
+    _accelerated_loads = None
+
+
+def structure_budget(size: int) -> int:
+    """The structure budget of a body of ``size`` bytes."""
+    return max(BUDGET_FLOOR, size // BUDGET_SHARE)
 
 
 def _codings(headers: Iterable[str]) -> list[str]:
@@ -149,25 +213,42 @@ def too_large(limit: int, when: str = "") -> BodyError:
 def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True) -> Any:
     """Decode ``body`` as strict JSON, raising :class:`BodyError` on anything else.
 
-    Both paths accept and refuse the same bodies; the accelerated one also leaves long strings
-    under :data:`BULKY_KEYS` as :class:`LongString` heads.
+    Both paths accept and refuse the same bodies (for the same reason) and hand back the same
+    placeholders for skipped subtrees; the accelerated one also leaves long strings under
+    :data:`BULKY_KEYS` as :class:`LongString` heads. Nesting deeper than
+    :data:`DECODER_MAX_DEPTH` is refused whatever ``max_depth`` says; a body whose decoded form
+    would exceed its :func:`structure_budget` is a 413.
     """
     if not body:
         raise BodyError(Reason.INVALID, "The request body is empty; send a JSON object.")
+    max_depth = min(max_depth, DECODER_MAX_DEPTH)
+    budget = max(BUDGET_FLOOR, len(body) // BUDGET_SHARE)
     if accelerated and _accelerated_loads is not None:
         try:
-            return _accelerated_loads(body, max_depth, KEEP_BYTES, BULKY_KEYS, LongString,
-                                      DROPPED)
-        except StrictJSONError as exc:
+            return _accelerated_loads(body, max_depth, budget)
+        except _StrictJSONError as exc:
             raise BodyError(Reason.INVALID, _explain(str(exc), body, max_depth)) from None
+        except _StructureLimitError:
+            raise _over_budget(len(body), budget) from None
     try:
         value = jiter.from_json(
             body, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys"
         )
     except ValueError as exc:
         raise BodyError(Reason.INVALID, _explain(str(exc), body, max_depth)) from None
-    _check_tree(value, max_depth)
+    if _check_tree(value, max_depth) > budget:
+        raise _over_budget(len(body), budget)
     return value
+
+
+def _over_budget(size: int, budget: int) -> BodyError:
+    return BodyError(
+        Reason.TOO_LARGE,
+        f"The request body is too dense to inspect: decoding its {size}-byte JSON would "
+        f"exceed the structure limit of {budget} bytes (each JSON value counts {VALUE_COST} "
+        f"bytes; the limit is a quarter of the body, at least {BUDGET_FLOOR} bytes). Send "
+        "fewer, larger values.",
+    )
 
 
 def _explain(detail: str, body: bytes, max_depth: int) -> str:
@@ -178,37 +259,107 @@ def _explain(detail: str, body: bytes, max_depth: int) -> str:
     elif body[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(body) > 1 and b"\x00" in body[:4]):
         detail = "the body is not UTF-8 (UTF-16/32?)"
     elif "duplicate key" in detail.lower():
-        return f"The body is not strict JSON: {detail}. Send each key once per object."
+        return f"The body is not strict JSON: {_cut_key(detail)}. Send each key once per object."
     return f"The body is not strict JSON (UTF-8, no NaN/Infinity, no lone surrogates): {detail}."
+
+
+def _cut_key(detail: str) -> str:
+    """jiter's duplicate-key message with the key cut as the accelerator cuts it."""
+    found = _JITER_DUPLICATE.fullmatch(detail)
+    if found is None:
+        return detail
+    key, where = found.groups()
+    more = "..." if len(key) > _SHOWN_KEY_CHARS else ""
+    return f"duplicate key {key[:_SHOWN_KEY_CHARS]!r}{more} at {where}"
 
 
 def _too_deep(max_depth: int) -> str:
     return f"The body nests deeper than {max_depth} levels; flatten it."
 
 
-def _check_tree(root: Any, max_depth: int) -> None:
-    """Enforce the depth limit and double range on the decoded tree."""
-    if type(root) is not dict and type(root) is not list:
-        root = [root]  # a bare scalar: check it like an element
-        max_depth += 1
-    stack = [(root, 1)]
+def _check_tree(root: Any, max_depth: int) -> int:
+    """Enforce the depth limit and double range on the decoded tree, put the placeholders in
+    (as the accelerated decoder does) and return what the tree is charged (see
+    :data:`VALUE_COST`): exactly what the accelerated decoder counts."""
+    cost = VALUE_COST
+    kind = type(root)
+    if kind is str:
+        return cost + _wide_extra(root)
+    if kind is not dict and kind is not list:
+        _check_scalar(root)
+        return cost
+    if max_depth < 1:
+        raise BodyError(Reason.INVALID, _too_deep(max_depth))
+    stack = [(root, 1, True)]  # node, its depth, whether it is built (not in a skipped subtree)
     pop, push = stack.pop, stack.append
+    modes = _KEY_MODES
     while stack:
-        node, depth = pop()
-        if depth > max_depth:
-            raise BodyError(Reason.INVALID, _too_deep(max_depth))
-        for item in node.values() if type(node) is dict else node:
-            kind = type(item)
-            if kind is dict or kind is list:
-                if item:
-                    push((item, depth + 1))
-                elif depth + 1 > max_depth:
-                    raise BodyError(Reason.INVALID, _too_deep(max_depth))
-            elif kind is float:
-                if math.isinf(item):
-                    raise _out_of_range()
-            elif kind is int and item.bit_length() >= _MAX_DOUBLE_BITS and _overflows(item):
-                raise _out_of_range()
+        node, depth, built = pop()
+        if type(node) is dict:
+            if built:
+                cost += VALUE_COST * len(node)
+            for key, item in node.items():
+                if built and not key.isascii():
+                    cost += _wide_extra(key)
+                kind = type(item)
+                if kind is dict or kind is list:
+                    if depth >= max_depth:
+                        raise BodyError(Reason.INVALID, _too_deep(max_depth))
+                    if item:
+                        skip = built and modes.get(key) == _SKIP
+                        push((item, depth + 1, built and not skip))
+                        if skip:
+                            node[key] = SkippedObject() if kind is dict else SkippedArray()
+                elif kind is str:
+                    if built and not item.isascii():
+                        cost += _string_extra(item, modes.get(key, 0))
+                elif kind is float or kind is int:
+                    _check_scalar(item)
+        else:
+            if built:
+                cost += VALUE_COST * len(node)
+            for item in node:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    if depth >= max_depth:
+                        raise BodyError(Reason.INVALID, _too_deep(max_depth))
+                    if item:
+                        push((item, depth + 1, built))
+                elif kind is str:
+                    if built and not item.isascii():
+                        cost += _wide_extra(item)
+                elif kind is float or kind is int:
+                    _check_scalar(item)
+    return cost
+
+
+def _check_scalar(item: Any) -> None:
+    if type(item) is float:
+        if math.isinf(item):
+            raise _out_of_range()
+    elif type(item) is int and item.bit_length() >= _MAX_DOUBLE_BITS and _overflows(item):
+        raise _out_of_range()
+
+
+def _string_extra(text: str, mode: int) -> int:
+    """What a non-ASCII string value under a key of ``mode`` is charged: as built, cut or not."""
+    if mode & (_DROP | _PREFIX) and len(text.encode("utf-8")) > KEEP_BYTES:
+        if mode & _DROP:
+            return 0
+        comma = text.find(",")
+        if comma >= 0:
+            text = text[:comma + 1]
+    return _wide_extra(text)
+
+
+def _wide_extra(text: str) -> int:
+    """The bytes a string's characters take beyond one each (CPython: 1, 2 or 4 per char)."""
+    if text.isascii():
+        return 0
+    widest = max(text)
+    if widest <= "\xff":
+        return 0
+    return len(text) * (1 if widest <= "\uffff" else 3)
 
 
 def _overflows(value: int) -> bool:

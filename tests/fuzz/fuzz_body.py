@@ -35,7 +35,6 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.fuzz._common import Bytes, atheris, drive, main  # noqa: E402
-from tests.test_decoders import same_value  # noqa: E402
 
 # libFuzzer gets coverage feedback from modelguard only when this runs as the fuzzer.
 INSTRUMENT = atheris is not None and __name__ == "__main__"
@@ -48,6 +47,9 @@ with atheris.instrument_imports(include=["modelguard"]) if INSTRUMENT else nullc
     )
     from modelguard.routing import match_route
 
+# Imported after the instrumented block: they import modelguard too, which would otherwise be
+# loaded uninstrumented first (and libFuzzer would get no coverage from it).
+from tests.test_decoders import same_value  # noqa: E402
 from tests.test_properties import (  # noqa: E402  (the independent oracle, strict reader)
     INTERNAL_ERROR,
     assert_no_bypass,
