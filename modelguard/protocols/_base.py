@@ -134,7 +134,9 @@ class Keys:
 
     def check(self, obj: dict[str, Any], path: str) -> None:
         if not self.accepts(obj):
-            for key in obj.keys() - self._seen:
+            for key in obj:  # document order: the same key is named whatever came before
+                if key in self._seen:
+                    continue
                 if _fold(key) in self._folded:
                     raise malformed(
                         path or None,
