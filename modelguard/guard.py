@@ -12,9 +12,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .body import BodyError, too_large, unreadable_encoding
+import anyio.to_thread
+
+from .body import BodyError, encoding_refusal, too_large, unreadable_encoding, worst_size
 from .catalog.sources import CatalogUnavailable, as_source, no_credential
-from .errors import Reason
+from .errors import OPENAI, Reason
+from .headers import (
+    HeadError,
+    credential_of,
+    declared_length,
+    header_values,
+    media_type_problem,
+)
 from .policy import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -27,7 +36,7 @@ from .policy import (
 from .routing import Route, is_post, match_route
 from .verdict import PASS, Verdict, refusal
 
-__all__ = ["Guard", "Headers"]
+__all__ = ["Guard", "Headers", "credential_of", "header_values"]
 
 logger = logging.getLogger("modelguard")
 
@@ -36,6 +45,13 @@ _MODES = ("enforce", "report")
 #: Reasons a report-mode guard only logs; malformed bodies and limits are refused regardless.
 _POLICY = frozenset({Reason.UNSUPPORTED_MODEL, Reason.UNSUPPORTED_CAPABILITY,
                      Reason.UNSUPPORTED_CONTENT, Reason.MAX_TOKENS_EXCEEDED})
+#: Bodies that may decode to more than this are inspected in a worker thread (§11), so the
+#: event loop keeps serving other requests meanwhile.
+LARGE_BODY = 1024 * 1024
+#: The refusal when the guard itself failed: fail closed, never a 500.
+_FAILED = "The request could not be inspected; it was refused to be safe."
+#: Where a request with no known route is answered when the check itself fails.
+_NO_ROUTE = Route(OPENAI, "unknown")
 
 
 def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
@@ -49,28 +65,6 @@ def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
             value = value.decode("latin-1")
         out.append((str(name).lower(), str(value)))
     return out
-
-
-def header_values(headers: list[tuple[str, str]], name: str) -> list[str]:
-    return [value for key, value in headers if key == name]
-
-
-def credential_of(headers: list[tuple[str, str]], query: str) -> str | None:
-    """The caller's key: x-api-key, then Bearer, then x-goog-api-key, then ``?key=``."""
-    for value in header_values(headers, "x-api-key"):
-        if value.strip():
-            return value.strip()
-    for value in header_values(headers, "authorization"):
-        scheme, _, token = value.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    for value in header_values(headers, "x-goog-api-key"):
-        if value.strip():
-            return value.strip()
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "key" and value:
-            return value
-    return None
 
 
 class Guard:
@@ -109,7 +103,16 @@ class Guard:
         return match_route(*paths, root_path=root_path)
 
     def precheck(self, route: Route, headers: list[tuple[str, str]], query: str) -> Verdict | None:
-        """Refusals that need no body: an unreadable encoding or media type, a declared size."""
+        """Refusals that need no body: encoding, media type, framing, size and credential."""
+        try:
+            self._check_head(route, headers, query)
+        except HeadError as error:
+            return self.refuse(route, error.reason, error.message)
+        except BodyError as error:
+            return self.refuse(route, error.reason, error.message, error.path)
+        return None
+
+    def _check_head(self, route: Route, headers: list[tuple[str, str]], query: str) -> None:
         encodings, media_types, lengths = [], [], []
         for name, value in headers:
             if name == "content-encoding":
@@ -121,24 +124,32 @@ class Guard:
         if encodings:
             bad = unreadable_encoding(encodings)
             if bad is not None:
-                return self.refuse(route, Reason.MEDIA_TYPE, (
-                    f"Content-Encoding {bad!r} is not supported here; send the body "
-                    "uncompressed, or with gzip or deflate."))
+                raise encoding_refusal(bad)
         if "$ct" in query or "%24ct" in query.lower():
             media_types += [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "$ct"]
-        if any(v.strip().lower().startswith("multipart/") for v in media_types):
-            return self.refuse(route, Reason.MEDIA_TYPE, (
-                "multipart bodies are not supported here; send the request as JSON."))
-        for value in lengths:
-            if value.strip().isdigit() and int(value) > self.options.max_body_bytes:
-                error = too_large(self.options.max_body_bytes)
-                return self.refuse(route, error.reason, error.message)
-        return None
+        problem = media_type_problem(media_types,
+                                     reads_multipart=getattr(route, "reads_multipart", False))
+        if problem is not None:
+            raise HeadError(Reason.MEDIA_TYPE, problem)
+        declared = declared_length(lengths)
+        if declared is not None and declared > self.options.max_body_bytes:
+            raise too_large(self.options.max_body_bytes)
+        if self.source.needs_credential:
+            credential_of(headers, query)  # a refused credential is refused before the body
 
     # -- the whole check ----------------------------------------------------------------------
 
     async def check(self, method: str, target: str, headers: Headers, body: bytes) -> Verdict:
-        """The verdict for one request; ``target`` is the path with its query string."""
+        """The verdict for one request; ``target`` is the path with its query string.
+
+        Never raises: a failure of the check itself refuses the request (fail closed)."""
+        try:
+            return await self._check(method, target, headers, body)
+        except Exception:
+            logger.exception("modelguard: internal error while checking a request")
+            return self.failed(None)
+
+    async def _check(self, method: str, target: str, headers: Headers, body: bytes) -> Verdict:
         pairs = normalize_headers(headers)
         path, _, query = target.partition("?")
         route = self.route(method, (target,), pairs)
@@ -160,21 +171,31 @@ class Guard:
             verdict = await self._inspect(route, headers, query, body)
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
-            verdict = self.refuse(route, Reason.INVALID, (
-                "The request could not be inspected; it was refused to be safe."))
+            verdict = self.failed(route)
         await self.notify(verdict)
         return verdict
+
+    def failed(self, route: Route | None) -> Verdict:
+        """The fail-closed refusal for a check that itself went wrong."""
+        return self.refuse(route or _NO_ROUTE, Reason.INVALID, _FAILED)
 
     async def _inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
                        body: bytes) -> Verdict:
         encodings = header_values(headers, "content-encoding")
         try:
-            features = read_features(route, body, encodings, self.options)
+            if worst_size(len(body), encodings) > LARGE_BODY:
+                features = await anyio.to_thread.run_sync(
+                    read_features, route, body, encodings, self.options)
+            else:
+                features = read_features(route, body, encodings, self.options)
         except BodyError as error:
             return self.refuse(route, error.reason, error.message, error.path)
         credential = None
-        if self.source.needs_credential:
-            credential = credential_of(headers, query)
+        try:
+            if self.source.needs_credential:
+                credential = credential_of(headers, query)
+        except HeadError as error:
+            return self.refuse(route, error.reason, error.message)
         try:
             if self.source.needs_credential and credential is None:
                 raise no_credential()
