@@ -163,15 +163,15 @@ def _readings(paths: tuple[str, ...], root_path: str) -> list[str]:
             found.append(form)
             bare = _SUFFIX.sub("", form)
             if bare != form:
-                found.append(bare)
+                found.append(canonical_path(bare))
     return found
 
 
 _MAX_AUTHORITIES = 3
 #: One trailing format suffix on the last segment (``/v1/messages.json``).
-_SUFFIX = re.compile(r"(?<=[^/.])\.[A-Za-z0-9]{1,16}$")
+_SUFFIX = re.compile(r"(?<=[^.])\.[A-Za-z0-9]{1,16}$")
 #: A target that starts like ``//host/...`` (backslashes count as slashes, as in browsers).
-_NETWORK = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?[/\\]{2}[^/\\?#]*")
+_NETWORK = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?[/\\]{2,}[^/\\?#]*")
 
 
 def _network_path(path: str) -> str | None:
