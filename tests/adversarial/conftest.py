@@ -60,13 +60,14 @@ class ServerThread:
     """uvicorn serving the guarded recorder in a background thread, on a free port.
 
     With ``app``, uvicorn serves that instead (the sidecar in front of ``recorder``, which is
-    then itself served over HTTP)."""
+    then itself served over HTTP); with neither ``app`` nor ``catalog``, the bare recorder."""
 
-    def __init__(self, http: str, catalog: Catalog, app: object | None = None,
+    def __init__(self, http: str, catalog: Catalog | None, app: object | None = None,
                  recorder: Recorder | None = None) -> None:
         self.recorder = recorder or Recorder()
-        if app is None:
-            app = ModelGuardMiddleware(self.recorder, catalog=catalog)
+        if app is None:  # no catalog: the bare recorder (an upstream), unguarded
+            app = self.recorder if catalog is None else ModelGuardMiddleware(
+                self.recorder, catalog=catalog)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, http=http, lifespan="off",
                                 log_config=None, access_log=False, loop="asyncio",
                                 timeout_keep_alive=2, timeout_graceful_shutdown=2)
@@ -112,7 +113,7 @@ def sidecars(catalog: Catalog, capture: Capture) -> Iterator[dict[str, ServerThr
     running: dict[str, ServerThread] = {}
     try:
         for http in SERVERS:
-            upstream = ServerThread("h11", catalog)
+            upstream = ServerThread("h11", None)
             upstream.start()
             started.append(upstream)
             app = create_app(f"http://127.0.0.1:{upstream.port}", catalog, read_timeout=15)
