@@ -64,19 +64,20 @@ def media_type_problem(values: Iterable[str], *, reads_multipart: bool = False) 
                         "as JSON.")
             if main in FORM_TYPES:
                 return "form-encoded bodies are not supported here; send the request as JSON."
-            charset = _charset(params)
-            if charset is not None and charset not in UTF8_CHARSETS:
-                return (f"charset {_shown(charset)!r} is not supported here; send the JSON "
-                        "body as UTF-8 (charset=utf-8, or no charset).")
+            for charset in _charsets(params):  # every one: readers differ on which counts
+                if charset not in UTF8_CHARSETS:
+                    return (f"charset {_shown(charset)!r} is not supported here; send the "
+                            "JSON body as UTF-8 (charset=utf-8, or no charset).")
     return None
 
 
-def _charset(params: str) -> str | None:
+def _charsets(params: str) -> list[str]:
+    found = []
     for param in params.split(";"):
         name, eq, value = param.partition("=")
         if eq and name.strip(" \t").lower() == "charset":
-            return value.strip(" \t").strip('"').strip(" \t").lower()
-    return None
+            found.append(value.strip(" \t").strip('"').strip(" \t").lower())
+    return found
 
 
 # -- Content-Length ----------------------------------------------------------------------------
