@@ -9,6 +9,7 @@ reads: I-JSON forbids them and no reader should have to guess which copy counts)
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -210,8 +211,22 @@ def _explain(detail: str, body: bytes, max_depth: int) -> str:
     elif body[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(body) > 1 and b"\x00" in body[:4]):
         detail = "the body is not UTF-8 (UTF-16/32?)"
     elif "duplicate key" in detail.lower():
-        return f"The body is not strict JSON: {detail}. Send each key once per object."
+        return f"The body is not strict JSON: {_cut_key(detail)}. Send each key once per object."
     return f"The body is not strict JSON (UTF-8, no NaN/Infinity, no lone surrogates): {detail}."
+
+
+#: A decoder's duplicate-key detail: the key between quotes, then where it was found.
+_DUPLICATE = re.compile(r"(?s)(.*?duplicate key )(['\"])(.*)\2( at .*)?$", re.IGNORECASE)
+#: Keys echoed in messages are cut to this many characters (decisions.md §11).
+ECHOED_KEY_CHARS = 64
+
+
+def _cut_key(detail: str) -> str:
+    match = _DUPLICATE.match(detail)
+    if match is None or len(match.group(3)) <= ECHOED_KEY_CHARS:
+        return detail
+    head, quote, key, tail = match.groups()
+    return f"{head}{quote}{key[:ECHOED_KEY_CHARS]}...{quote}{tail or ''}"
 
 
 def _too_deep(max_depth: int) -> str:
