@@ -147,13 +147,15 @@ async def _post_chat(port: int) -> int:
 
 
 async def scenario(port: int, load: tuple[bytes, dict[str, str]] | None, count: int,
-                   concurrency: int) -> tuple[list[float], list[int]]:
-    """Probe latencies while ``count`` load requests run ``concurrency`` at a time."""
+                   concurrency: int) -> tuple[list[float], list[int], float]:
+    """Probe latencies while ``count`` load requests run ``concurrency`` at a time, the load's
+    statuses, and how long the whole load took."""
     stop = asyncio.Event()
     latencies: list[float] = []
     statuses: list[int] = []
     probe = asyncio.create_task(_probe_loop(port, stop, latencies, 100_000))
     deadline = time.monotonic() + MAX_SECONDS
+    began = time.perf_counter()
     if load is None:
         await asyncio.sleep(1.0)
     else:
@@ -166,9 +168,10 @@ async def scenario(port: int, load: tuple[bytes, dict[str, str]] | None, count: 
                     statuses.append(await _post(port, body, headers))
 
         await asyncio.gather(*(one() for _ in range(count)))
+    took = time.perf_counter() - began
     stop.set()
     await probe
-    return latencies, statuses
+    return latencies, statuses, took
 
 
 def _summary(latencies: list[float]) -> dict[str, float]:
@@ -228,6 +231,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--only", action="append", help="run only these loads (repeatable)")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
@@ -242,14 +246,15 @@ def main() -> None:
             server.wait()
         results: dict[str, dict[str, Any]] = {}
         try:
-            for name in ["idle", *loads]:
+            for name in args.only or ["idle", *loads]:
                 for server in servers:
                     load = None if name == "idle" else loads[name]
                     n = count if name != "double-gzip" else max(count, 20)
-                    latencies, statuses = asyncio.run(scenario(server.port, load, n,
-                                                               concurrency))
+                    latencies, statuses, took = asyncio.run(scenario(server.port, load, n,
+                                                                     concurrency))
                     results.setdefault(name, {})[server.name] = {
-                        **_summary(latencies), "load_status": sorted(set(statuses))}
+                        **_summary(latencies), "load_status": sorted(set(statuses)),
+                        "load_requests": len(statuses), "load_seconds": took}
         finally:
             for server in servers:
                 server.stop()
@@ -260,6 +265,10 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
+def _took(row: dict[str, Any]) -> str:
+    return "" if not row["load_requests"] else f"{row['load_seconds']:.2f}"
+
+
 def _size(n: int) -> str:
     return f"{n} B" if n < 10_240 else f"{n / 1024:,.0f} KiB"
 
@@ -268,14 +277,15 @@ def _report(results: dict[str, dict[str, Any]], loads: dict[str, Any]) -> None:
     print("\nLatency of a tiny chat request (ms) while the load is inspected "
           "(before = main, after = this tree)\n")
     print("| load | body | before p50 / p99 / max | after p50 / p99 / max | max ratio "
-          "(after/before) | load answered (before → after) |")
-    print("| --- | --- | --- | --- | ---: | --- |")
+          "(after/before) | load answered (before → after) | load took (s, before → after) |")
+    print("| --- | --- | --- | --- | ---: | --- | --- |")
     for name, row in results.items():
         b, a = row["before"], row["after"]
         size = "" if name == "idle" else _size(len(loads[name][0]))
         print(f"| {name} | {size} | {b['p50']:.1f} / {b['p99']:.1f} / {b['max']:.1f} | "
               f"{a['p50']:.1f} / {a['p99']:.1f} / {a['max']:.1f} | "
-              f"{a['max'] / b['max']:.2f} | {b['load_status']} → {a['load_status']} |")
+              f"{a['max'] / b['max']:.2f} | {b['load_status']} → {a['load_status']} | "
+              f"{_took(b)} → {_took(a)} |")
 
 
 if __name__ == "__main__":

@@ -1531,6 +1531,17 @@ add(C, "a-plain-tool-lookalike-TYPE", A_PATH,
     j(anth(DEEPSEEK, tools=[{"name": "f", "input_schema": {}, "TYPE": "web_search_20250305"}])),
     A_BAD)
 
+# ---- §11 nothing client-supplied reaches int() unchecked: int64 strings in the body --------
+C = "r2-int-strings"
+for i, value in enumerate(["--5", "9" * 5000, "1e3", "\u0661\u0662", "\u00b2", "0x10", "+-1",
+                           "9" * 20]):
+    add(C, f"max-output-tokens-{i:02d}", G_PATH(),
+        j(gem(generationConfig={"maxOutputTokens": value})), G_BAD)
+    add(C, f"thinking-budget-{i:02d}", G_PATH(),
+        j(gem(generationConfig={"thinkingConfig": {"thinkingBudget": value}})), G_BAD)
+add(C, "int64-string-pass", G_PATH(), j(gem(generationConfig={"maxOutputTokens": " 1024 "})),
+    PASS)
+
 # ---- §11 content codings: one layer, 200:1 ------------------------------------------------
 C = "r2-codings"
 
