@@ -1573,6 +1573,43 @@ add(C, "gzip-identity-gzip", A_PATH, gz(gz(A_OK)), A_415, headers=((CE, "gzip, i
 add(C, "one-gzip-with-identities-pass", A_PATH, gz(A_OK), PASS,
     headers=((CE, "identity"), (CE, "gzip"), (CE, "identity")))
 
+# ---- legitimate controls: every SDK-captured body, byte for byte -------------------------------
+C = "sdk-fixtures"
+_VENDORS = {"anthropic": "anthropic", "openai": "openai", "gemini": "google"}
+
+
+def _sdk_cases() -> None:
+    """Each captured SDK request, on the first bundled model of its vendor that has every tag
+    the fixture records it needs (the fixture's own tags are the oracle)."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from modelguard import Catalog
+
+    catalog = Catalog.default()
+    for path in sorted((Path(__file__).parent.parent / "fixtures" / "sdk").glob("*.json")):
+        fx = json.loads(path.read_text())
+        fits = [m for m in catalog if m.owned_by == _VENDORS[fx["protocol"]]
+                and all(m.has(tag) for tag in fx["tags"])]
+        if not fits:
+            continue
+        model = fits[0].id
+        target = fx["path"]
+        body = dict(fx["body"])
+        if fx["protocol"] == "gemini":
+            version, rest = target.split("/models/", 1)
+            target = f"{version}/models/{quote(model)}:{rest.rsplit(':', 1)[1]}"
+        else:
+            body["model"] = model
+        target += f"?{fx['query']}" if fx["query"] else ""
+        headers = tuple((k, v) for k, v in fx["headers"].items()
+                        if k.lower() not in ("content-type", "content-length", "host"))
+        add(C, path.stem, target, json.dumps(body).encode(), PASS, method=fx["method"],
+            headers=headers, content_type=fx["headers"].get("content-type", "application/json"))
+
+
+_sdk_cases()
+
 # --------------------------------------------------------------------------------------------
 
 _ids = Counter(c.id for c in CASES)

@@ -84,8 +84,8 @@ async def test_over_socket(server: str, case: Case, servers: dict[str, ServerThr
 
 #: Cases run through ``modelguard serve``: the second-round classes, the valid requests that
 #: must arrive unchanged, and every class the sidecar could read differently (routes, head).
-SIDECAR_CLASSES = ("pass", "routes", "routes-gemini", "media-types", "compression", "delivery",
-                   "methods", "dup-keys")
+SIDECAR_CLASSES = ("pass", "sdk-fixtures", "routes", "routes-gemini", "media-types",
+                   "compression", "delivery", "methods", "dup-keys")
 
 
 def _through_sidecar(case: Case) -> bool:
