@@ -138,15 +138,18 @@ def _readings(paths: tuple[str, ...], root_path: str) -> list[str]:
     raws: list[str] = []
     for raw in paths:
         raws.append(raw)
-        text = _as_utf8(raw)
-        if text != raw:
-            raws.append(text)
-        network = _network_path(text)
-        for _ in range(_MAX_AUTHORITIES):  # ``http://a//b/...``: read each authority away
-            if network is None:
-                break
-            raws.append(network)
-            network = _network_path(network)
+        text = raw
+        if not raw.isascii():
+            text = _as_utf8(raw)
+            if text != raw:
+                raws.append(text)
+        if text[1:2] in _SLASHES_BOTH and text[:1] in _SLASHES_BOTH or "://" in text:
+            network = _network_path(text)
+            for _ in range(_MAX_AUTHORITIES):  # ``http://a//b/...``: read each authority away
+                if network is None:
+                    break
+                raws.append(network)
+                network = _network_path(network)
     found = []
     for raw in raws:
         forms = [canonical_path(raw, root_path)]
@@ -157,16 +160,18 @@ def _readings(paths: tuple[str, ...], root_path: str) -> list[str]:
             forms.append(canonical_path(stripped, root_path))
         if "%" in raw or not raw.isascii():
             folded = _unicode_fold(raw)
-            if folded != raw:
+            if folded is not None:
                 forms.append(canonical_path(folded, root_path))
         for form in forms:
             found.append(form)
-            bare = _SUFFIX.sub("", form)
-            if bare != form:
-                found.append(canonical_path(bare))
+            if form.rfind(".") > form.rfind("/"):
+                bare = _SUFFIX.sub("", form)
+                if bare != form:
+                    found.append(canonical_path(bare))
     return found
 
 
+_SLASHES_BOTH = ("/", "\\")
 _MAX_AUTHORITIES = 3
 #: One trailing format suffix on the last segment (``/v1/messages.json``).
 _SUFFIX = re.compile(r"(?<=[^.])\.[A-Za-z0-9]{1,16}$")
@@ -193,11 +198,16 @@ def _as_utf8(raw: str) -> str:
         return raw
 
 
-def _unicode_fold(path: str) -> str:
-    """Non-ASCII characters under NFKC + case folding (``ſ`` → ``s``, Kelvin sign → ``k``),
-    percent-escapes decoded first; ASCII is left as is (the model segment keeps its case)."""
+def _unicode_fold(path: str) -> str | None:
+    """The path with its non-ASCII characters under NFKC + case folding (``ſ`` → ``s``,
+    Kelvin sign → ``k``), percent-escapes decoded first and the result re-escaped (so it is
+    decoded once, like the plain reading); ASCII is left as is (a model keeps its case).
+    None when nothing is non-ASCII once decoded."""
     text = unquote(path, errors="surrogateescape")
-    return "".join(ch if ch.isascii() else _fold_char(ch) for ch in text)
+    if text.isascii():
+        return None
+    folded = "".join(ch if ch.isascii() else _fold_char(ch) for ch in text)
+    return folded.replace("%", "%25")
 
 
 def _fold_char(ch: str) -> str:
