@@ -296,6 +296,7 @@ def url_shaped(value: Any) -> bool:
     return "://" in text or text[:5].lower() == "data:"
 
 
-def shown(text: str, limit: int = 64) -> str:
+def shown(text: Any, limit: int = 64) -> str:
     """Client text echoed in a message, cut to ``limit`` characters (§11)."""
+    text = text if type(text) is str else str(text)
     return text if len(text) <= limit else text[:limit] + "..."

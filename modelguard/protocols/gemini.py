@@ -219,8 +219,10 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
     need = kinds[kind]
     value = part[key]
     if need == "media":
+        mime = _mime_of(value)
+        label = shown(mime) if type(mime) is str else "unknown type"
         for tag in _media(value, dpath, kind):
-            f.need(tag, dpath, f"{kind} ({shown(_mime_of(value) or 'unknown type')})")
+            f.need(tag, dpath, f"{kind} ({label})")
     elif need == "server":
         f.need(TOOL_USE, dpath, f"{kind} (Google-run tool traffic)", VENDOR)
     elif need is not None:

@@ -1464,6 +1464,11 @@ for i, uri in enumerate(["https://x/a.aif", "https://x/a.aifc", "https://x/a.au"
                          "https://x/a.mp2", "https://x/a.adts", "https://x/a.flac"]):
     add(C, f"audio-ext-banana-{i:02d}-{uri}", G_PATH(BANANA), g_file(uri), G_CAP)
     add(C, f"audio-ext-flash-pass-{i:02d}-{uri}", G_PATH(), g_file(uri), PASS)
+for i, mime in enumerate([1, [], {"a": 1}, True]):  # not a string: unknown bytes, vision
+    add(C, f"inline-mime-not-a-string-{i}", G_PATH(MINIMAX),
+        j(gem([{"inlineData": {"mime_type": mime, "data": "AAAA"}}])), G_CAP)
+    add(C, f"file-mime-not-a-string-{i}", G_PATH(MINIMAX),
+        j(gem([{"fileData": {"mimeType": mime, "fileUri": "https://x/a.txt"}}])), G_CAP)
 add(C, "inline-empty-mime-vision-less", G_PATH(MINIMAX),
     j(gem([{"inlineData": {"mimeType": "", "data": "AAAA"}}])), G_CAP)
 
