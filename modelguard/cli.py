@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import copy
 import json
 import os
+import platform
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._version import DISTRIBUTION, __version__
 from .catalog import Catalog, CatalogError, ModelInfo
 from .catalog.remote import RemoteCatalog
 from .catalog.sources import CatalogUnavailable
 from .guard import Guard
+from .routing import FAMILIES
 from .verdict import Verdict
 
-__all__ = ["main"]
+__all__ = ["doctor_report", "main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -37,13 +43,83 @@ class Request:
     body: bytes
 
 
+#: Prefix of the environment variables that stand in for ``modelguard serve`` flags.
+ENV_PREFIX = "MODELGUARD_"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "serve":
+        error = _from_environment(args, args.parser, os.environ)
+        if error is not None:
+            print(f"modelguard serve: {error}", file=sys.stderr)
+            return EXIT_USAGE
     return args.run(args)
+
+
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
+_ENV_DEFAULTS = "_env_defaults"
+
+
+def _env_name(action: argparse.Action) -> str:
+    return ENV_PREFIX + action.dest.upper()
+
+
+def _environment_flags(parser: argparse.ArgumentParser) -> None:
+    """Let every option of ``parser`` come from ``MODELGUARD_<OPTION>`` too (named in --help).
+
+    The defaults move aside so that :func:`_from_environment` can tell "not given" apart."""
+    defaults: dict[str, Any] = {}
+    for action in parser._actions:  # noqa: SLF001
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        defaults[action.dest] = action.default
+        appends = isinstance(action, argparse._AppendAction)  # noqa: SLF001
+        action.default = None if appends else _UNSET
+        action.required = False
+        note = f"env {_env_name(action)}" + (", comma-separated" if appends else "")
+        action.help = f"{action.help} [{note}]" if action.help else f"[{note}]"
+    parser.set_defaults(**{_ENV_DEFAULTS: defaults, "parser": parser})
+
+
+def _from_environment(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                      environ: Any) -> str | None:
+    """Fill every flag not given on the command line from ``MODELGUARD_<FLAG>``.
+
+    The command line wins; a value from the environment is checked like the flag's own
+    (type and choices), and a bad one is a usage error naming the variable."""
+    defaults: dict[str, Any] = parser.get_default(_ENV_DEFAULTS) or {}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public iterator
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        appends = isinstance(action, argparse._AppendAction)  # noqa: SLF001
+        given = getattr(args, action.dest)
+        if given is not _UNSET and not (appends and given is None):
+            continue
+        name = _env_name(action)
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            setattr(args, action.dest, copy.copy(defaults.get(action.dest)))
+            continue
+        values = [v.strip() for v in raw.split(",") if v.strip()] \
+            if appends else [raw]
+        parsed = []
+        for value in values:
+            try:
+                converted = action.type(value) if callable(action.type) else value
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                return f"{name}={value!r}: {exc}"
+            if action.choices is not None and converted not in action.choices:
+                return f"{name}={value!r}: choose from {', '.join(map(str, action.choices))}"
+            parsed.append(converted)
+        setattr(args, action.dest, parsed if appends else parsed[0])
+    if args.upstream is None:
+        return f"--upstream (or {ENV_PREFIX}UPSTREAM) is required"
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,19 +127,23 @@ def _parser() -> argparse.ArgumentParser:
         prog="modelguard",
         description="Check LLM API requests against a gateway's model catalog.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"modelguard {__version__} ({DISTRIBUTION})")
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands")
     check = commands.add_parser(
         "check", help="check request files; exit 0 all allowed, 1 any refused, 2 bad input",
         description="Each FILE holds one request {method, path, headers, body} as a JSON "
-                    "document, or JSON Lines of them; a directory means its .json/.jsonl files; "
-                    "- reads standard input.",
+                    "document, or JSON Lines of them (body: JSON, a string, or body_base64 "
+                    "for bytes such as multipart uploads); a directory means its .json/.jsonl "
+                    "files; - reads standard input.",
     )
     check.add_argument("files", nargs="*", metavar="FILE")
     check.add_argument("--catalog", metavar="FILE|URL",
                        help="catalog JSON file, or the gateway's base URL (fetched with "
                             "BYTESPIKE_API_KEY); default: the bundled sample snapshot")
     check.add_argument("--json", action="store_true", help="print JSON Lines, one per request")
+    _route_options(check)
     check.set_defaults(command="check", run=_check)
 
     listing = commands.add_parser(
@@ -85,10 +165,12 @@ def _parser() -> argparse.ArgumentParser:
                     "refused in the protocol's own error shape; everything else, and every "
                     "allowed request, is forwarded to --upstream unchanged (the caller's "
                     "credentials included) and the response streamed back as it arrives. "
-                    "GET /healthz and GET /metrics are the sidecar's own. Needs the serve "
-                    "extra: pip install 'modelguard[serve]'.",
+                    "GET /livez, /readyz, /healthz and /metrics are the sidecar's own; "
+                    "SIGHUP reloads a --catalog file. Every option can also come from the "
+                    "environment variable named in brackets (the command line wins). Needs "
+                    f"the serve extra: pip install '{DISTRIBUTION}[serve]'.",
     )
-    serve.add_argument("--upstream", required=True, metavar="URL",
+    serve.add_argument("--upstream", metavar="URL",
                        help="the gateway to forward to, e.g. https://llm.bytespike.ai")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1)")
@@ -108,9 +190,64 @@ def _parser() -> argparse.ArgumentParser:
                        help="on SIGTERM, seconds to let requests in flight finish (default: 30)")
     serve.add_argument("--log-level", default="info",
                        choices=("critical", "error", "warning", "info", "debug"),
-                       help="log level; access lines are JSON on stderr (default: info)")
+                       help="log level (default: info)")
+    serve.add_argument("--log-format", default="json", choices=("json", "text"),
+                       help="every log line on stderr as one JSON object, or as text "
+                            "(default: json)")
+    _route_options(serve)
+    serve.add_argument("--websockets", choices=("refuse", "pass"), default="refuse",
+                       help="websockets to guarded routes: refuse (HTTP 403 before accept) or "
+                            "pass; the sidecar itself never proxies websockets "
+                            "(default: refuse)")
     serve.set_defaults(command="serve", run=_serve)
+    _environment_flags(serve)
+
+    doctor = commands.add_parser(
+        "doctor", help="print versions, the accelerator and the HTTP stack",
+        description="What a bug report needs: modelguard's version, Python, whether the C "
+                    "accelerator is in use, and the versions of the libraries modelguard "
+                    "runs on (none of them is imported for long: this is safe anywhere).",
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.set_defaults(command="doctor", run=_doctor)
     return parser
+
+
+def _route_options(command: argparse.ArgumentParser) -> None:
+    """The route settings of routes.md, shared by ``check`` and ``serve``."""
+    command.add_argument("--embeddings", action="store_true",
+                         help="also guard POST /v1/embeddings (the model must be in the "
+                              "catalog)")
+    command.add_argument("--tool-vendor", action="append", default=[], type=_tool_vendor,
+                         metavar="TOOL=OWNER[,OWNER]", dest="tool_vendors",
+                         help="owners whose models may run a server-run tool type, e.g. "
+                              "web_search=openai,deepseek (repeatable; overrides the "
+                              "default vendor of that tool type)")
+    command.add_argument("--stored-state", choices=("allow", "refuse"), default="allow",
+                         help="Responses stored conversation state (previous_response_id, "
+                              "conversation, item_reference): allow or refuse "
+                              "(default: allow)")
+    command.add_argument("--disable-family", action="append", default=[], metavar="FAMILY",
+                         choices=sorted(FAMILIES),
+                         help="do not guard this route family (repeatable): "
+                              + ", ".join(sorted(FAMILIES)))
+
+
+def _tool_vendor(value: str) -> tuple[str, tuple[str, ...]]:
+    tool, sep, owners = value.partition("=")
+    names = tuple(o.strip() for o in owners.split(",") if o.strip())
+    if not sep or not tool.strip() or not names:
+        raise argparse.ArgumentTypeError(f"expected TOOL=OWNER[,OWNER], not {value!r}")
+    return tool.strip(), names
+
+
+def _route_settings(args: argparse.Namespace) -> dict[str, Any]:
+    vendors: dict[str, set[str]] = {}
+    for tool, owners in args.tool_vendors:
+        vendors.setdefault(tool, set()).update(owners)
+    return {"embeddings": args.embeddings, "tool_vendors": vendors,
+            "stored_state": args.stored_state,
+            "route_families": {name: False for name in args.disable_family}}
 
 
 def _seconds(value: str) -> float:
@@ -154,7 +291,8 @@ def _check(args: argparse.Namespace) -> int:
         except CatalogError as exc:
             print(f"modelguard check: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    return asyncio.run(_check_all(Guard(source), args.files, args.json, sys.stdout))
+    guard = Guard(source, **_route_settings(args))
+    return asyncio.run(_check_all(guard, args.files, args.json, sys.stdout))
 
 
 async def _check_all(guard: Guard, files: Sequence[str], as_json: bool, out: TextIO) -> int:
@@ -201,32 +339,68 @@ def _serve(args: argparse.Namespace) -> int:
 
         from .serve.sidecar import configure_logging, create_app
     except ImportError as exc:
-        print(f"modelguard serve: needs the serve extra (pip install 'modelguard[serve]'): "
+        print(f"modelguard serve: needs the serve extra (pip install '{DISTRIBUTION}[serve]'): "
               f"{exc}", file=sys.stderr)
         return EXIT_USAGE
     catalog: object = None
     if args.catalog and _is_url(args.catalog):
         catalog = RemoteCatalog(args.catalog)
     elif args.catalog:
-        try:
-            catalog = Catalog.from_file(args.catalog)
-        except CatalogError as exc:
-            print(f"modelguard serve: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        catalog = args.catalog  # a file: the sidecar reads it (again on SIGHUP)
     try:
         app = create_app(args.upstream, catalog, connect_timeout=args.connect_timeout,
-                         read_timeout=args.read_timeout, mode=args.mode)
-    except ValueError as exc:
+                         read_timeout=args.read_timeout, mode=args.mode,
+                         websockets=args.websockets, **_route_settings(args))
+    except ValueError as exc:  # CatalogError included
         print(f"modelguard serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on",
+        log_config=None,     # configure_logging: one format for every line on stderr
         access_log=False,    # modelguard.access logs each request, with keys masked
         server_header=False, date_header=False,  # the upstream's own headers pass through
         timeout_graceful_shutdown=args.shutdown_timeout,
     )
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    report = doctor_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    width = max(len(name) for name in report)
+    for name, value in report.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v or '-'}" for k, v in value.items())
+        print(f"{name.ljust(width)}  {value}")
+    return EXIT_OK
+
+
+def doctor_report() -> dict[str, Any]:
+    """Versions, the accelerator and the HTTP stack (for bug reports; no network)."""
+    from . import ACCELERATED
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "modelguard": f"{__version__} ({DISTRIBUTION})",
+        "python": f"{platform.python_version()} ({platform.python_implementation()}, "
+                  f"{platform.system()} {platform.machine()})",
+        "accelerator": "C (modelguard._strictjson)" if ACCELERATED
+        else "none (pure-Python decoder: same answers, slower)",
+        "http client": {name: version(name) for name in ("httpx2", "httpcore2", "httpx", "h11",
+                                                           "h2")},
+        "server": {name: version(name) for name in ("starlette", "uvicorn", "httptools",
+                                                    "uvloop")},
+        "libraries": {name: version(name) for name in ("pydantic", "jiter", "cachetools",
+                                                       "prometheus_client", "redis")},
+    }
 
 
 async def _fetch(source: RemoteCatalog) -> Catalog:
@@ -261,6 +435,7 @@ def _report(item: Request, verdict: Verdict, as_json: bool) -> str:
             "status": verdict.status,
             "error": verdict.error,
             "protocol": verdict.protocol,
+            "route": verdict.route,
             "model": verdict.model_id,
             "required": sorted(verdict.required),
         })
@@ -268,7 +443,8 @@ def _report(item: Request, verdict: Verdict, as_json: bool) -> str:
         return f"{item.source}: pass (not a guarded route)"
     if verdict.allowed:
         needs = ", ".join(sorted(verdict.required)) or "text only"
-        return f"{item.source}: allowed {verdict.protocol} {verdict.model_id} [{needs}]"
+        return (f"{item.source}: allowed {verdict.protocol} {verdict.route} {verdict.model_id} "
+                f"[{needs}]")
     first = verdict.violations[0]
     return f"{item.source}: REFUSED {verdict.status} {verdict.token}: {first.message}"
 
@@ -313,7 +489,15 @@ def _request(source: str, doc: Any) -> Request:
     if not isinstance(doc, dict) or not isinstance(doc.get("path"), str):
         raise InputError(f"{source}: expected an object with at least a string 'path'")
     body = doc.get("body")
-    if body is None:
+    encoded = doc.get("body_base64")
+    if encoded is not None:
+        if body is not None or not isinstance(encoded, str):
+            raise InputError(f"{source}: 'body_base64' must be a string, without 'body'")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise InputError(f"{source}: 'body_base64' is not base64") from None
+    elif body is None:
         raw = b""
     elif isinstance(body, str):
         raw = body.encode("utf-8", "surrogatepass")

@@ -33,7 +33,8 @@ from .policy import (
     read_features,
     required_tags,
 )
-from .routing import Route, is_post, match_route
+from .routing import Route, families, is_post, match_route
+from .types import CatalogLike, Mode
 from .verdict import PASS, Verdict, refusal
 
 __all__ = ["Guard", "Headers", "credential_of", "header_values"]
@@ -42,6 +43,7 @@ logger = logging.getLogger("modelguard")
 
 Headers = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
 _MODES = ("enforce", "report")
+WEBSOCKETS = ("refuse", "pass")
 #: Reasons a report-mode guard only logs; malformed bodies and limits are refused regardless.
 _POLICY = frozenset({Reason.UNSUPPORTED_MODEL, Reason.UNSUPPORTED_CAPABILITY,
                      Reason.UNSUPPORTED_CONTENT, Reason.MAX_TOKENS_EXCEEDED})
@@ -75,20 +77,32 @@ class Guard:
 
     def __init__(
         self,
-        catalog: object,
+        catalog: CatalogLike,
         *,
-        mode: str = "enforce",
+        mode: Mode = "enforce",
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         allow_unknown_content: bool = False,
         on_violation: Callable[[Verdict], Any] | None = None,
+        embeddings: bool = False,
+        tool_vendors: Mapping[str, Iterable[str]] | None = None,
+        stored_state: str = "allow",
+        websockets: str = "refuse",
+        route_families: Mapping[str, bool] | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
+        if websockets not in WEBSOCKETS:
+            raise ValueError(f"websockets must be one of {WEBSOCKETS}, not {websockets!r}")
         self.source = as_source(catalog)
         self.mode = mode
-        self.options = Options(max_body_bytes, max_depth, allow_unknown_content)
+        self.options = Options(max_body_bytes, max_depth, allow_unknown_content,
+                               tool_vendors or {}, stored_state)
         self.on_violation = on_violation
+        #: The route families guarded (routes.md D0, D13).
+        self.families = families(route_families, embeddings=embeddings)
+        #: ``"refuse"``: a websocket to a guarded route is closed before it is accepted (D10).
+        self.websockets = websockets
 
     def __repr__(self) -> str:
         return f"Guard({self.source!r}, mode={self.mode!r})"
@@ -100,7 +114,13 @@ class Guard:
         """The guarded route of a request, or None to let it pass untouched."""
         if not is_post(method, headers):
             return None
-        return match_route(*paths, root_path=root_path)
+        return match_route(*paths, root_path=root_path, enabled=self.families)
+
+    def websocket_route(self, paths: Iterable[str], root_path: str = "") -> Route | None:
+        """The guarded route a websocket opens, when such websockets are refused (D10)."""
+        if self.websockets == "pass":
+            return None
+        return match_route(*paths, root_path=root_path, enabled=self.families)
 
     def precheck(self, route: Route, headers: list[tuple[str, str]], query: str) -> Verdict | None:
         """Refusals that need no body: encoding, media type, framing, size and credential."""
@@ -128,7 +148,7 @@ class Guard:
         if "$ct" in query or "%24ct" in query.lower():
             media_types += [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "$ct"]
         problem = media_type_problem(media_types,
-                                     reads_multipart=getattr(route, "reads_multipart", False))
+                                     reads_multipart=route.multipart)
         if problem is not None:
             raise HeadError(Reason.MEDIA_TYPE, problem)
         declared = declared_length(lengths)
@@ -183,11 +203,12 @@ class Guard:
                        body: bytes) -> Verdict:
         encodings = header_values(headers, "content-encoding")
         try:
+            media_types = header_values(headers, "content-type")
             if worst_size(len(body), encodings) > LARGE_BODY:
                 features = await anyio.to_thread.run_sync(
-                    read_features, route, body, encodings, self.options)
+                    read_features, route, body, encodings, self.options, media_types)
             else:
-                features = read_features(route, body, encodings, self.options)
+                features = read_features(route, body, encodings, self.options, media_types)
         except BodyError as error:
             return self.refuse(route, error.reason, error.message, error.path)
         credential = None
@@ -212,19 +233,19 @@ class Guard:
         entry = catalog.get(main) if main is not None else None
         required = required_tags(features, route)
         if not violations:
-            return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.kind,
+            return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.name,
                            model_id=main, model=entry, required=required)
         first = violations[0]
         reject = self.mode == "enforce" or first.reason not in _POLICY
         logger.info("modelguard %s %s request for model %r: %s", "refused" if reject
                     else "reported", route.protocol, main, first.reason,
                     extra={"modelguard_reason": first.reason, "modelguard_path": first.path})
-        return refusal(route.protocol, route.kind, first, reject=reject, model=entry,
+        return refusal(route.protocol, route.name, first, reject=reject, model=entry,
                        required=required, violations=tuple(violations), model_id=main)
 
     def refuse(self, route: Route, reason: str, message: str, path: str | None = None,
                 retry_after: int | None = None) -> Verdict:
-        return refusal(route.protocol, route.kind, Violation(reason, message, path),
+        return refusal(route.protocol, route.name, Violation(reason, message, path),
                        retry_after=retry_after, model_id=route.model)
 
     async def notify(self, verdict: Verdict) -> None:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from .body import BodyError, too_large
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, no_credential
-from .errors import ANTHROPIC, GEMINI, OPENAI, envelope
+from .errors import ANTHROPIC, GEMINI, OPENAI, Reason, envelope
 from .guard import Guard, normalize_headers
 from .headers import HeadError, credential_of
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
 from .routing import canonical_path
+from .types import CatalogLike, Mode
 from .verdict import Verdict
 
 __all__ = ["ModelGuardMiddleware"]
@@ -39,28 +40,51 @@ _PASS, _ANSWER, _REPLAY, _DONE = "pass", "answer", "replay", "done"
 
 
 class ModelGuardMiddleware:
+    """Pure ASGI middleware: refuses guarded requests the caller's catalog cannot serve.
+
+    ``catalog`` is a :class:`Catalog`, a catalog source such as ``RemoteCatalog``, or a catalog
+    file path. The other arguments are :class:`Guard`'s (``mode``, ``max_body_bytes``,
+    ``max_depth``, ``allow_unknown_content``, ``on_violation``); ``serve_models`` answers
+    ``GET /v1/models`` from the cached catalog. The verdict of every guarded request is left at
+    ``scope["state"]["modelguard"]`` (``request.state.modelguard``).
+    """
+
     def __init__(
         self,
         app: ASGIApp,
-        catalog: object,
+        catalog: CatalogLike,
         *,
-        mode: str = "enforce",
+        mode: Mode = "enforce",
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         allow_unknown_content: bool = False,
         on_violation: Callable[[Verdict], Any] | None = None,
         serve_models: bool = False,
+        embeddings: bool = False,
+        tool_vendors: Mapping[str, Iterable[str]] | None = None,
+        stored_state: str = "allow",
+        websockets: str = "refuse",
+        route_families: Mapping[str, bool] | None = None,
     ) -> None:
         self.app = app
         self.guard = Guard(
             catalog, mode=mode, max_body_bytes=max_body_bytes, max_depth=max_depth,
             allow_unknown_content=allow_unknown_content, on_violation=on_violation,
+            embeddings=embeddings, tool_vendors=tool_vendors, stored_state=stored_state,
+            websockets=websockets, route_families=route_families,
         )
         self.serve_models = serve_models
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "lifespan" and hasattr(self.guard.source, "startup"):
+            if scope["type"] == "websocket":
+                route = self.guard.websocket_route(scope_paths(scope),
+                                                   scope.get("root_path", ""))
+                if route is not None:
+                    await self._deny_websocket(scope, receive, send, route)
+                    return
+                await self.app(scope, receive, send)
+            elif scope["type"] == "lifespan" and hasattr(self.guard.source, "startup"):
                 await self.app(scope, *self._lifespan(receive, send))
             else:
                 await self.app(scope, receive, send)
@@ -112,6 +136,29 @@ class ModelGuardMiddleware:
         if not verdict.allowed:
             return _ANSWER, verdict, None
         return _REPLAY, verdict, chunks
+
+    async def _deny_websocket(self, scope: Scope, receive: Receive, send: Send,
+                              route: Any) -> None:
+        """Close a websocket to a guarded route before accepting it (routes.md D10): its
+        frames would carry whole requests the guard never reads. The client sees HTTP 403,
+        with the protocol's envelope where the server supports denial responses."""
+        verdict = self.guard.refuse(route, Reason.FORBIDDEN, (
+            f"WebSocket connections to {route.name} are refused: modelguard checks requests "
+            "sent over HTTP POST only. Send the request with POST, or ask the operator to "
+            "set websockets='pass'."))
+        scope.setdefault("state", {})[STATE_KEY] = verdict
+        await self.guard.notify(verdict)
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client already left
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers]
+            raw.append((b"content-length", str(len(verdict.body)).encode()))
+            await send({"type": "websocket.http.response.start", "status": verdict.status,
+                        "headers": raw})
+            await send({"type": "websocket.http.response.body", "body": verdict.body})
+            return
+        await send({"type": "websocket.close", "code": 1008})
 
     def _lifespan(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
         """Start and stop the catalog source with the app; a refused key fails startup."""

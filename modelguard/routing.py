@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from .errors import ANTHROPIC, GEMINI, OPENAI
 
-__all__ = ["Route", "canonical_path", "match_route"]
+__all__ = ["FAMILIES", "ROUTES", "Route", "RouteRow", "canonical_path", "match_route"]
 
-# kinds
+# readers (``Route.kind``)
 MESSAGES = "messages"
 COUNT_TOKENS = "count_tokens"
 CHAT = "chat"
@@ -28,20 +29,96 @@ VIDEOS = "videos"
 GENERATE = "generateContent"
 STREAM = "streamGenerateContent"
 COUNT = "countTokens"
+RESPONSES = "responses"
+MULTIPART = "multipart"
+TASKS = "tasks"
+EMBEDDINGS = "embeddings"
 
-#: Exact canonical (lower-case) paths of the body-addressed routes.
-_FIXED = {
-    "/v1/messages": (ANTHROPIC, MESSAGES),
-    "/v1/messages/count_tokens": (ANTHROPIC, COUNT_TOKENS),
-    "/v1/chat/completions": (OPENAI, CHAT),
-    "/chat/completions": (OPENAI, CHAT),
-    "/v1/images/generations": (OPENAI, IMAGES),
-    "/v1/videos/generations": (OPENAI, VIDEOS),
-}
-_GEMINI_METHODS = {
-    "generatecontent": GENERATE, "streamgeneratecontent": STREAM, "counttokens": COUNT,
-}
-_GEMINI = re.compile(r"/(?:v1|v1beta|v1alpha)/(.+):([a-z]+)", re.DOTALL)
+
+@dataclass(frozen=True, slots=True)
+class RouteRow:
+    """One guarded route: where it is, who reads it and how it answers."""
+
+    #: Canonical path (compared ASCII case-insensitively); ``{model}`` takes the rest of a
+    #: Gemini path, ``{version}`` is v1, v1beta or v1alpha.
+    pattern: str
+    #: The reader (``policy.READERS``); Gemini rows name their method.
+    kind: str
+    #: The error envelope (``errors.ANTHROPIC`` / ``OPENAI`` / ``GEMINI``).
+    protocol: str
+    #: The family users switch on and off.
+    family: str
+    #: Token-counting style: input-side checks only (no stream, no output cap).
+    counting: bool = False
+    #: The body is ``multipart/form-data`` (read by ``protocols.multipart``), not JSON.
+    multipart: bool = False
+    #: The tag the route itself needs (generation routes), or None.
+    tag: str | None = None
+    #: Also matched without its ``/v1`` prefix (``/responses``), as LiteLLM serves both.
+    alias: bool = False
+
+
+#: Every guarded route (routes.md D0). Adding a route is adding a row.
+ROUTES: tuple[RouteRow, ...] = (
+    RouteRow("/v1/messages", MESSAGES, ANTHROPIC, "messages"),
+    RouteRow("/v1/messages/count_tokens", COUNT_TOKENS, ANTHROPIC, "messages", counting=True),
+    RouteRow("/v1/chat/completions", CHAT, OPENAI, "chat", alias=True),
+    RouteRow("/v1beta/openai/chat/completions", CHAT, OPENAI, "chat"),
+    RouteRow("/{version}/{model}:generateContent", GENERATE, GEMINI, "gemini"),
+    RouteRow("/{version}/{model}:streamGenerateContent", STREAM, GEMINI, "gemini"),
+    RouteRow("/{version}/{model}:countTokens", COUNT, GEMINI, "gemini", counting=True),
+    RouteRow("/v1/responses", RESPONSES, OPENAI, "responses", alias=True),
+    RouteRow("/v1/responses/input_tokens", RESPONSES, OPENAI, "responses", counting=True,
+             alias=True),
+    RouteRow("/v1/responses/compact", RESPONSES, OPENAI, "responses", counting=True,
+             alias=True),
+    RouteRow("/v1/images/generations", IMAGES, OPENAI, "images", tag="image_gen", alias=True),
+    RouteRow("/v1/images/edits", MULTIPART, OPENAI, "images", multipart=True,
+             tag="image_gen", alias=True),
+    RouteRow("/v1/images/variations", MULTIPART, OPENAI, "images", multipart=True,
+             tag="image_gen", alias=True),
+    RouteRow("/v1/videos/generations", VIDEOS, OPENAI, "videos", tag="video_gen", alias=True),
+    RouteRow("/v1/videos", MULTIPART, OPENAI, "videos", multipart=True, tag="video_gen",
+             alias=True),
+    RouteRow("/v1/tasks/submit", TASKS, OPENAI, "tasks", alias=True),
+    RouteRow("/v1/embeddings", EMBEDDINGS, OPENAI, "embeddings", alias=True),
+)
+#: Families and whether they are guarded by default (embeddings: routes.md D13).
+FAMILIES: dict[str, bool] = {row.family: row.family != "embeddings" for row in ROUTES}
+
+
+def families(enabled: Mapping[str, bool] | None = None, *,
+             embeddings: bool = False) -> frozenset[str]:
+    """The guarded families: the defaults, ``embeddings`` and the user's switches."""
+    state = dict(FAMILIES, embeddings=embeddings)
+    for name, on in (enabled or {}).items():
+        if name not in FAMILIES:
+            raise ValueError(f"unknown route family {name!r}; known: {', '.join(FAMILIES)}")
+        state[name] = bool(on)
+    return frozenset(name for name, on in state.items() if on)
+
+
+DEFAULT_FAMILIES = families()
+
+
+def _compile(rows: tuple[RouteRow, ...]) -> tuple[dict[str, RouteRow],
+                                                     list[tuple[re.Pattern[str], RouteRow]]]:
+    fixed: dict[str, RouteRow] = {}
+    templated = []
+    for row in rows:
+        pattern = row.pattern.lower()
+        if "{" not in pattern:
+            fixed[pattern] = row
+            if row.alias:
+                fixed[pattern.removeprefix("/v1")] = row
+            continue
+        regex = re.escape(pattern).replace(r"\{version\}", "(?:v1|v1beta|v1alpha)")
+        regex = regex.replace(r"\{model\}", "(?P<model>.+)")
+        templated.append((re.compile(regex, re.DOTALL), row))
+    return fixed, templated
+
+
+_FIXED, _TEMPLATED = _compile(ROUTES)
 _ABSOLUTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
 _SLASHES = re.compile(r"/{2,}")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -50,17 +127,30 @@ _METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-overri
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """A request's guarded route: its row of :data:`ROUTES`, and the model the path names."""
+
     protocol: str
     kind: str
     #: Gemini: the model segment from the path, with one leading ``models/`` removed.
     model: str | None = None
     #: Set when two readings of the path disagree; such a request is refused as ambiguous.
     ambiguous: bool = False
+    #: The row's pattern (``/v1/responses``): names the route in verdicts, logs and metrics.
+    name: str = ""
+    family: str = ""
+    counting: bool = False
+    multipart: bool = False
+    tag: str | None = None
+
+    @classmethod
+    def of(cls, row: RouteRow, model: str | None = None) -> Route:
+        return cls(row.protocol, row.kind, model, False, row.pattern, row.family,
+                   row.counting, row.multipart, row.tag)
 
     @property
     def counts_only(self) -> bool:
         """Token counting routes get input-side checks only."""
-        return self.kind in (COUNT_TOKENS, COUNT)
+        return self.counting
 
     @property
     def streams(self) -> bool:
@@ -104,21 +194,24 @@ def _is_canonical(path: str) -> bool:
 _SPECIAL = re.compile(r"[%\\#?]")
 
 
-def _route_of(canonical: str) -> Route | None:
+def _route_of(canonical: str, enabled: frozenset[str] = DEFAULT_FAMILIES) -> Route | None:
     folded = canonical.translate(_ASCII_LOWER)
-    fixed = _FIXED.get(folded)
-    if fixed is not None:
-        return Route(*fixed)
-    match = _GEMINI.fullmatch(folded)
-    if match is None:
+    row = _FIXED.get(folded)
+    if row is not None:
+        return Route.of(row) if row.family in enabled else None
+    if ":" not in folded:
         return None
-    kind = _GEMINI_METHODS.get(match.group(2))
-    if kind is None:
-        return None
-    model = canonical[match.start(1):match.end(1)]
-    if model[:7].lower() == "models/":  # the collection is route, compared like one
-        model = model[7:]
-    return Route(GEMINI, kind, model)
+    for regex, row in _TEMPLATED:
+        match = regex.fullmatch(folded)
+        if match is None:
+            continue
+        if row.family not in enabled:
+            return None
+        model = canonical[match.start("model"):match.end("model")]
+        if model[:7].lower() == "models/":  # the collection is route, compared like one
+            model = model[7:]
+        return Route.of(row, model)
+    return None
 
 
 def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
@@ -217,19 +310,21 @@ def _fold_char(ch: str) -> str:
 _MATRIX = re.compile(r";[^/]*")
 
 
-def match_route(*paths: str, root_path: str = "") -> Route | None:
+def match_route(*paths: str, root_path: str = "",
+                enabled: frozenset[str] = DEFAULT_FAMILIES) -> Route | None:
     """The guarded route for the given readings of one request path, if any.
 
     Callers pass every reading they have (the raw target and the server-decoded path); if two
     readings land on different guarded routes or models, the request is marked ambiguous.
+    ``enabled`` names the route families guarded (:func:`families`).
     """
     found: Route | None = None
     for raw in _readings(paths, root_path):
-        route = _route_of(raw)
+        route = _route_of(raw, enabled)
         if route is None:
             continue
         if found is None:
             found = route
         elif route != found:
-            return Route(found.protocol, found.kind, found.model, ambiguous=True)
+            return replace(found, ambiguous=True)
     return found

@@ -38,3 +38,15 @@ def catalog_of(*entries: dict[str, Any]) -> Catalog:
 @pytest.fixture(scope="session")
 def default_catalog() -> Catalog:
     return Catalog.default()
+
+
+#: Long lanes, deselected by ``pytest -m "not slow"`` (the full run keeps them): module names
+#: containing one of these words (soak, property-based, fuzz, coding agents).
+SLOW_MODULES = ("soak", "propert", "fuzz", "agent")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.stem if item.path is not None else ""
+        if any(word in name for word in SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)

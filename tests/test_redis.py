@@ -126,7 +126,7 @@ def test_modelguard_imports_without_redis_and_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
-    assert "modelguard[redis]" in out.stdout
+    assert "modelguard-gateway[redis]" in out.stdout
 
 
 # -- secrets and key ids --------------------------------------------------------------------------

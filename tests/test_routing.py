@@ -39,7 +39,7 @@ def test_guarded(path: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("path", [
-    "/v1/models", "/v1/messages/batches", "/v1/embeddings", "/v1/responses", "/healthz",
+    "/v1/models", "/v1/messages/batches", "/v1/embeddings", "/v1/responses/resp_1", "/healthz",
     "/v1beta/models/gemini-3-flash:embedContent", "/v2/messages", "/v1/messagesx",
     "/v1beta/models/gemini-3-flash:generateContent/extra", "/v1/chat/completions/x",
 ])

@@ -26,6 +26,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 from google import genai
@@ -406,13 +407,13 @@ async def test_a_body_in_parts_is_forwarded_as_it_comes():
     """An unguarded upload arriving in several ASGI messages streams on (no buffering)."""
     seen = []
 
-    async def upstream(request: httpx.Request) -> httpx.Response:
+    async def upstream(request: httpx2.Request) -> httpx2.Response:
         seen.append((request.method, request.headers.get("transfer-encoding"),
                      request.headers.get("content-length"), await request.aread()))
-        return httpx.Response(201, stream=httpx.ByteStream(b"stored"))
+        return httpx2.Response(201, stream=httpx2.ByteStream(b"stored"))
 
     app = create_app("http://upstream.test", str(CATALOG_FILE),
-                     transport=httpx.MockTransport(upstream))
+                     transport=httpx2.MockTransport(upstream))
 
     async def parts() -> Any:
         yield b"part-1;"
@@ -693,7 +694,7 @@ def test_no_key_in_logs_or_metrics(gw, caplog):
     assert "/v1beta/models/gemini-3-flash:generateContent?key=***" in paths
     assert "/v1beta/models/nope:generateContent?alt=json&key=***" in paths
     assert "/v1/files?key=***&x=1" in paths
-    assert any("key=***" in r.getMessage() for r in records if r.name == "httpx")
+    assert any("key=***" in r.getMessage() for r in records if r.name == "httpx2")
 
 
 def test_access_log_lines_carry_the_verdict(env, caplog):
@@ -834,5 +835,7 @@ def test_python_m_modelguard_serve_answers_healthz(env):
     assert process.returncode in (0, -signal.SIGTERM), err.decode()
     assert "Application shutdown complete" in err.decode()
     lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
-    assert [line["path"] for line in lines] == ["/v1/models?key=***"]
+    assert len(lines) == len(err.decode().splitlines())  # every line is JSON (--log-format)
+    access = [line for line in lines if line["logger"] == "modelguard.access"]
+    assert [line["path"] for line in access] == ["/v1/models?key=***"]
     assert KEY not in err.decode()

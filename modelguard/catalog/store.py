@@ -27,7 +27,7 @@ Redis is an optimisation, never a dependency of a request: every call is bounded
 touching the network for ``retry_interval`` seconds, and the replica fetches on its own; the
 first call that works again logs once (INFO) and sharing resumes.
 
-``redis`` (the ``modelguard[redis]`` extra) is imported only when a store is created.
+``redis`` (the ``modelguard-gateway[redis]`` extra) is imported only when a store is created.
 """
 
 from __future__ import annotations
@@ -125,13 +125,13 @@ class RedisCatalogStore:
         except ImportError as error:
             raise ImportError(
                 "RedisCatalogStore needs the Redis client: install the extra with "
-                "pip install 'modelguard[redis]'"
+                "pip install 'modelguard-gateway[redis]'"
             ) from error
         major = str(getattr(redis, "__version__", "0")).split(".", 1)[0]
         if not major.isdigit() or int(major) < 5:
             raise ImportError(
                 f"RedisCatalogStore needs redis>=5 (found {redis.__version__}): "
-                "pip install -U 'modelguard[redis]'"
+                "pip install -U 'modelguard-gateway[redis]'"
             )
         if timeout <= 0 or retry_interval < 0:
             raise ValueError("timeout must be positive and retry_interval not negative")

@@ -22,6 +22,8 @@ VISION, AUDIO, VIDEO = "vision", "audio", "video"
 TOOL_USE, STREAMING, CACHE_CONTROL = "tool_use", "streaming", "cache_control"
 THINKING, JSON_SCHEMA, LOGPROBS = "thinking", "json_schema", "logprobs"
 IMAGE_GEN, VIDEO_GEN = "image_gen", "video_gen"
+#: The tag of a need that asks only for a vendor (opaque, vendor-held context).
+VENDOR_ONLY = ""
 
 
 @dataclass(slots=True)
@@ -37,6 +39,15 @@ class Need:
     output: bool = False
     #: Anthropic body-level ``thinking``: replaced by a fallback's own ``thinking``.
     body_thinking: bool = False
+    #: The tool type whose runner ``vendor`` is (``tool_vendors`` may name other owners).
+    tool: str | None = None
+    #: Other tags any one of which satisfies this need instead of ``tag`` (an any-of need).
+    any_of: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The tag, or ``a|b`` for an any-of need."""
+        return "|".join((self.tag, *self.any_of))
 
 
 @dataclass(slots=True)
@@ -49,6 +60,9 @@ class ModelRef:
     caps: list[tuple[str, int]] = field(default_factory=list)
     #: A fallback's own thinking needs, replacing the body's (None: the body's apply).
     thinking: list[Need] | None = None
+    #: A secondary model (an image tool's model, ``svg.model``): it must exist and have only
+    #: these tags; the body's needs and caps are not its own.
+    only: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -59,15 +73,19 @@ class Features:
     needs: list[Need] = field(default_factory=list)
     #: (path, type) of content the guard does not know.
     unknown: list[tuple[str, str]] = field(default_factory=list)
-    recorded: set[tuple[str, str | None, bool]] = field(default_factory=set, repr=False)
+    #: (path, what) of stored conversation state, when the reader was told to refuse it.
+    stored: list[tuple[str, str]] = field(default_factory=list)
+    recorded: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
 
     def need(self, tag: str, path: str, what: str, vendor: str | None = None,
-             output: bool = False) -> None:
+             output: bool = False, tool: str | None = None,
+             any_of: tuple[str, ...] = ()) -> None:
         """Record a need; only the first of a kind is kept (it names the first path)."""
-        key = (tag, vendor, output)
+        key = (tag, vendor, output) if tool is None and not any_of else \
+            (tag, vendor, output, tool, any_of)
         if key not in self.recorded:
             self.recorded.add(key)
-            self.needs.append(Need(tag, path, what, vendor, output))
+            self.needs.append(Need(tag, path, what, vendor, output, tool=tool, any_of=any_of))
 
 
 

@@ -81,7 +81,8 @@ BLOCKS: dict[str, Block] = {
 }
 
 #: Block types with no nested or special content → the key of their need.
-_SIMPLE = {kind: rule.need_key for kind, rule in BLOCKS.items()
+_SIMPLE = {kind: (rule.tag, VENDOR, False, kind, ()) if rule.server else rule.need_key
+           for kind, rule in BLOCKS.items()
            if rule.nested is None and kind not in ("document", "web_fetch_tool_result", "image")}
 
 #: Document ``source.type`` → tag (None: plain text, needs nothing). PDFs need vision (§4).
@@ -186,7 +187,8 @@ def _block(f: Features, block: Any, path: str) -> None:
     if block.get("cache_control") is not None:
         f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
     if rule.tag is not None:
-        f.need(rule.tag, path, f"the {kind} block", VENDOR if rule.server else None)
+        f.need(rule.tag, path, f"the {kind} block", *((VENDOR, False, kind) if rule.server
+                                                       else ()))
     if kind == "document":
         _document(f, block, path)
     elif kind == "web_fetch_tool_result":
@@ -280,14 +282,15 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
             f.unknown.append((path, kind))
             continue
         if not off:
-            f.need(TOOL_USE, path, what, VENDOR)
+            f.need(TOOL_USE, path, what, VENDOR, tool=kind)
     if choice_type in ("any", "tool"):
         f.need(TOOL_USE, "tool_choice", f"tool_choice {choice_type}")
     servers = body.get("mcp_servers")
     if servers is not None and need_list(servers, "mcp_servers"):
-        f.need(TOOL_USE, "mcp_servers", "MCP servers", VENDOR)
+        f.need(TOOL_USE, "mcp_servers", "MCP servers", VENDOR, tool="mcp_servers")
     if body.get("container") is not None:
-        f.need(TOOL_USE, "container", "a code-execution container", VENDOR)
+        f.need(TOOL_USE, "container", "a code-execution container", VENDOR,
+               tool="container")
 
 
 def _thinking(f: Features, thinking: Any, path: str) -> list[Need]:

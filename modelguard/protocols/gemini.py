@@ -224,7 +224,7 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
         for tag in _media(value, dpath, kind):
             f.need(tag, dpath, f"{kind} ({label})")
     elif need == "server":
-        f.need(TOOL_USE, dpath, f"{kind} (Google-run tool traffic)", VENDOR)
+        f.need(TOOL_USE, dpath, f"{kind} (Google-run tool traffic)", VENDOR, tool=kind)
     elif need is not None:
         f.need(need, dpath, kind)
     if kind == "functionResponse":
@@ -317,7 +317,7 @@ def _tools(f: Features, body: dict[str, Any], path: str) -> None:
     if (declared and not off) or builtins:
         f.need(TOOL_USE, tpath, "tool definitions")
     for ipath, kind in builtins:
-        f.need(TOOL_USE, ipath, f"built-in tool {kind}", VENDOR)
+        f.need(TOOL_USE, ipath, f"built-in tool {kind}", VENDOR, tool=kind)
     if mode in MODE_FORCED or (names and not off):
         f.need(TOOL_USE, cpath, f"function calling mode {mode}")
 

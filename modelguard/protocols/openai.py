@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ._base import (
@@ -31,7 +32,10 @@ from ._base import (
     url_shaped,
 )
 
-__all__ = ["read", "read_generation"]
+__all__ = ["read", "read_embeddings", "read_generation", "read_task"]
+
+#: The vendor of the gateway's ``grounding`` extension (Google Search for Gemini models).
+GROUNDING_VENDOR = "google"
 
 #: Part ``type`` → the tag it needs (None: nothing). Gateway extensions included.
 PARTS: dict[str, str | None] = {
@@ -79,7 +83,7 @@ MODALITIES = {"image": IMAGE_GEN, "audio": AUDIO, "text": None}
 ROOT = Keys("model", "messages", "stream", "tools", "tool_choice", "functions", "function_call",
             "response_format", "logprobs", "top_logprobs", "reasoning_effort", "reasoning",
             "thinking", "enable_thinking", "chat_template_kwargs", "modalities", "audio",
-            "max_tokens", "max_completion_tokens")
+            "max_tokens", "max_completion_tokens", "grounding")
 MESSAGE = Keys("role", "content", "tool_calls", "function_call", "audio", "cache_control")
 PART = Keys("type", "image_url", "input_audio", "file", "video_url", "audio_url",
             "cache_control", "prompt_cache_breakpoint", *FILE_SOURCES, "format")
@@ -120,21 +124,119 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
         f.need(LOGPROBS, "top_logprobs", "top_logprobs", output=True)
     _thinking(f, body)
     _output_modalities(f, body)
+    grounding(f, body)
     if need_bool(body.get("stream"), "stream"):
         f.need(STREAMING, "stream", "streaming", output=True)
     return f
 
 
-def read_generation(body: dict[str, Any], tag: str) -> Features:
-    """``/v1/images/generations`` and ``/v1/videos/generations``: the model and its tag."""
-    ROOT.check(body, "")
+def grounding(f: Features, body: dict[str, Any]) -> None:
+    """The gateway's ``grounding: {}``: Google Search grounding, run by Google (D14)."""
+    value = body.get("grounding")
+    if value is None or value is False:
+        return
+    if value is not True:
+        need_dict(value, "grounding", "an object or a boolean")
+    f.need(TOOL_USE, "grounding", "Google Search grounding (grounding)", GROUNDING_VENDOR,
+           tool="grounding")
+
+
+#: Fields of the generation and task routes that carry an input image (image-to-image,
+#: image-to-video): present and not null → vision, or their ``data:`` URL's media tag.
+MEDIA_FIELDS = ("source_image", "image_init", "image", "images", "image_url", "input_image",
+                "reference_image", "reference_images", "mask", "input_reference",
+                "first_frame", "last_frame", "first_frame_image", "last_frame_image")
+GENERATION = Keys("model", "stream", "svg", *MEDIA_FIELDS)
+SVG = Keys("model")
+TASK = Keys("model", "params", *MEDIA_FIELDS)
+PARAMS = Keys(*MEDIA_FIELDS)
+EMBEDDING = Keys("model", "input")
+
+
+def read_generation(body: dict[str, Any], tag: str, *, images: bool = True) -> Features:
+    """``/v1/images/generations`` and ``/v1/videos/generations``: the model, its tag, input
+    images, and (images) streaming of partial images and the SVG author model (D9)."""
+    GENERATION.check(body, "")
     f = Features()
     _model(f, body)
     f.need(tag, "model", "image generation" if tag == IMAGE_GEN else "video generation")
+    _media_fields(f, body, "")
+    if images:
+        if need_bool(body.get("stream"), "stream"):
+            f.need(STREAMING, "stream", "streaming partial images", output=True)
+        svg_model(f, body.get("svg"), "svg")
     return f
 
 
-GENERATION_TAGS = {"images": IMAGE_GEN, "videos": VIDEO_GEN}
+def read_task(body: dict[str, Any]) -> Features:
+    """``/v1/tasks/submit`` (D12): a video or image model; media at the top or in params."""
+    TASK.check(body, "")
+    f = Features()
+    _model(f, body)
+    f.need(VIDEO_GEN, "model", "an asynchronous generation task", any_of=(IMAGE_GEN,))
+    _media_fields(f, body, "")
+    params = body.get("params")
+    if params is not None:
+        PARAMS.check(need_dict(params, "params"), "params")
+        _media_fields(f, params, "params")
+    return f
+
+
+def read_embeddings(body: dict[str, Any]) -> Features:
+    """``/v1/embeddings`` (D13): the model must exist; ``input`` must be text or tokens."""
+    EMBEDDING.check(body, "")
+    f = Features()
+    _model(f, body)
+    if not _embedding_input(body.get("input")):
+        f.unknown.append(("input", "embedding input other than text or token ids"))
+    return f
+
+
+def _embedding_input(value: Any) -> bool:
+    if type(value) is str:
+        return True
+    if type(value) is not list or not value:
+        return value is None
+    kinds = {type(item) for item in value}
+    if kinds == {str} or kinds == {int}:
+        return True
+    return kinds == {list} and all(
+        item and all(type(token) is int for token in item) for item in value)
+
+
+def svg_model(f: Features, svg: Any, path: str) -> None:
+    """``svg.model`` names the SVG author model: it must be in the catalog (D9)."""
+    if svg is None:
+        return
+    SVG.check(need_dict(svg, path), path)
+    model = svg.get("model")
+    if model is not None:
+        f.models.append(ModelRef(f"{path}.model", need_str(model, f"{path}.model"), only=()))
+
+
+def _media_fields(f: Features, obj: dict[str, Any], base: str) -> None:
+    for key, value in obj.items():
+        if value is None:
+            continue
+        path = f"{base}.{key}" if base else key
+        if key in MEDIA_FIELDS:
+            f.need(_value_tag(value) or VISION, path, f"an input image ({key})")
+        elif type(value) is str:
+            mime = data_url_mime(value)
+            if mime is not None and _MIME.fullmatch(mime.strip()):
+                tag = media_tag(mime)
+                if tag is not None:
+                    f.need(tag, path, f"inline media ({key})")
+
+
+_MIME = re.compile(r"[\w.+-]+/[\w.+-]+")
+
+
+def _value_tag(value: Any) -> str | None:
+    """A ``data:`` URL (or a list of them) names its media kind; anything else is an image."""
+    values = value if type(value) is list else [value]
+    tags = [media_tag(mime) for mime in map(data_url_mime, values) if mime is not None]
+    return next((t for t in tags if t is not None), None)
 
 
 def _model(f: Features, body: dict[str, Any]) -> None:
@@ -142,6 +244,14 @@ def _model(f: Features, body: dict[str, Any]) -> None:
     if model is None:
         raise malformed("model", "the model field is required.")
     f.models.append(ModelRef("model", need_str(model, "model")))
+
+
+def require_model(f: Features, body: dict[str, Any]) -> None:
+    """A non-empty string ``model`` (routes.md D1): anything else is ``invalid_param``."""
+    model = body.get("model")
+    if type(model) is not str or not model:
+        raise malformed("model", "a non-empty string model field is required.")
+    f.models.append(ModelRef("model", model))
 
 
 def _message(f: Features, message: Any, path: str) -> None:

@@ -38,11 +38,15 @@ class Spy:
         self.calls.append((scope, receive, send))
 
 
-@pytest.mark.parametrize("kind", ["websocket", "lifespan"])
-async def test_non_http_scope_untouched(kind: str, catalog) -> None:
+@pytest.mark.parametrize(("kind", "path", "websockets"), [
+    ("websocket", "/v1/realtime", "refuse"),   # not a guarded route
+    ("websocket", "/v1/messages", "pass"),     # guarded, but the user lets websockets pass
+    ("lifespan", "/v1/messages", "refuse"),
+])
+async def test_non_http_scope_untouched(kind: str, path: str, websockets: str, catalog) -> None:
     spy = Spy()
-    app = ModelGuardMiddleware(spy, catalog=catalog)
-    scope = {"type": kind, "path": "/v1/messages", "raw_path": b"/v1/messages",
+    app = ModelGuardMiddleware(spy, catalog=catalog, websockets=websockets)
+    scope = {"type": kind, "path": path, "raw_path": path.encode(),
              "headers": [], "query_string": b""}
 
     async def receive():  # never called by the guard

@@ -48,7 +48,9 @@ ROUTES = ["/v1/messages", "/v1/messages/count_tokens", "/v1/chat/completions",
           "/v1/models/gemini-3-1-pro:streamGenerateContent",
           "/v1alpha/models/gemini-3-flash:countTokens",
           "/v1beta/tunedModels/my-model:generateContent",
-          "/v1beta/models/models/x:generateContent"]
+          "/v1beta/models/models/x:generateContent", "/v1/responses", "/responses/compact",
+          "/v1/responses/input_tokens", "/v1/images/edits", "/videos", "/v1/tasks/submit",
+          "/v1beta/openai/chat/completions"]
 METHODS = ["POST", "post", "Post", "pOST", "GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE",
            "POST ", " POST", "PO ST", "POSTT", "\u017fpost"[1:], "po\u017ft", ""]
 OVERRIDES = ["x-http-method-override", "x-http-method", "x-method-override", "x-other"]
@@ -67,7 +69,7 @@ def ascii_swapcase(text: str) -> str:
 def route_key(route: object) -> tuple | None:
     if route is None:
         return None
-    return (route.protocol, route.kind, None if route.model is None else route.model.lower())
+    return (route.protocol, route.name, None if route.model is None else route.model.lower())
 
 
 def check_canonical(path: str, root: str) -> None:
