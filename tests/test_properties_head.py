@@ -298,10 +298,10 @@ def openai_parts(draw: st.DrawFn) -> tuple[dict[str, Any], set[str | None]]:
         need.add(data_kind(file["file_data"]))
     if draw(st.booleans()):
         file["file_id"] = draw(st.one_of(file_urls(), st.just("file-abc123")))
-        need |= uri_kinds(file["file_id"]) if "://" in file["file_id"] else {"vision"}
+        need |= {"vision"} | (uri_kinds(file["file_id"]) if "://" in file["file_id"] else set())
     if draw(st.booleans()):
         file["file_url"] = draw(file_urls())
-        need |= uri_kinds(file["file_url"])
+        need |= {"vision"} | uri_kinds(file["file_url"])  # an extension never lowers a need
     if draw(st.booleans()):
         file["format"] = draw(st.sampled_from(MIMES))
         need.add(kind_of(file["format"]))

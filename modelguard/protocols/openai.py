@@ -343,6 +343,15 @@ def _file_tags(part: dict[str, Any], kind: str, path: str) -> set[str | None]:
     return tags or {VISION}
 
 
+def _linked_tags(url: Any) -> set[str | None]:
+    """A file named by URL: ``vision`` (files are documents by policy) plus every kind its
+    extension names. An extension can add a need, never lower one (routes.md: URL extensions
+    are not trusted); only a declared ``data:`` MIME type can."""
+    if data_url_mime(url) is not None:
+        return uri_tags(url)
+    return {VISION} | uri_tags(url)
+
+
 def _source_tags(holder: dict[str, Any]) -> set[str | None]:
     tags: set[str | None] = set()
     data = holder.get("file_data")
@@ -351,9 +360,9 @@ def _source_tags(holder: dict[str, Any]) -> set[str | None]:
         tags.add(VISION if mime is None else media_tag(mime))
     file_id = holder.get("file_id")
     if file_id is not None:
-        tags |= uri_tags(file_id) if url_shaped(file_id) else {VISION}
+        tags |= _linked_tags(file_id) if url_shaped(file_id) else {VISION}
     if holder.get("file_url") is not None:
-        tags |= uri_tags(holder.get("file_url"))
+        tags |= _linked_tags(holder.get("file_url"))
     if holder.get("format") is not None:
         tags.add(media_tag(holder.get("format")))
     return tags

@@ -1492,7 +1492,11 @@ add(C, "url-file-id-mp4", O_PATH, o_file({"file_id": "gs://bucket/clip.mp4"}), O
 add(C, "url-file-id-wav", O_PATH, o_file({"file_id": "https://x/a.WAV?sig=1"}), O_CAP)
 add(C, "url-file-id-data-video", O_PATH, o_file({"file_id": " data:video/mp4;base64,AA"}), O_CAP)
 add(C, "url-file-id-pdf-pass", O_PATH, o_file({"file_id": "https://x/a.pdf"}), PASS)
-add(C, "url-file-id-txt-minimax-pass", O_PATH, o_file({"file_id": "https://x/a.txt"}, MINIMAX),
+add(C, "url-file-id-txt-still-needs-vision", O_PATH,
+    o_file({"file_id": "https://x/a.txt"}, MINIMAX), O_CAP,
+    chosen="an extension adds needs, never lowers them (routes.md: URL extensions are not "
+           "trusted); a document by URL needs vision")
+add(C, "url-file-id-mp4-doubao-pass", O_PATH, o_file({"file_id": "https://x/clip.mp4"}, DOUBAO),
     PASS)
 add(C, "input-file-part-level-video", O_PATH,
     o_file({"file_url": "https://x/clip.mp4"}, kind="input_file"), O_CAP)
