@@ -1379,6 +1379,23 @@ for name, target in [("suffix-on-unguarded", "/v1/models.json"),
                      ("two-suffixes", "/v1/messages.a.b")]:
     add(C, f"unguarded-{name}-pass", target, A_UNKNOWN, PASS)
 
+# The routes of routes.md get the same readings.
+R_OK = j({"model": GPT, "input": "hi"})
+R_UNKNOWN = j({"model": "gpt-9", "input": "hi"})
+for i, target in enumerate(["/v1/responses.json", "//host/v1/responses", "/v1/re%C5%BFponses",
+                            "/\\gw/responses", "/v1/responses/input_token%C5%BF"]):
+    add(C, f"responses-{i:02d}-{target}", target, R_UNKNOWN, O_MODEL,
+        socket_expect={"httptools": SERVER_REJECT} if "\\" in target else {})
+add(C, "responses-suffix-pass", "/v1/responses.json", R_OK, PASS)
+add(C, "embeddings-network-path", "//host/v1/embeddings", j({"model": "gpt-9", "input": "x"}),
+    PASS, chosen="embeddings are guarded only when switched on (routes.md D13)")
+add(C, "responses-form-urlencoded", "/v1/responses", R_OK, O_415,
+    content_type="application/x-www-form-urlencoded")
+add(C, "responses-charset-utf16", "/v1/responses", R_OK, O_415,
+    content_type="application/json; charset=utf-16")
+add(C, "images-edits-form-urlencoded", "/v1/images/edits", b"model=gpt-image-2&prompt=x", O_415,
+    content_type="application/x-www-form-urlencoded")
+
 # ---- §11 data URLs -------------------------------------------------------------------------
 C = "r2-data-urls"
 
