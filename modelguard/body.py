@@ -23,8 +23,9 @@ try:
 except ImportError:  # no compiler at install time: the pure-Python path below is equivalent
     _strictjson = None
 
-__all__ = ["ACCELERATED", "BodyError", "LongString", "SkippedArray", "SkippedObject",
-           "decode_content", "parse_json", "unreadable_encoding"]
+__all__ = ["ACCELERATED", "MAX_EXPANSION", "BodyError", "LongString", "SkippedArray",
+           "SkippedObject", "decode_content", "encoding_refusal", "parse_json",
+           "unreadable_encoding", "worst_size"]
 
 ACCELERATED = _strictjson is not None
 
@@ -85,8 +86,10 @@ DROPPED = LongString("")
 #: Content codings inspected (decisions.md §8); anything else on a guarded route is a 415.
 _CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _IDENTITY = {"", "identity"}
-#: More stacked codings than this is an attack, not a client.
-_MAX_CODINGS = 4
+#: More stacked codings than this is an attack, not a client (decisions.md §11: one layer).
+_MAX_CODINGS = 1
+#: A compressed body that inflates to more than this many times its size is a bomb (§11).
+MAX_EXPANSION = 200
 _CHUNK = 64 * 1024
 #: The decoder's own nesting limit; ``max_depth`` above it cannot be honoured.
 DECODER_MAX_DEPTH = 200
@@ -145,26 +148,43 @@ def _codings(headers: Iterable[str]) -> list[str]:
 
 
 def unreadable_encoding(content_encodings: Iterable[str]) -> str | None:
-    """The first content coding this guard cannot decode, if any (for an early 415)."""
+    """The content coding this guard will not decode, if any (for an early 415): an unknown
+    one, or a stack of more than one layer (each layer multiplies the cost of a bomb)."""
     codings = _codings(content_encodings)
     for coding in codings:
         if coding not in _CODINGS:
-            return coding
+            return coding[:64]
     if len(codings) > _MAX_CODINGS:
-        return ", ".join(codings)
+        return ", ".join(codings)[:64]
     return None
 
 
+def encoding_refusal(coding: str) -> BodyError:
+    """The 415 for a coding :func:`unreadable_encoding` named."""
+    if "," in coding:
+        return BodyError(
+            Reason.MEDIA_TYPE,
+            f"Content-Encoding {coding!r} stacks more than one coding; send the body "
+            "compressed once, with gzip or deflate.",
+        )
+    return BodyError(
+        Reason.MEDIA_TYPE,
+        f"Content-Encoding {coding!r} is not supported here; send the body uncompressed, "
+        "or with gzip or deflate.",
+    )
+
+
+def worst_size(size: int, content_encodings: Iterable[str]) -> int:
+    """The most bytes a body of ``size`` may decode to (for choosing where to inspect it)."""
+    return size * MAX_EXPANSION if _codings(content_encodings) else size
+
+
 def decode_content(body: bytes, content_encodings: Iterable[str], limit: int) -> bytes:
-    """Undo gzip/deflate codings (last applied first), never inflating past ``limit``."""
+    """Undo one gzip/deflate coding, never inflating past ``limit`` or ``MAX_EXPANSION``:1."""
     codings = _codings(content_encodings)
     bad = unreadable_encoding(codings)
     if bad is not None:
-        raise BodyError(
-            Reason.MEDIA_TYPE,
-            f"Content-Encoding {bad!r} is not supported here; send the body uncompressed, "
-            "or with gzip or deflate.",
-        )
+        raise encoding_refusal(bad)
     for coding in reversed(codings):
         body = _inflate(body, _CODINGS[coding], coding, limit)
     return body
@@ -174,13 +194,15 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits)
     out = []
     size = 0
+    #: Whichever comes first: the size limit or the expansion ratio.
+    ceiling = min(limit, MAX_EXPANSION * len(data))
     try:
         pending = data
         while pending:
             piece = inflater.decompress(pending, _CHUNK)
             size += len(piece)
-            if size > limit:
-                raise too_large(limit, "after decompression")
+            if size > ceiling:
+                raise _too_expanded(limit, size, len(data))
             out.append(piece)
             pending = inflater.unconsumed_tail
             if inflater.eof:
@@ -191,14 +213,25 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
             Reason.INVALID, f"The body is not valid {coding} data; check Content-Encoding."
         ) from None
     size += len(tail)
-    if size > limit:
-        raise too_large(limit, "after decompression")
+    if size > ceiling:
+        raise _too_expanded(limit, size, len(data))
     if not inflater.eof or inflater.unused_data:
         raise BodyError(
             Reason.INVALID, f"The {coding} body is truncated or has trailing bytes."
         )
     out.append(tail)
     return b"".join(out)
+
+
+def _too_expanded(limit: int, size: int, compressed: int) -> BodyError:
+    if size > limit:
+        return too_large(limit, "after decompression")
+    return BodyError(
+        Reason.TOO_LARGE,
+        f"The compressed body inflates to more than {MAX_EXPANSION} times its "
+        f"{compressed}-byte size; that is refused as a decompression bomb. Send it "
+        "uncompressed.",
+    )
 
 
 def too_large(limit: int, when: str = "") -> BodyError:

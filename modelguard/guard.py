@@ -14,12 +14,21 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio.to_thread
+
 from . import rewrite
 from .actions import CLAMP, REFUSE, STRIP, resolve_actions
-from .body import BodyError, too_large, unreadable_encoding
+from .body import BodyError, encoding_refusal, too_large, unreadable_encoding, worst_size
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, as_source, no_credential
-from .errors import Reason
+from .errors import OPENAI, Reason
+from .headers import (
+    HeadError,
+    credential_of,
+    declared_length,
+    header_values,
+    media_type_problem,
+)
 from .hints import annotate
 from .policy import (
     DEFAULT_MAX_BODY_BYTES,
@@ -37,13 +46,20 @@ from .types import CatalogLike, Mode
 from .verdict import PASS, Verdict, refusal
 from .wording import compose
 
-__all__ = ["Guard", "Headers"]
+__all__ = ["Guard", "Headers", "credential_of", "header_values"]
 
 logger = logging.getLogger("modelguard")
 
 Headers = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
 _MODES = ("enforce", "report")
 WEBSOCKETS = ("refuse", "pass")
+#: Bodies that may decode to more than this are inspected in a worker thread (§11), so the
+#: event loop keeps serving other requests meanwhile.
+LARGE_BODY = 1024 * 1024
+#: The refusal when the guard itself failed: fail closed, never a 500.
+_FAILED = "The request could not be inspected; it was refused to be safe."
+#: Where a request with no known route is answered when the check itself fails.
+_NO_ROUTE = Route(OPENAI, "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,28 +89,6 @@ def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
             value = value.decode("latin-1")
         out.append((str(name).lower(), str(value)))
     return out
-
-
-def header_values(headers: list[tuple[str, str]], name: str) -> list[str]:
-    return [value for key, value in headers if key == name]
-
-
-def credential_of(headers: list[tuple[str, str]], query: str) -> str | None:
-    """The caller's key: x-api-key, then Bearer, then x-goog-api-key, then ``?key=``."""
-    for value in header_values(headers, "x-api-key"):
-        if value.strip():
-            return value.strip()
-    for value in header_values(headers, "authorization"):
-        scheme, _, token = value.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    for value in header_values(headers, "x-goog-api-key"):
-        if value.strip():
-            return value.strip()
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "key" and value:
-            return value
-    return None
 
 
 class Guard:
@@ -166,7 +160,16 @@ class Guard:
         return match_route(*paths, root_path=root_path, enabled=self.families)
 
     def precheck(self, route: Route, headers: list[tuple[str, str]], query: str) -> Verdict | None:
-        """Refusals that need no body: an unreadable encoding or media type, a declared size."""
+        """Refusals that need no body: encoding, media type, framing, size and credential."""
+        try:
+            self._check_head(route, headers, query)
+        except HeadError as error:
+            return self.refuse(route, error.reason, error.message)
+        except BodyError as error:
+            return self.refuse(route, error.reason, error.message, error.path)
+        return None
+
+    def _check_head(self, route: Route, headers: list[tuple[str, str]], query: str) -> None:
         encodings, media_types, lengths = [], [], []
         for name, value in headers:
             if name == "content-encoding":
@@ -178,20 +181,18 @@ class Guard:
         if encodings:
             bad = unreadable_encoding(encodings)
             if bad is not None:
-                return self.refuse(route, Reason.MEDIA_TYPE, (
-                    f"Content-Encoding {bad!r} is not supported here; send the body "
-                    "uncompressed, or with gzip or deflate."))
+                raise encoding_refusal(bad)
         if "$ct" in query or "%24ct" in query.lower():
             media_types += [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "$ct"]
-        if not route.multipart and any(v.strip().lower().startswith("multipart/")
-                                       for v in media_types):
-            return self.refuse(route, Reason.MEDIA_TYPE, (
-                "multipart bodies are not supported here; send the request as JSON."))
-        for value in lengths:
-            if value.strip().isdigit() and int(value) > self.options.max_body_bytes:
-                error = too_large(self.options.max_body_bytes)
-                return self.refuse(route, error.reason, error.message)
-        return None
+        problem = media_type_problem(media_types,
+                                     reads_multipart=route.multipart)
+        if problem is not None:
+            raise HeadError(Reason.MEDIA_TYPE, problem)
+        declared = declared_length(lengths)
+        if declared is not None and declared > self.options.max_body_bytes:
+            raise too_large(self.options.max_body_bytes)
+        if self.source.needs_credential:
+            credential_of(headers, query)  # a refused credential is refused before the body
 
     # -- the whole check ----------------------------------------------------------------------
 
@@ -202,9 +203,14 @@ class Guard:
         ``root_path``: a path prefix removed before matching, like the ASGI ``root_path`` (a
         proxy mounted under ``/llm`` passes ``root_path="/llm"``); ``None`` guards any path
         that ends in a guarded route. A request the guard does not recognise is allowed with
-        ``verdict.guarded`` False: check it when a prefix is involved.
+        ``verdict.guarded`` False: check it when a prefix is involved. Never raises: a failure
+        of the check itself refuses the request (fail closed).
         """
-        start = self._start(method, target, headers, body, root_path)
+        try:
+            start = self._start(method, target, headers, body, root_path)
+        except Exception:
+            logger.exception("modelguard: internal error while checking a request")
+            start = self.failed(None)
         if isinstance(start, Verdict):
             await self.notify(start)
             return start
@@ -215,7 +221,11 @@ class Guard:
         """:meth:`check` without an event loop (WSGI, Flask, Django, threads): the same
         verdict; a catalog that must be fetched is fetched blocking (``RemoteCatalog``
         shares one cache and one fetch per key between threads and coroutines)."""
-        start = self._start(method, target, headers, body, root_path)
+        try:
+            start = self._start(method, target, headers, body, root_path)
+        except Exception:
+            logger.exception("modelguard: internal error while checking a request")
+            start = self.failed(None)
         if isinstance(start, Verdict):
             self.notify_sync(start)
             return start
@@ -244,74 +254,99 @@ class Guard:
 
     async def inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
                       body: bytes) -> Verdict:
-        """Check a body already read within the size limit; never raises on client input."""
-        steps = self._steps(route, headers, query, body)
-        send: Callable[[Any], _Need] = steps.send
-        value: Any = None
+        """Check a body already read within the size limit; never raises on client input.
+
+        A body that may decode to more than :data:`LARGE_BODY` is decoded and read in a
+        worker thread, so the event loop keeps serving other requests meanwhile."""
         try:
-            while True:
-                try:
-                    need = send(value)
-                except StopIteration as stop:
-                    verdict = stop.value
-                    break
-                try:
-                    if need.refresh:
-                        value = await self.source.refresh_for_unknown(need.credential)
-                    else:
-                        value = await self.source.catalog_for(need.credential)
-                    send = steps.send
-                except CatalogUnavailable as error:
-                    value, send = error, steps.throw
+            if worst_size(len(body), header_values(headers, "content-encoding")) > LARGE_BODY:
+                read = await anyio.to_thread.run_sync(self._read, route, headers, body)
+            else:
+                read = self._read(route, headers, body)
+            if isinstance(read, Verdict):
+                verdict = read
+            else:
+                steps = self._steps(route, headers, query, *read)
+                send: Callable[[Any], _Need] = steps.send
+                value: Any = None
+                while True:
+                    try:
+                        need = send(value)
+                    except StopIteration as stop:
+                        verdict = stop.value
+                        break
+                    try:
+                        if need.refresh:
+                            value = await self.source.refresh_for_unknown(need.credential)
+                        else:
+                            value = await self.source.catalog_for(need.credential)
+                        send = steps.send
+                    except CatalogUnavailable as error:
+                        value, send = error, steps.throw
         except Exception:  # a bug must not turn client input into a 500: fail closed
-            verdict = self._failed(route)
+            logger.exception("modelguard: internal error while checking a request")
+            verdict = self.failed(route)
         await self.notify(verdict)
         return verdict
 
     def inspect_sync(self, route: Route, headers: list[tuple[str, str]], query: str,
                      body: bytes) -> Verdict:
         """:meth:`inspect` without an event loop."""
-        steps = self._steps(route, headers, query, body)
-        send: Callable[[Any], _Need] = steps.send
-        value: Any = None
         try:
-            while True:
-                try:
-                    need = send(value)
-                except StopIteration as stop:
-                    verdict = stop.value
-                    break
-                try:
-                    if need.refresh:
-                        value = _blocking(self.source, "refresh_for_unknown", need.credential)
-                    else:
-                        value = _blocking(self.source, "catalog_for", need.credential)
-                    send = steps.send
-                except CatalogUnavailable as error:
-                    value, send = error, steps.throw
+            read = self._read(route, headers, body)
+            if isinstance(read, Verdict):
+                verdict = read
+            else:
+                steps = self._steps(route, headers, query, *read)
+                send: Callable[[Any], _Need] = steps.send
+                value: Any = None
+                while True:
+                    try:
+                        need = send(value)
+                    except StopIteration as stop:
+                        verdict = stop.value
+                        break
+                    try:
+                        if need.refresh:
+                            value = _blocking(self.source, "refresh_for_unknown",
+                                              need.credential)
+                        else:
+                            value = _blocking(self.source, "catalog_for", need.credential)
+                        send = steps.send
+                    except CatalogUnavailable as error:
+                        value, send = error, steps.throw
         except Exception:  # a bug must not turn client input into a 500: fail closed
-            verdict = self._failed(route)
+            logger.exception("modelguard: internal error while checking a request")
+            verdict = self.failed(route)
         self.notify_sync(verdict)
         return verdict
 
-    def _failed(self, route: Route) -> Verdict:
-        logger.exception("modelguard: internal error while checking a request")
-        return self.refuse(route, Reason.INVALID, (
-            "The request could not be inspected; it was refused to be safe."))
+    def failed(self, route: Route | None) -> Verdict:
+        """The fail-closed refusal for a check that itself went wrong."""
+        return self.refuse(route or _NO_ROUTE, Reason.INVALID, _FAILED)
 
-    def _steps(self, route: Route, headers: list[tuple[str, str]], query: str,
-               body: bytes) -> _Steps:
-        """The check after the route, as a pure description: the catalog is asked for."""
-        encodings = header_values(headers, "content-encoding")
+    def _read(self, route: Route, headers: list[tuple[str, str]],
+              body: bytes) -> tuple[bytes, Features] | Verdict:
+        """Decode the body and read its features (pure, so it may run in a worker thread);
+        a body that cannot be read is refused."""
         try:
-            decoded = decode_body(route, body, encodings, self.options)
-            features = read_decoded(route, decoded, self.options,
-                                    header_values(headers, "content-type"))
+            decoded = decode_body(route, body, header_values(headers, "content-encoding"),
+                                  self.options)
+            return decoded, read_decoded(route, decoded, self.options,
+                                         header_values(headers, "content-type"))
         except BodyError as error:
             return self.refuse(route, error.reason, error.message, error.path)
+
+    def _steps(self, route: Route, headers: list[tuple[str, str]], query: str,
+               decoded: bytes, features: Features) -> _Steps:
+        """The check after the body was read, as a pure description: the catalog is asked
+        for (by yielding), never fetched here."""
         credential = None
-        if self.source.needs_credential:
-            credential = credential_of(headers, query)
+        try:
+            if self.source.needs_credential:
+                credential = credential_of(headers, query)
+        except HeadError as error:
+            return self.refuse(route, error.reason, error.message)
         try:
             if self.source.needs_credential and credential is None:
                 raise no_credential()

@@ -20,7 +20,8 @@ from .body import BodyError, too_large
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, no_credential
 from .errors import ANTHROPIC, GEMINI, OPENAI, Reason, envelope
-from .guard import Guard, credential_of, normalize_headers
+from .guard import Guard, normalize_headers
+from .headers import HeadError, credential_of
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
 from .routing import canonical_path
 from .types import CatalogLike, Mode
@@ -36,6 +37,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Any]
 
 STATE_KEY = "modelguard"
 logger = logging.getLogger("modelguard")
+# What the middleware does with a request once the guard has looked at it.
+_PASS, _ANSWER, _REPLAY, _DONE = "pass", "answer", "replay", "done"
 
 
 class ModelGuardMiddleware:
@@ -90,29 +93,48 @@ class ModelGuardMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
+        # Only the guard's own work is wrapped: whatever the app raises is the app's.
+        try:
+            outcome, verdict, chunks = await self._guard(scope, receive, send)
+        except Exception:
+            logger.exception("modelguard: internal error while checking a request")
+            outcome, verdict, chunks = _ANSWER, self.guard.failed(None), None
+        if outcome == _PASS:
+            await self.app(scope, receive, send)
+        elif outcome == _ANSWER and verdict is not None:
+            scope.setdefault("state", {})[STATE_KEY] = verdict
+            await _respond(send, verdict)
+        elif outcome == _REPLAY and verdict is not None and verdict.rewritten_body is not None:
+            body = verdict.rewritten_body  # an action changed the body: new framing
+            await self.app(_reframed(scope, len(body)), _replay([body], receive),
+                           _announcing(send, verdict))
+        elif outcome == _REPLAY and chunks is not None:
+            await self.app(scope, _replay(chunks, receive), send)
+
+    async def _guard(self, scope: Scope, receive: Receive,
+                     send: Send) -> tuple[str, Verdict | None, list[bytes] | None]:
+        """What to do with one request: pass it on, answer it, replay its body, or nothing."""
         headers = normalize_headers(scope.get("headers") or [])
         if self.serve_models and _is_models_listing(scope):
             await self._models(scope, headers, send)
-            return
+            return _DONE, None, None
         route = self.guard.route(scope.get("method", ""), scope_paths(scope), headers,
                                  scope.get("root_path", ""))
         if route is None:
-            await self.app(scope, receive, send)
-            return
-        query = scope.get("query_string", b"").decode("latin-1")
+            return _PASS, None, None
+        query = (scope.get("query_string") or b"").decode("latin-1")
         verdict = self.guard.precheck(route, headers, query)
+        chunks = None
         if verdict is None:
             try:
                 chunks = await _read_body(receive, self.guard.options.max_body_bytes)
             except BodyError as error:
                 verdict = self.guard.refuse(route, error.reason, error.message)
         if verdict is not None:
-            scope.setdefault("state", {})[STATE_KEY] = verdict
             await self.guard.notify(verdict)
-            await _respond(send, verdict)
-            return
+            return _ANSWER, verdict, None
         if chunks is None:
-            return  # the client left before its body arrived: nobody to answer
+            return _DONE, None, None  # the client left before its body arrived: nobody to answer
         # One contiguous copy for the check only (none when the body came in one piece); the
         # app gets the original chunks, so no second copy outlives the check.
         whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -120,15 +142,8 @@ class ModelGuardMiddleware:
         del whole
         scope.setdefault("state", {})[STATE_KEY] = verdict
         if not verdict.allowed:
-            await _respond(send, verdict)
-            return
-        if verdict.rewritten_body is not None:
-            await self.app(_reframed(scope, len(verdict.rewritten_body)),
-                           _replay([verdict.rewritten_body], receive),
-                           _announcing(send, verdict))
-            return
-        await self.app(scope, _replay(chunks, receive), send)
-
+            return _ANSWER, verdict, None
+        return _REPLAY, verdict, chunks
 
     async def _deny_websocket(self, scope: Scope, receive: Receive, send: Send,
                               route: Any) -> None:
@@ -180,14 +195,19 @@ class ModelGuardMiddleware:
 
     async def _models(self, scope: Scope, headers: list[tuple[str, str]], send: Send) -> None:
         """``GET /v1/models`` answered from the cached catalog, with the gateway's filters."""
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw_query = (scope.get("query_string") or b"").decode("latin-1")
+        query = parse_qs(raw_query)
         source = self.guard.source
-        credential = credential_of(headers, scope.get("query_string", b"").decode("latin-1"))
         protocol = _listing_protocol(headers)
         try:
+            credential = credential_of(headers, raw_query) if source.needs_credential else None
             if source.needs_credential and credential is None:
                 raise no_credential()
             catalog = await source.catalog_for(credential)
+        except HeadError as error:
+            status, body, extra = envelope(protocol, error.reason, error.message)
+            await _send(send, status, body, extra)
+            return
         except CatalogUnavailable as error:
             status, body, extra = envelope(protocol, error.reason, error.message,
                                            retry_after=error.retry_after)

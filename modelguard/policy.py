@@ -20,7 +20,7 @@ from .body import DECODER_MAX_DEPTH, BodyError, decode_content, parse_json
 from .catalog import Catalog, ModelInfo
 from .errors import Reason
 from .protocols import anthropic, gemini, multipart, openai, responses
-from .protocols._base import Features, ModelRef, Need, malformed
+from .protocols._base import Features, ModelRef, Need, malformed, shown
 from .routing import (
     CHAT,
     COUNT,
@@ -244,7 +244,7 @@ def judge(route: Route, features: Features, catalog: Catalog,
         for path, kind in features.unknown:
             found.append(Violation(
                 Reason.UNSUPPORTED_CONTENT,
-                f"Unknown content type {kind!r} at {path}: modelguard cannot tell which "
+                f"Unknown content type {shown(kind)!r} at {path}: modelguard cannot tell which "
                 "capability it needs, so it refuses it. Use a supported content type, or "
                 "set allow_unknown_content=True to let unknown types through.",
                 path, features.models[0].slug if features.models else None, what=kind,

@@ -1,13 +1,17 @@
-"""Which requests are guarded, matched on a canonical path (decisions.md §1).
+r"""Which requests are guarded, matched on a canonical path (decisions.md §1, §11).
 
 A request that only a sloppy matcher would miss must not slip past the guard, so the path is
 canonicalized generously (absolute-form, fragment, root_path, one percent-decode, repeated
-slashes, dot segments, a trailing slash, ASCII case) and every plausible reading is matched.
+slashes, dot segments, a trailing slash, ASCII case) and every plausible reading is matched:
+also the path under Unicode case folding + NFKC, without one trailing format suffix
+(``/v1/messages.json``), and with a leading ``//host`` or ``/\host`` read as a network-path
+reference. Readings that land on different routes or models make the request ambiguous.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
@@ -231,17 +235,87 @@ def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
 
 def _readings(paths: tuple[str, ...], root_path: str) -> list[str]:
     """Canonical forms a lenient router might give: with and without ``root_path`` removed
-    (an app mounted at ``/v1`` still forwards ``/v1/messages``), and with ``;params`` dropped
-    from each segment (as Java-style routers do)."""
-    found = []
+    (an app mounted at ``/v1`` still forwards ``/v1/messages``), with ``;params`` dropped
+    from each segment (as Java-style routers do), with a leading ``//authority`` dropped (a
+    URL parser reading a network-path reference), under Unicode case folding + NFKC, and
+    without one trailing format suffix (``.json``, as REST frameworks strip)."""
+    raws: list[str] = []
     for raw in paths:
-        found.append(canonical_path(raw, root_path))
+        raws.append(raw)
+        text = raw
+        if not raw.isascii():
+            text = _as_utf8(raw)
+            if text != raw:
+                raws.append(text)
+        if text[1:2] in _SLASHES_BOTH and text[:1] in _SLASHES_BOTH or "://" in text:
+            network = _network_path(text)
+            for _ in range(_MAX_AUTHORITIES):  # ``http://a//b/...``: read each authority away
+                if network is None:
+                    break
+                raws.append(network)
+                network = _network_path(network)
+    found = []
+    for raw in raws:
+        forms = [canonical_path(raw, root_path)]
         if root_path:
-            found.append(canonical_path(raw))
+            forms.append(canonical_path(raw))
         if ";" in raw:
             stripped = _MATRIX.sub("", raw.split("?", 1)[0].split("#", 1)[0])
-            found.append(canonical_path(stripped, root_path))
+            forms.append(canonical_path(stripped, root_path))
+        if "%" in raw or not raw.isascii():
+            folded = _unicode_fold(raw)
+            if folded is not None:
+                forms.append(canonical_path(folded, root_path))
+        for form in forms:
+            found.append(form)
+            if form.rfind(".") > form.rfind("/"):
+                bare = _SUFFIX.sub("", form)
+                if bare != form:
+                    found.append(canonical_path(bare))
     return found
+
+
+_SLASHES_BOTH = ("/", "\\")
+_MAX_AUTHORITIES = 3
+#: One trailing format suffix on the last segment (``/v1/messages.json``).
+_SUFFIX = re.compile(r"(?<=[^.])\.[A-Za-z0-9]{1,16}$")
+#: A target that starts like ``//host/...`` (backslashes count as slashes, as in browsers).
+_NETWORK = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?[/\\]{2,}[^/\\?#]*")
+
+
+def _network_path(path: str) -> str | None:
+    """The path of ``//authority/path`` (a network-path reference), or None."""
+    match = _NETWORK.match(path)
+    if match is None:
+        return None
+    rest = path[match.end():]
+    return rest if rest[:1] in ("/", "\\") else "/" + rest
+
+
+def _as_utf8(raw: str) -> str:
+    """A raw target (bytes read as Latin-1) read as UTF-8, as the server's path is."""
+    if raw.isascii():
+        return raw
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return raw
+
+
+def _unicode_fold(path: str) -> str | None:
+    """The path with its non-ASCII characters under NFKC + case folding (``ſ`` → ``s``,
+    Kelvin sign → ``k``), percent-escapes decoded first and the result re-escaped (so it is
+    decoded once, like the plain reading); ASCII is left as is (a model keeps its case).
+    None when nothing is non-ASCII once decoded."""
+    text = unquote(path, errors="surrogateescape")
+    if text.isascii():
+        return None
+    folded = "".join(ch if ch.isascii() else _fold_char(ch) for ch in text)
+    return folded.replace("%", "%25")
+
+
+def _fold_char(ch: str) -> str:
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", ch).casefold())
 
 
 _MATRIX = re.compile(r";[^/]*")

@@ -5,13 +5,20 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import random
 import zlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelguard.body import BodyError, decode_content, parse_json, unreadable_encoding
+from modelguard.body import (
+    MAX_EXPANSION,
+    BodyError,
+    decode_content,
+    parse_json,
+    unreadable_encoding,
+)
 from modelguard.errors import Reason
 
 
@@ -46,8 +53,38 @@ def test_gzip_deflate_and_stacked() -> None:
     raw = json.dumps({"a": "b" * 1000}).encode()
     assert decode_content(gzip.compress(raw), ["gzip"], 10_000) == raw
     assert decode_content(zlib.compress(raw), ["DEFLATE"], 10_000) == raw
-    assert decode_content(gzip.compress(zlib.compress(raw)), ["deflate, gzip"], 10_000) == raw
+    assert decode_content(gzip.compress(raw), ["identity, gzip", "identity"], 10_000) == raw
     assert decode_content(raw, ["identity"], 10_000) == raw
+    for stacked in (["deflate, gzip"], ["gzip", "gzip"], ["gzip,deflate"]):
+        with pytest.raises(BodyError) as info:
+            decode_content(gzip.compress(zlib.compress(raw)), stacked, 10_000)
+        assert info.value.reason == Reason.MEDIA_TYPE
+        assert "more than one" in info.value.message
+
+
+@pytest.mark.parametrize("size", [MAX_EXPANSION * 200, 5_000_000])
+def test_expansion_ratio_over_200_is_too_large(size: int) -> None:
+    """Well under the size limit, but inflating more than 200:1: a bomb (decisions.md §11)."""
+    bomb = zlib.compress(b" " * size, 9)
+    assert size > MAX_EXPANSION * len(bomb)
+    with pytest.raises(BodyError) as info:
+        decode_content(bomb, ["deflate"], 32 * 1024 * 1024)
+    assert info.value.reason == Reason.TOO_LARGE
+    assert "200 times" in info.value.message
+
+
+def test_expansion_ratio_exactly_at_the_bound_passes() -> None:
+    """A body inflating to exactly 200 times its compressed size is still read."""
+    rng = random.Random(7)
+    for _ in range(200):
+        raw = b'{"a":"' + bytes(rng.choice(b"ab") for _ in range(rng.randint(1, 9))) \
+            + b" " * rng.randint(1000, 60_000) + b'"}'
+        packed = zlib.compress(raw, 9)
+        if len(raw) <= MAX_EXPANSION * len(packed):
+            assert decode_content(packed, ["deflate"], 1 << 25) == raw
+        else:
+            with pytest.raises(BodyError):
+                decode_content(packed, ["deflate"], 1 << 25)
 
 
 def test_bomb_stops_at_the_limit() -> None:
@@ -72,8 +109,11 @@ def test_corrupt_compressed_bodies(data: bytes, coding: str) -> None:
 def test_unreadable_encodings() -> None:
     assert unreadable_encoding(["br"]) == "br"
     assert unreadable_encoding(["gzip, zstd"]) == "zstd"
-    assert unreadable_encoding(["gzip", "GZIP", "identity"]) is None
+    assert unreadable_encoding(["GZIP", "identity"]) is None
+    assert unreadable_encoding(["gzip", "GZIP", "identity"]) == "gzip, gzip"
     assert unreadable_encoding(["gzip"] * 5) is not None
+    assert unreadable_encoding(["gzip", "deflate"]) == "gzip, deflate"
+    assert unreadable_encoding(["x" * 5000]) == "x" * 64
 
 
 _json = st.recursive(

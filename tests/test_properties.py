@@ -650,9 +650,10 @@ def _b_part(r: Reader, part: Any) -> None:
         if key is not None:
             for media in r.get(part, key):
                 url = r.one(media, "url") if isinstance(media, dict) else media
-                media_kind = mime_tag(data_url_mime(url)) if data_url_mime(url) else None
-                if media_kind in ("audio", "video"):
-                    tag = media_kind
+                if data_url_mime(url) is not None:  # §11: a differing data URL adds its kind
+                    media_kind = mime_tag(data_url_mime(url))
+                    if media_kind is not None:
+                        r.need(media_kind)
         if tag is not None:
             r.need(tag)
 
@@ -755,6 +756,8 @@ def _c_part(r: Reader, part: Any, kinds: dict[str, str | None]) -> None:
         kind = kinds[name]
         if kind == "media":
             mime = r.one(value, "mimeType")
+            if mime == "":  # §11: an empty mimeType is not set
+                mime = None
             if mime is not None or name == "inlineData":
                 tag = mime_tag(mime)
             else:

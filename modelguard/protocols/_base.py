@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..body import BodyError
 from ..errors import Reason
+from ._extensions import EXTENSIONS
 
 __all__ = [
     "Features", "Keys", "ModelRef", "Need", "malformed", "media_tag", "need_bool", "need_dict",
@@ -140,8 +142,8 @@ class Keys:
                 if _fold(key) in self._folded:
                     raise malformed(
                         path or None,
-                        f"key {key!r} is a look-alike of a field name (case or Unicode "
-                        "variant); spell field names exactly.",
+                        f"key {shown(key)!r} is a look-alike of a field name (case or "
+                        "Unicode variant); spell field names exactly.",
                     )
                 if len(self._seen) < _SEEN_LIMIT:
                     self._seen.add(key)
@@ -217,9 +219,14 @@ def token_count(value: Any, path: str, *, strings: bool = False) -> int | None:
         return value
     if kind is float and value.is_integer():
         return int(value)
-    if strings and kind is str and value.strip().lstrip("-").isdigit() and value.isascii():
+    if strings and kind is str and _INT64.fullmatch(value.strip()):
         return int(value)
     raise malformed(path, f"expected an integer, got {_kind(value)}.")
+
+
+#: A proto3 JSON int64 as a string: ASCII digits, one optional minus, at most 19 digits (§11:
+#: nothing client-supplied reaches ``int()`` unchecked).
+_INT64 = re.compile(r"-?[0-9]{1,19}")
 
 
 def _kind(value: Any) -> str:
@@ -244,7 +251,7 @@ def media_tag(mime: Any) -> str | None:
     """The tag media of a MIME type needs; unknown kinds need ``vision`` (conservative)."""
     if type(mime) is not str:
         return VISION
-    main = mime.split(";", 1)[0].strip().lower()
+    main = _media_main(mime)
     if main.startswith("image/"):
         return VISION
     if main.startswith("audio/"):
@@ -256,9 +263,60 @@ def media_tag(mime: Any) -> str | None:
     return VISION  # application/pdf by policy, anything unreadable by caution
 
 
+def _media_main(mime: str) -> str:
+    """``type/subtype`` of a media type, lower case; ``\\/`` reads as ``/`` (§11)."""
+    return mime.split(";", 1)[0].strip(_IGNORED).lower().replace("\\/", "/")
+
+
+#: Characters ignored around a URL or media type: ASCII whitespace and C0 controls (§11).
+_IGNORED = "".join(chr(c) for c in range(0x21))
+
+
 def data_url_mime(url: Any) -> str | None:
-    """The MIME type of a ``data:`` URL, or None for any other URL."""
-    if not isinstance(url, str) or url[:5].lower() != "data:":
+    """The MIME type of a ``data:`` URL, or None for any other URL.
+
+    Leading and trailing whitespace and C0 controls are ignored before the ``data:`` test, as
+    URL parsers do. An empty media type stays empty (read as unknown, so ``vision``): the
+    reader behind may sniff the bytes rather than assume RFC 2397's ``text/plain``."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip(_IGNORED)
+    if url[:5].lower() != "data:":
         return None
     head = url[5:].split(",", 1)[0]
-    return head.split(";", 1)[0]
+    return head.split(";", 1)[0].strip(_IGNORED)
+
+
+def media_tags(*mimes: Any) -> set[str | None]:
+    """The tags of several media types naming one piece of media (each may need its own)."""
+    return {media_tag(mime) for mime in mimes}
+
+
+def uri_tags(uri: Any) -> set[str | None]:
+    """The tags media named only by a URI needs: a ``data:`` URL's type, else the extension of
+    its path (every kind the extension may name); anything unknown needs ``vision``."""
+    if type(uri) is not str:
+        return {VISION}
+    mime = data_url_mime(uri)
+    if mime is not None:
+        return {media_tag(mime)}
+    path = uri.strip(_IGNORED).split("?", 1)[0].split("#", 1)[0]
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if "." not in name:
+        return {VISION}
+    mimes = EXTENSIONS.get(name.rsplit(".", 1)[-1].lower())
+    return {VISION} if mimes is None else media_tags(*mimes)
+
+
+def url_shaped(value: Any) -> bool:
+    """Whether a file reference is a URL (``https://…``, ``gs://…``, ``data:…``), not an id."""
+    if type(value) is not str:
+        return False
+    text = value.strip(_IGNORED)
+    return "://" in text or text[:5].lower() == "data:"
+
+
+def shown(text: Any, limit: int = 64) -> str:
+    """Client text echoed in a message, cut to ``limit`` characters (§11)."""
+    text = text if type(text) is str else str(text)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -5,22 +5,26 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._base import (
+    AUDIO,
     CACHE_CONTROL,
     JSON_SCHEMA,
     STREAMING,
     THINKING,
     TOOL_USE,
+    VIDEO,
     VISION,
     Features,
     Keys,
     ModelRef,
     Need,
+    data_url_mime,
     malformed,
     media_tag,
     need_bool,
     need_dict,
     need_list,
     need_str,
+    shown,
     token_count,
 )
 
@@ -104,7 +108,7 @@ ROOT = Keys("model", "messages", "system", "tools", "tool_choice", "stream", "ma
             "mcp_servers", "container")
 MESSAGE = Keys("role", "content")
 BLOCK = Keys("type", "source", "content", "cache_control")
-SOURCE = Keys("type", "media_type", "content")
+SOURCE = Keys("type", "media_type", "content", "url")
 TYPED = Keys("type")
 OUTPUT_CONFIG = Keys("format")
 FALLBACK = Keys("model", "max_tokens", "thinking")
@@ -193,6 +197,8 @@ def _block(f: Features, block: Any, path: str) -> None:
         source = block.get("source")
         if type(source) is dict:
             SOURCE.check(source, f"{path}.source")
+            for tag in _declared_kinds(source) - {VISION, None}:
+                f.need(tag, path, f"an image block holding {tag} media")
     if rule.nested is not None:
         _content(f, block.get(rule.nested), f"{path}.{rule.nested}")
 
@@ -207,13 +213,29 @@ def _document(f: Features, block: dict[str, Any], path: str) -> None:
     if kind not in DOCUMENT_SOURCES:
         f.unknown.append((spath, kind))
         return
-    tag = DOCUMENT_SOURCES[kind]
+    tags = {DOCUMENT_SOURCES[kind]}
     if kind == "base64":
-        tag = media_tag(source.get("media_type"))
+        tags = {media_tag(source.get("media_type"))}
     elif kind == "content":
         _content(f, source.get("content"), f"{spath}.content", required=True)
-    if tag is not None:
-        f.need(tag, path, f"a document ({source.get('media_type') or kind})")
+    elif kind == "url":
+        tags |= _declared_kinds(source)
+    what = source.get("media_type") if type(source.get("media_type")) is str else kind
+    for tag in (VISION, AUDIO, VIDEO):
+        if tag in tags:
+            f.need(tag, path, f"a document ({shown(what)})")
+
+
+def _declared_kinds(source: dict[str, Any]) -> set[str | None]:
+    """The media kinds a source declares: its ``media_type`` and a ``data:`` URL's type. Each
+    is needed when it differs from the block type (decisions.md §11)."""
+    kinds: set[str | None] = set()
+    if source.get("media_type") is not None:
+        kinds.add(media_tag(source.get("media_type")))
+    mime = data_url_mime(source.get("url"))
+    if mime is not None:
+        kinds.add(media_tag(mime))
+    return kinds
 
 
 def _web_fetch(f: Features, result: Any, path: str) -> None:

@@ -30,7 +30,9 @@ from ._base import (
     need_bool,
     need_dict,
     need_list,
+    shown,
     token_count,
+    uri_tags,
 )
 
 __all__ = ["read"]
@@ -99,13 +101,6 @@ FORMAT = Keys("text", "image", "audio", "video", gemini=True)
 FORMAT_TEXT = Keys("mimeType", "jsonSchema", gemini=True)
 
 _YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
-_EXTENSIONS = {
-    "png": VISION, "jpg": VISION, "jpeg": VISION, "webp": VISION, "heic": VISION, "heif": VISION,
-    "gif": VISION, "pdf": VISION, "wav": AUDIO, "mp3": AUDIO, "aiff": AUDIO, "aac": AUDIO,
-    "ogg": AUDIO, "flac": AUDIO, "m4a": AUDIO, "mp4": VIDEO, "mpeg": VIDEO, "mov": VIDEO,
-    "avi": VIDEO, "flv": VIDEO, "mpg": VIDEO, "webm": VIDEO, "wmv": VIDEO, "3gp": VIDEO,
-    "txt": None, "md": None, "csv": None, "json": None, "html": None, "py": None, "js": None,
-}
 
 
 def read(body: dict[str, Any], model: str, *, counting: bool = False,
@@ -181,7 +176,8 @@ def _plain_text(content: Any) -> bool:
     if type(parts) is not list:
         return False
     for part in parts:
-        if type(part) is not dict or "text" not in part or not _TEXT_PART.issuperset(part):
+        if type(part) is not dict or "text" not in part or not _TEXT_PART.issuperset(part) \
+                or _BOTH_SIGNATURES.issubset(part):
             return False
     return True
 
@@ -194,7 +190,8 @@ def _content(f: Features, content: Any, path: str) -> None:
     ppath = f"{path}.{key}"
     accepts = PART.accepts
     for i, part in enumerate(need_list(parts, ppath)):
-        if type(part) is dict and "text" in part and accepts(part) and _TEXT_PART.issuperset(part):
+        if (type(part) is dict and "text" in part and accepts(part)
+                and _TEXT_PART.issuperset(part) and not _BOTH_SIGNATURES.issubset(part)):
             continue  # a plain text part (or thought summary)
         _part(f, part, f"{ppath}[{i}]", PART, PART_DATA)
 
@@ -222,9 +219,10 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
     need = kinds[kind]
     value = part[key]
     if need == "media":
-        tag = _media(value, dpath, kind)
-        if tag is not None:
-            f.need(tag, dpath, f"{kind} ({_mime_of(value) or 'unknown type'})")
+        mime = _mime_of(value)
+        label = shown(mime) if type(mime) is str else "unknown type"
+        for tag in _media(value, dpath, kind):
+            f.need(tag, dpath, f"{kind} ({label})")
     elif need == "server":
         f.need(TOOL_USE, dpath, f"{kind} (Google-run tool traffic)", VENDOR, tool=kind)
     elif need is not None:
@@ -240,42 +238,47 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
 
 
 _RESPONSE_KINDS = {kind: PART_DATA[kind] for kind in RESPONSE_PART_DATA}
-#: Keys of a part that holds text only, and of a turn (the fast paths).
+#: Keys of a part that holds text only, and of a turn (the fast paths). A part spelling one
+#: field both ways is left to the full path, which refuses it (one rule set, §11).
 _TEXT_PART = frozenset({"text", "thought", "thoughtSignature", "thought_signature"})
+_BOTH_SIGNATURES = frozenset({"thoughtSignature", "thought_signature"})
 _PLAIN_CONTENT = frozenset({"role", "parts"})
 
 
-def _mime_of(blob: Any) -> str | None:
+def _mime_of(blob: Any) -> Any:
+    """The blob's ``mimeType``; an empty one means "not set" (decisions.md §11)."""
     if type(blob) is not dict:
         return None
     mime = BLOB.get(blob, "mimeType")[1]
-    return mime if type(mime) is str else None
+    if type(mime) is str and not mime.strip():
+        return None
+    return mime
 
 
-def _media(blob: Any, path: str, kind: str) -> str | None:
+def _media(blob: Any, path: str, kind: str) -> list[str]:
+    """The tags one blob needs, its own kind first."""
     BLOB.check(need_dict(blob, path), path)
     mime = _mime_of(blob)
     if mime is not None:
-        return media_tag(mime)
-    if kind == "fileData":
-        return _uri_tag(BLOB.get(blob, "fileUri")[1])
-    return VISION  # bytes of an unknown kind: assume the worst
+        tags = {media_tag(mime)}
+    elif kind == "fileData":
+        tags = _uri_tags(BLOB.get(blob, "fileUri")[1])
+    else:
+        tags = {VISION}  # bytes of an unknown kind: assume the worst
+    return [tag for tag in (VISION, AUDIO, VIDEO) if tag in tags]
 
 
-def _uri_tag(uri: Any) -> str | None:
+def _uri_tags(uri: Any) -> set[str | None]:
     """No MIME type on a file: a YouTube link is video, else the extension tells."""
     if type(uri) is not str:
-        return VISION
+        return {VISION}
     try:
-        parts = urlsplit(uri)
+        host = (urlsplit(uri.strip()).hostname or "").lower()
     except ValueError:
-        return VISION
-    if (parts.hostname or "").lower() in _YOUTUBE:
-        return VIDEO
-    name = parts.path.rsplit("/", 1)[-1]
-    if "." in name:
-        return _EXTENSIONS.get(name.rsplit(".", 1)[-1].lower(), VISION)
-    return VISION
+        return {VISION}
+    if host in _YOUTUBE:
+        return {VIDEO}
+    return uri_tags(uri)
 
 
 def _tools(f: Features, body: dict[str, Any], path: str) -> None:

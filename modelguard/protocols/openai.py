@@ -28,6 +28,8 @@ from ._base import (
     need_list,
     need_str,
     token_count,
+    uri_tags,
+    url_shaped,
 )
 
 __all__ = ["read", "read_embeddings", "read_generation", "read_task"]
@@ -58,6 +60,10 @@ SHORTHANDS: dict[str, str] = {"image_url": VISION, "audio_url": AUDIO, "video_ur
 _URL_KEYS = {"image_url": "image_url", "input_image": "image_url", "video_url": "video_url",
              "input_video": "video_url", "audio_url": "audio_url"}
 _FILE_KEYS = {"file", "input_file"}
+#: Where a file part's bytes may come from; a part naming several needs what each needs.
+FILE_SOURCES = ("file_data", "file_id", "file_url")
+#: The order in which one part's needs are recorded (its own kind first).
+_MEDIA_ORDER = (VISION, AUDIO, VIDEO)
 
 #: Roles whose messages need nothing by themselves (compared exactly: the fast path).
 PLAIN_ROLES = frozenset({"user", "assistant", "system", "developer"})
@@ -80,9 +86,9 @@ ROOT = Keys("model", "messages", "stream", "tools", "tool_choice", "functions", 
             "max_tokens", "max_completion_tokens", "grounding")
 MESSAGE = Keys("role", "content", "tool_calls", "function_call", "audio", "cache_control")
 PART = Keys("type", "image_url", "input_audio", "file", "video_url", "audio_url",
-            "cache_control", "prompt_cache_breakpoint")
-FILE = Keys("file_data", "file_id")
-MEDIA_URL = Keys("url")
+            "cache_control", "prompt_cache_breakpoint", *FILE_SOURCES, "format")
+FILE = Keys(*FILE_SOURCES, "format", "filename")
+MEDIA_URL = Keys("url", "format", "detail")
 TYPED = Keys("type")
 REASONING = Keys("enabled", "effort", "max_tokens")
 TEMPLATE = Keys("enable_thinking")
@@ -290,35 +296,76 @@ def _part(f: Features, part: Any, path: str) -> None:
         f.unknown.append((path, kind))
         return
     else:
-        tag = PARTS[kind]
+        tags = {PARTS[kind]}
         if kind in _URL_KEYS:
-            tag = _url_tag(part.get(_URL_KEYS[kind]), f"{path}.{_URL_KEYS[kind]}", tag)
+            tags |= _url_tags(part.get(_URL_KEYS[kind]), f"{path}.{_URL_KEYS[kind]}")
         elif kind in _FILE_KEYS:
-            tag = _file_tag(part.get("file"), f"{path}.file")
-        if tag is not None:
+            tags = _file_tags(part, kind, path)
+        for tag in sorted(filter(None, tags), key=lambda t: (t != PARTS[kind],
+                                                              _MEDIA_ORDER.index(t))):
             f.need(tag, path, f"the {kind} part")
         what = kind
     if part.get("cache_control") is not None or part.get("prompt_cache_breakpoint") is not None:
         f.need(CACHE_CONTROL, path, f"a cache breakpoint on a {what or 'media'} part")
 
 
-def _url_tag(media: Any, path: str, tag: str | None) -> str | None:
-    """A ``data:`` URL of audio or video needs that tag whatever the part type says."""
+def _url_tags(media: Any, path: str) -> set[str | None]:
+    """What a media URL object adds to its part's own tag: the kind of a ``data:`` URL and a
+    gateway ``format`` MIME type, each needed when it differs from the part type (§11)."""
     url = media
+    tags: set[str | None] = set()
     if type(media) is dict:
         MEDIA_URL.check(media, path)
         url = media.get("url")
+        if media.get("format") is not None:
+            tags.add(media_tag(media.get("format")))
     mime = data_url_mime(url)
-    kind = None if mime is None else media_tag(mime)
-    return kind if kind in (AUDIO, VIDEO) else tag
+    if mime is not None:
+        tags.add(media_tag(mime))
+    return tags
 
 
-def _file_tag(file: Any, path: str) -> str | None:
-    if type(file) is not dict:
-        return VISION
-    FILE.check(file, path)
-    mime = data_url_mime(file.get("file_data"))
-    return VISION if mime is None else media_tag(mime)
+def _file_tags(part: dict[str, Any], kind: str, path: str) -> set[str | None]:
+    """A file part needs what each of its sources would need (``file_data``, ``file_id``,
+    ``file_url``, and the gateway ``format``); with no readable source, ``vision``."""
+    holders = []
+    file = part.get("file")
+    if type(file) is dict:
+        FILE.check(file, f"{path}.file")
+        holders.append(file)
+    elif file is not None:
+        return {VISION}
+    if kind == "input_file":  # the Responses-style spelling keeps its sources on the part
+        holders.append(part)
+    tags: set[str | None] = set()
+    for holder in holders:
+        tags |= _source_tags(holder)
+    return tags or {VISION}
+
+
+def _linked_tags(url: Any) -> set[str | None]:
+    """A file named by URL: ``vision`` (files are documents by policy) plus every kind its
+    extension names. An extension can add a need, never lower one (routes.md: URL extensions
+    are not trusted); only a declared ``data:`` MIME type can."""
+    if data_url_mime(url) is not None:
+        return uri_tags(url)
+    return {VISION} | uri_tags(url)
+
+
+def _source_tags(holder: dict[str, Any]) -> set[str | None]:
+    tags: set[str | None] = set()
+    data = holder.get("file_data")
+    if data is not None:
+        mime = data_url_mime(data)
+        tags.add(VISION if mime is None else media_tag(mime))
+    file_id = holder.get("file_id")
+    if file_id is not None:
+        tags |= _linked_tags(file_id) if url_shaped(file_id) else {VISION}
+    if holder.get("file_url") is not None:
+        tags |= _linked_tags(holder.get("file_url"))
+    if holder.get("format") is not None:
+        tags.add(media_tag(holder.get("format")))
+    return tags
 
 
 def _tools(f: Features, body: dict[str, Any]) -> None:

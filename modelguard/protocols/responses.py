@@ -26,9 +26,7 @@ from ._base import (
     Features,
     Keys,
     ModelRef,
-    data_url_mime,
     malformed,
-    media_tag,
     need_bool,
     need_dict,
     need_list,
@@ -453,31 +451,17 @@ class _Reader:
 
 
 def _image_tags(url: Any, path: str) -> list[str]:
-    """``input_image``: vision, and a ``data:`` URL's own kind when it differs."""
-    if type(url) is dict:
-        openai.MEDIA_URL.check(url, path)
-        url = url.get("url")
-    mime = data_url_mime(url)
-    kind = None if mime is None else media_tag(mime)
-    if kind in (AUDIO, VIDEO):
-        return [kind, VISION]
-    return [VISION]
+    """``input_image``: vision, and what its ``data:`` URL or ``format`` names when that
+    differs (the Chat Completions rules, decisions.md §11)."""
+    tags = {VISION} | openai._url_tags(url, path)  # noqa: SLF001  (one rule set)
+    return [tag for tag in (VISION, AUDIO, VIDEO) if tag in tags]
 
 
 def _file_tags(part: dict[str, Any]) -> list[str]:
-    """``input_file``: what each source needs; only a declared text MIME needs nothing."""
-    tags = []
-    data = part.get("file_data")
-    if data is not None:
-        mime = data_url_mime(data)
-        tag = VISION if mime is None else media_tag(mime)
-        if tag is not None:
-            tags.append(tag)
-    if part.get("file_url") is not None or part.get("file_id") is not None:
-        tags.append(VISION)
-    if data is None and not tags:
-        tags.append(VISION)  # no source at all: assume the worst
-    return tags
+    """``input_file``: what each source needs (``file_data``, a URL-shaped ``file_id`` or a
+    ``file_url`` by extension, ``format``); no source at all needs ``vision``."""
+    tags = openai._source_tags(part) or {VISION}  # noqa: SLF001  (one rule set)
+    return [tag for tag in (VISION, AUDIO, VIDEO) if tag in tags]
 
 
 def _text_tag(text: Any, path: str) -> str | None:

@@ -684,7 +684,9 @@ def _request_headers(scope: Scope, content: bytes | AsyncIterator[bytes],
     drop = HOP_BY_HOP | FRAMING | named | {b"host"}
     if not client_id:
         drop |= {REQUEST_ID}
-    out = [(name, value) for name, value in raw if name.lower() not in drop]
+    # Leading/trailing whitespace is not part of a field value (RFC 9110 §5.5); httptools
+    # hands it over, and httpx2 refuses to send it (a 502 for a valid request).
+    out = [(name, value.strip(b" \t")) for name, value in raw if name.lower() not in drop]
     if not client_id:
         out.append((REQUEST_ID, request_id.encode("ascii")))
     declared = _declared_length(raw)

@@ -19,9 +19,11 @@ A case modelguard gets wrong is marked ``bug=...`` and run as a strict xfail.
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import json
+import random
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -286,7 +288,11 @@ def at_limit() -> bytes:
 
 @functools.cache
 def at_limit_gzip() -> bytes:
-    return gz(at_limit())
+    """Exactly the limit once inflated, of base64-like text (about 1.3:1, far under 200:1)."""
+    head = b'{"model":"claude-sonnet-4-6","max_tokens":1024,"messages":[{"role":"user","content":"'
+    tail = b'"}]}'
+    fill = base64.b64encode(random.Random(0).randbytes(LIMIT))[:LIMIT - len(head) - len(tail)]
+    return gzip.compress(head + fill + tail, compresslevel=1, mtime=0)
 
 
 def preset_dict_deflate(data: bytes) -> bytes:
@@ -301,6 +307,7 @@ def utf16(text: bytes, codec: str) -> bytes:
 # --------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------
+
 
 CASES: list[Case] = []
 
@@ -1002,9 +1009,9 @@ add(C, "content-length-absent-pass", A_PATH, A_OK, PASS, content_length=None)
 add(C, "content-length-absent-bad", A_PATH, A_UNKNOWN, A_MODEL, content_length=None)
 add(C, "chunked-one-byte-pass", G_PATH(), G_OK, PASS, content_length=None, chunks=1)
 add(C, "chunked-one-byte-bad", G_PATH(), G_VIDEO, G_CAP, content_length=None, chunks=1)
-add(C, "content-length-not-a-number", A_PATH, A_UNKNOWN, A_MODEL, content_length="12abc",
+add(C, "content-length-not-a-number", A_PATH, A_UNKNOWN, A_BAD, content_length="12abc",
     socket_expect={"*": SERVER_REJECT})
-add(C, "content-length-negative", A_PATH, A_OK, PASS, content_length="-1",
+add(C, "content-length-negative", A_PATH, A_OK, A_BAD, content_length="-1",
     socket_expect={"*": SERVER_REJECT})
 add(C, "disconnect-after-10-bytes", A_PATH, A_UNKNOWN, NO_RESPONSE, disconnect_after=10)
 add(C, "disconnect-before-body", A_PATH, A_OK, NO_RESPONSE, disconnect_after=0)
@@ -1029,11 +1036,12 @@ add(C, "deflate-raw-not-zlib", A_PATH, raw_deflate(A_OK), A_BAD, headers=((CE, "
 add(C, "GZIP-upper-bad-model", A_PATH, gz(A_UNKNOWN), A_MODEL, headers=((CE, "GZIP"),))
 add(C, "Gzip-mixed-pass", A_PATH, gz(A_OK), PASS, headers=((CE, " Gzip "),))
 add(C, "DEFLATE-upper-bad", O_PATH, zl(O_UNKNOWN), O_MODEL, headers=((CE, "DEFLATE"),))
-add(C, "stacked-gzip-gzip-bad", A_PATH, gz(gz(A_UNKNOWN)), A_MODEL, headers=((CE, "gzip, gzip"),))
-add(C, "stacked-gzip-gzip-pass", A_PATH, gz(gz(A_OK)), PASS, headers=((CE, "gzip, gzip"),))
-add(C, "stacked-two-headers-gzip-deflate", A_PATH, zl(gz(A_UNKNOWN)), A_MODEL,
+# decisions.md §11: more than one layer of content coding is a 415, whatever the body.
+add(C, "stacked-gzip-gzip-bad", A_PATH, gz(gz(A_UNKNOWN)), A_415, headers=((CE, "gzip, gzip"),))
+add(C, "stacked-gzip-gzip-good-body", A_PATH, gz(gz(A_OK)), A_415, headers=((CE, "gzip, gzip"),))
+add(C, "stacked-two-headers-gzip-deflate", A_PATH, zl(gz(A_UNKNOWN)), A_415,
     headers=((CE, "gzip"), (CE, "deflate")))
-add(C, "stacked-deflate-gzip-one-header", G_PATH(), gz(zl(G_VIDEO)), G_CAP,
+add(C, "stacked-deflate-gzip-one-header", G_PATH(), gz(zl(G_VIDEO)), G_415,
     headers=((CE, "deflate, gzip"),))
 add(C, "gzip-identity", A_PATH, gz(A_UNKNOWN), A_MODEL, headers=((CE, "gzip, identity"),))
 add(C, "identity-bad", A_PATH, A_UNKNOWN, A_MODEL, headers=((CE, "identity"),))
@@ -1051,9 +1059,7 @@ add(C, "x-gzip-bad", A_PATH, gz(A_UNKNOWN), A_MODEL, headers=((CE, "x-gzip"),),
     chosen="§8 names gzip and deflate only; RFC 9110 §8.4.1.3 makes x-gzip an alias of gzip, "
            "so we expect it decoded and inspected (a 415 would be equally safe)")
 add(C, "five-stacked-gzip", A_PATH, gz(gz(gz(gz(gz(A_OK))))), A_415,
-    headers=((CE, "gzip, gzip, gzip, gzip, gzip"),),
-    chosen="decisions.md sets no bound on stacked codings; modelguard refuses more than four "
-           "as unreadable (415)")
+    headers=((CE, "gzip, gzip, gzip, gzip, gzip"),))
 add(C, "corrupt-gzip", A_PATH, gz(A_OK)[:10] + b"\x00garbage\xff" + gz(A_OK)[18:], A_BAD,
     headers=((CE, "gzip"),))
 add(C, "truncated-gzip", A_PATH, gz(A_OK)[:-12], A_BAD, headers=((CE, "gzip"),))
@@ -1078,7 +1084,7 @@ add(C, "gzip-one-byte-chunks-bad", A_PATH, gz(A_UNKNOWN), A_MODEL, headers=((CE,
     chunks=1)
 add(C, "bomb-gzip", A_PATH, bomb_gzip, A_413, headers=((CE, "gzip"),))
 add(C, "bomb-deflate", O_PATH, bomb_deflate, O_413, headers=((CE, "deflate"),))
-add(C, "bomb-stacked-gzip", G_PATH(), bomb_stacked, G_413, headers=((CE, "gzip, gzip"),))
+add(C, "bomb-stacked-gzip", G_PATH(), bomb_stacked, G_415, headers=((CE, "gzip, gzip"),))
 
 # ---- §3 size limit ----------------------------------------------------------------------------
 C = "limits"
@@ -1098,19 +1104,17 @@ add(C, "missing-content-type-bad", A_PATH, A_UNKNOWN, A_MODEL, content_type=None
 add(C, "missing-content-type-pass", A_PATH, A_OK, PASS, content_type=None)
 add(C, "text-plain-bad", A_PATH, A_UNKNOWN, A_MODEL, content_type="text/plain")
 add(C, "text-plain-gemini", G_PATH(), G_VIDEO, G_CAP, content_type="text/plain; charset=utf-8")
-add(C, "form-urlencoded-json-body", O_PATH, O_UNKNOWN, O_MODEL,
+add(C, "form-urlencoded-json-body", O_PATH, O_UNKNOWN, O_415,
     content_type="application/x-www-form-urlencoded")
-add(C, "form-urlencoded-form-body", O_PATH, b"model=gpt-9&messages=hi", O_BAD,
+add(C, "form-urlencoded-form-body", O_PATH, b"model=gpt-9&messages=hi", O_415,
     content_type="application/x-www-form-urlencoded")
 add(C, "octet-stream-bad", A_PATH, A_UNKNOWN, A_MODEL, content_type="application/octet-stream")
-add(C, "charset-utf16-utf16-body", A_PATH, b"\xff\xfe" + utf16(A_OK, "utf-16-le"), A_BAD,
+add(C, "charset-utf16-utf16-body", A_PATH, b"\xff\xfe" + utf16(A_OK, "utf-16-le"), A_415,
     content_type="application/json; charset=utf-16")
-add(C, "charset-utf16-utf16be-body-no-bom", G_PATH(), utf16(G_OK, "utf-16-be"), G_BAD,
+add(C, "charset-utf16-utf16be-body-no-bom", G_PATH(), utf16(G_OK, "utf-16-be"), G_415,
     content_type="application/json; charset=utf-16")
-add(C, "charset-utf16-utf8-body-pass", A_PATH, A_OK, PASS,
-    content_type="application/json; charset=utf-16",
-    chosen="§8: the body is inspected as JSON whatever the Content-Type says; valid UTF-8 "
-           "passes (an upstream honouring the charset cannot read it as a different request)")
+add(C, "charset-utf16-utf8-body", A_PATH, A_OK, A_415,
+    content_type="application/json; charset=utf-16")
 add(C, "multipart-form-data", A_PATH, A_OK, A_415,
     content_type="multipart/form-data; boundary=xyz")
 add(C, "multipart-upper", O_PATH, O_OK, O_415, content_type="Multipart/Form-Data; boundary=x")
@@ -1259,6 +1263,371 @@ add(C, "g-image-flash-non-ascii", G_PATH(),
           generationConfig={"maxOutputTokens": 65536})), PASS)
 add(C, "g-v1-system-instruction", G_PATH(version="v1"),
     j(gem(systemInstruction={"parts": [{"text": "terse"}]})), PASS)
+
+# ============================================================================================
+# Second round (decisions.md §11): the readings a fresh attacker walked around
+# ============================================================================================
+
+AUDIO_MODEL = "gpt-5-4-audio"  # audio, no vision
+DOUBAO = "doubao-seed-2.0-pro"  # vision and video, no audio
+
+# ---- §11 media types on JSON routes --------------------------------------------------------
+C = "r2-media-types"
+for i, ctype in enumerate([
+    "application/x-www-form-urlencoded", "APPLICATION/X-WWW-FORM-URLENCODED",
+    "application/x-www-form-urlencoded; charset=utf-8", " application/x-www-form-urlencoded ",
+    "multipart/form-data; boundary=x", "multipart/mixed", "MULTIPART/RELATED; type=json",
+    "application/json; charset=utf-7", "application/json; charset=UTF-16LE",
+    "application/json; charset=iso-8859-1", "application/json; charset=\"utf-16\"",
+    "application/json;charset=latin1", "application/json; CHARSET=ucs-2",
+    "text/plain; charset=windows-1252", "application/json; charset=",
+    "application/json, multipart/form-data",
+]):
+    add(C, f"a-415-{i:02d}-{ctype}", A_PATH, A_OK, A_415, content_type=ctype)
+    add(C, f"o-415-{i:02d}-{ctype}", O_PATH, O_OK, O_415, content_type=ctype)
+    add(C, f"g-415-{i:02d}-{ctype}", G_PATH(), G_OK, G_415, content_type=ctype)
+for i, ctype in enumerate([
+    "application/json", "application/json; charset=utf-8", "application/json; charset=UTF-8",
+    "application/json; charset=utf8", "application/json;charset=\"utf-8\"",
+    "application/json ; Charset = Utf-8", "text/plain", "text/plain; charset=utf-8",
+    "application/octet-stream", "application/vnd.api+json; charset=utf-8", None,
+]):
+    add(C, f"a-pass-{i:02d}-{ctype}", A_PATH, A_OK, PASS, content_type=ctype)
+    add(C, f"a-bad-{i:02d}-{ctype}", A_PATH, A_UNKNOWN, A_MODEL, content_type=ctype)
+add(C, "two-content-types-one-form", O_PATH, O_OK, O_415,
+    headers=(("Content-Type", "application/x-www-form-urlencoded"),))
+add(C, "two-content-types-one-utf16", A_PATH, A_OK, A_415,
+    headers=(("Content-Type", "application/json; charset=utf-16"),))
+add(C, "ct-query-form", G_PATH() + "?$ct=application/x-www-form-urlencoded", G_OK, G_415)
+add(C, "ct-query-charset", G_PATH() + "?%24ct=application/json%3B%20charset%3Dutf-16", G_OK,
+    G_415)
+add(C, "ct-query-json-pass", G_PATH() + "?$ct=application/json", G_OK, PASS)
+add(C, "form-on-unguarded-route-pass", "/v1/files", b"purpose=x", PASS,
+    content_type="application/x-www-form-urlencoded")
+
+# ---- §11 Content-Length read as ASCII digits only -------------------------------------------
+C = "r2-content-length"
+for i, value in enumerate(["\u00b2", "\u0661\u0662", "\uff11\uff12", "1_0", "0x10", "+12", "1e3",
+                           "12.0", "-0", "", " ", "12 34", "1\t2", "\u00b9\u00b2\u00b3"]):
+    add(C, f"invalid-{i:02d}-{ascii(value)}", A_PATH, A_OK, A_BAD,
+        content_length=value.encode().decode("latin-1"),
+        socket=value.isascii(),
+        socket_expect={"*": SERVER_REJECT})
+add(C, "leading-zeros-pass", A_PATH, A_OK, PASS, content_length="0" * 40 + str(len(A_OK)),
+    socket_expect={"h11": SERVER_REJECT})
+add(C, "few-leading-zeros-pass", A_PATH, A_OK, PASS, content_length="00" + str(len(A_OK)))
+add(C, "leading-zeros-bad-model", A_PATH, A_UNKNOWN, A_MODEL,
+    content_length="000" + str(len(A_UNKNOWN)))
+add(C, "huge-digits-413", A_PATH, A_OK, A_413, content_length="9" * 30, socket=False)
+add(C, "twice-identical-pass", A_PATH, A_OK, PASS, content_length=None,
+    headers=(("Content-Length", str(len(A_OK))), ("Content-Length", str(len(A_OK)))),
+    socket=False)
+add(C, "twice-different", A_PATH, A_OK, A_BAD, content_length=None,
+    headers=(("Content-Length", str(len(A_OK))), ("Content-Length", str(len(A_OK) + 1))),
+    socket=False)  # over a socket both uvicorn parsers refuse it themselves
+add(C, "list-different", O_PATH, O_OK, O_BAD, content_length=f"{len(O_OK)}, {len(O_OK) + 5}",
+    socket_expect={"*": SERVER_REJECT})
+add(C, "list-identical-pass", O_PATH, O_OK, PASS, content_length=f"{len(O_OK)}, {len(O_OK)}",
+    socket=False)
+add(C, "list-same-value-leading-zero-pass", G_PATH(), G_OK, PASS,
+    content_length=f"{len(G_OK)},0{len(G_OK)}", socket=False)
+
+# ---- §11 routes: Unicode folding, format suffix, network-path reference ---------------------
+C = "r2-routes"
+for i, target in enumerate([
+    "/v1/me%C5%BFsages", "/v1/mes%C5%BFages", "/V1/ME%C5%BF%C5%BFAGES", "/v1/%EF%BD%8Dessages",
+    "/v1/messages.json", "/v1/messages.JSON", "/v1/messages.xml", "/v1/messages/.json",
+    "/v1/messages.json/", "/v1/messages.json?beta=true", "//host/v1/messages",
+    "//api.example.com/v1/messages?x=1", "/\\host/v1/messages", "///host/v1/messages",
+    "http://a//b/v1/messages", "/v1/messages/count_tokens.json", "/v1%EF%BC%8Fmessages",
+    "/%EF%BC%8Fv1/messages", "//host/v1/me%C5%BFsages.json",
+]):
+    add(C, f"a-{i:02d}-{target}", target, A_UNKNOWN, A_MODEL,
+        socket_expect={"httptools": SERVER_REJECT} if "\\" in target else {})
+for i, target in enumerate([
+    "/v1/chat/completions.json", "/v1/cHat/completion%C5%BF", "//gw/v1/chat/completions",
+    "/\\gw/chat/completions", "/chat/completions.json", "/v1/chat/completion%C5%BF.json",
+]):
+    add(C, f"o-{i:02d}-{target}", target, O_UNKNOWN, O_MODEL,
+        socket_expect={"httptools": SERVER_REJECT} if "\\" in target else {})
+for i, target in enumerate([
+    "/v1beta/models/gemini-3-flash:generateContent.json",
+    "/v1beta/models/gemini-3-flash:%C5%BFtreamGenerateContent",
+    "//host/v1beta/models/gemini-3-flash:generateContent",
+    "/\\host/v1beta/models/gemini-3-flash:generateContent",
+    "/v1beta/models/gemini-3-flash:countTokens.json",
+    "/v1beta/models/gemini-3-flash:countTo%E2%84%AAens",
+]):
+    body = G_VIDEO if "countTokens" not in target else j(gem([VIDEO_G]))
+    add(C, f"g-{i:02d}-{target}", target, body, G_CAP,
+        socket_expect={"httptools": SERVER_REJECT} if "\\" in target else {})
+add(C, "fullwidth-models-segment-ambiguous",
+    "/v1beta/%EF%BD%8Dodels/gemini-3-flash:generateContent", G_VIDEO, G_BAD,
+    chosen="read plainly the model is 'ｍodels/gemini-3-flash', folded it is 'gemini-3-flash': "
+           "two readings, two models, so the path is refused as ambiguous (400)")
+add(C, "kelvin-count-tokens", "/v1/messages/count_to%E2%84%AAens", A_UNKNOWN, A_MODEL)
+add(C, "kelvin-sign-in-model-segment-ambiguous",
+    "/v1beta/models/gemini-3-flash%E2%84%AA:generateContent", G_VIDEO, G_BAD)
+add(C, "suffix-good-body-pass", "/v1/messages.json", A_OK, PASS)
+add(C, "network-good-body-pass", "//host/v1/messages", A_OK, PASS)
+add(C, "unicode-good-body-pass", "/v1/me%C5%BFsages", A_OK, PASS)
+add(C, "network-chat-agree-pass", "//v1/chat/completions", O_OK, PASS)
+add(C, "network-dot-segments-chat", "//v1/messages/../chat/completions", O_UNKNOWN, O_MODEL)
+for name, target in [("suffix-on-unguarded", "/v1/models.json"),
+                     ("embed-suffix", "/v1beta/models/gemini-3-flash:embedContent.json"),
+                     ("network-unguarded", "//host/v1/files"),
+                     ("two-suffixes", "/v1/messages.a.b")]:
+    add(C, f"unguarded-{name}-pass", target, A_UNKNOWN, PASS)
+
+# The routes of routes.md get the same readings.
+R_OK = j({"model": GPT, "input": "hi"})
+R_UNKNOWN = j({"model": "gpt-9", "input": "hi"})
+for i, target in enumerate(["/v1/responses.json", "//host/v1/responses", "/v1/re%C5%BFponses",
+                            "/\\gw/responses", "/v1/responses/input_token%C5%BF"]):
+    add(C, f"responses-{i:02d}-{target}", target, R_UNKNOWN, O_MODEL,
+        socket_expect={"httptools": SERVER_REJECT} if "\\" in target else {})
+add(C, "responses-suffix-pass", "/v1/responses.json", R_OK, PASS)
+add(C, "embeddings-network-path", "//host/v1/embeddings", j({"model": "gpt-9", "input": "x"}),
+    PASS, chosen="embeddings are guarded only when switched on (routes.md D13)")
+add(C, "responses-form-urlencoded", "/v1/responses", R_OK, O_415,
+    content_type="application/x-www-form-urlencoded")
+add(C, "responses-charset-utf16", "/v1/responses", R_OK, O_415,
+    content_type="application/json; charset=utf-16")
+add(C, "images-edits-form-urlencoded", "/v1/images/edits", b"model=gpt-image-2&prompt=x", O_415,
+    content_type="application/x-www-form-urlencoded")
+
+# ---- §11 data URLs -------------------------------------------------------------------------
+C = "r2-data-urls"
+
+
+def o_media(kind: str, url: str, model: str = GPT, **extra: object) -> bytes:
+    return j(chat(model, content=[{"type": "text", "text": "what?"},
+                                  {"type": kind, kind: {"url": url, **extra}}]))
+
+
+VID = "video/mp4;base64,AAAAIGZ0eXBpc29t"
+for i, url in enumerate([
+    " data:" + VID, "\tdata:" + VID, "\ndata:" + VID, "\x00data:" + VID, "\x1fdata:" + VID,
+    "\r\n data:" + VID, "data:" + VID + " ", "data:" + VID + "\x00", "DATA:" + VID,
+    "data:video\\/mp4;base64,AAAA", "data:VIDEO\\/MP4;base64,AAAA", " data:video\\/webm,AAAA",
+    "\x0b\x0cdata:video/quicktime;base64,AAAA", "data: video/mp4;base64,AAAA",
+]):
+    add(C, f"image-url-video-{i:02d}-{url[:24]!r}", O_PATH, o_media("image_url", url), O_CAP)
+for i, url in enumerate(["data:audio/wav;base64,UklGRg==", " data:audio\\/mpeg;base64,AAAA"]):
+    add(C, f"image-url-audio-vision-less-{i}", O_PATH,
+        o_media("image_url", url, AUDIO_MODEL), O_CAP)
+add(C, "audio-url-image-data-audio-model", O_PATH,
+    o_media("audio_url", "data:image/png;base64,iVBORw0KGgo=", AUDIO_MODEL), O_CAP)
+add(C, "video-url-image-data-doubao-pass", O_PATH,
+    o_media("video_url", "data:image/png;base64,iVBORw0KGgo=", DOUBAO), PASS)
+add(C, "video-url-audio-data-doubao", O_PATH,
+    o_media("video_url", "data:audio/wav;base64,UklGRg==", DOUBAO), O_CAP)
+add(C, "image-url-image-data-pass", O_PATH,
+    o_media("image_url", " data:image/png;base64,iVBORw0KGgo= "), PASS)
+add(C, "image-url-escaped-image-pass", O_PATH,
+    o_media("image_url", "data:image\\/png;base64,iVBORw0KGgo="), PASS)
+add(C, "image-url-format-video", O_PATH,
+    o_media("image_url", "https://example.com/x", format="video/mp4"), O_CAP)
+add(C, "image-url-format-escaped-video", O_PATH,
+    o_media("image_url", "https://example.com/x", format="video\\/mp4"), O_CAP)
+add(C, "image-url-format-image-pass", O_PATH,
+    o_media("image_url", "https://example.com/x", format="image/jpeg"), PASS)
+add(C, "image-url-FORMAT-lookalike", O_PATH,
+    o_media("image_url", "https://example.com/x.png", FORMAT="video/mp4"), O_BAD)
+add(C, "a-image-block-video-media-type", A_PATH,
+    j(anth(content=[{"type": "image", "source": {"type": "base64", "media_type": "video/mp4",
+                                                  "data": "AAAA"}}])), A_CAP)
+add(C, "a-image-block-data-url-video", A_PATH,
+    j(anth(content=[{"type": "image", "source": {"type": "url",
+                                                  "url": " data:video/mp4;base64,AAAA"}}])), A_CAP)
+add(C, "a-document-url-data-video", A_PATH,
+    j(anth(content=[{"type": "document", "source": {"type": "url",
+                                                     "url": "\tdata:video\\/mp4;base64,AA"}}])),
+    A_CAP)
+add(C, "a-image-block-png-pass", A_PATH, j(anth(content=[IMG_A])), PASS)
+
+# ---- §11 Gemini mimeType "" and the extension table ----------------------------------------
+C = "r2-gemini-media"
+
+
+def g_file(uri: str, mime: object = "", snake: bool = False) -> bytes:
+    blob: dict = {"fileUri": uri} if not snake else {"file_uri": uri}
+    if mime is not None:
+        blob["mime_type" if snake else "mimeType"] = mime
+    return j(gem([{"text": "what?"}, {"file_data" if snake else "fileData": blob}]))
+
+
+for i, uri in enumerate(["https://x/clip.mp4", "gs://b/clip.MOV", "https://x/a.3gpp",
+                         "https://x/a.3gp", "https://x/a.avi?sig=1", "https://x/a.webm#t=1",
+                         "https://x/a.m1v", "https://x/a.qt", "https://www.youtube.com/watch?v=x",
+                         "https://x/a.movie", "https://x/a.mkv", "https://x/a.ts"]):
+    add(C, f"empty-mime-video-{i:02d}-{uri}", G_PATH(), g_file(uri), G_CAP)
+    add(C, f"blank-mime-video-{i:02d}-{uri}", G_PATH(), g_file(uri, " "), G_CAP)
+    add(C, f"empty-mime-video-pro-pass-{i:02d}-{uri}", G_PATH(PRO), g_file(uri), PASS)
+add(C, "empty-mime-snake-video", G_PATH(), g_file("https://x/clip.mp4", snake=True), G_CAP)
+add(C, "absent-mime-video", G_PATH(), g_file("https://x/clip.mp4", None), G_CAP)
+add(C, "empty-mime-png-pass", G_PATH(), g_file("https://x/a.png"), PASS)
+add(C, "empty-mime-pdf-pass", G_PATH(), g_file("https://x/a.pdf"), PASS)
+add(C, "empty-mime-unknown-ext-nano-banana", G_PATH(BANANA), g_file("https://x/a.xyz"), PASS)
+for i, uri in enumerate(["https://x/a.aif", "https://x/a.aifc", "https://x/a.au",
+                         "https://x/a.snd", "https://x/a.opus", "https://x/a.ra",
+                         "https://x/a.mp2", "https://x/a.adts", "https://x/a.flac"]):
+    add(C, f"audio-ext-banana-{i:02d}-{uri}", G_PATH(BANANA), g_file(uri), G_CAP)
+    add(C, f"audio-ext-flash-pass-{i:02d}-{uri}", G_PATH(), g_file(uri), PASS)
+for i, mime in enumerate([1, [], {"a": 1}, True]):  # not a string: unknown bytes, vision
+    add(C, f"inline-mime-not-a-string-{i}", G_PATH(MINIMAX),
+        j(gem([{"inlineData": {"mime_type": mime, "data": "AAAA"}}])), G_CAP)
+    add(C, f"file-mime-not-a-string-{i}", G_PATH(MINIMAX),
+        j(gem([{"fileData": {"mimeType": mime, "fileUri": "https://x/a.txt"}}])), G_CAP)
+add(C, "inline-empty-mime-vision-less", G_PATH(MINIMAX),
+    j(gem([{"inlineData": {"mimeType": "", "data": "AAAA"}}])), G_CAP)
+
+# ---- §11 OpenAI file parts with several sources, format, URL-shaped file_id -----------------
+C = "r2-file-sources"
+
+
+def o_file(file: dict, model: str = GPT, kind: str = "file") -> bytes:
+    part = {"type": kind, "file": file} if kind == "file" else {"type": kind, **file}
+    return j(chat(model, content=[{"type": "text", "text": "read this"}, part]))
+
+
+PDF_DATA = "data:application/pdf;base64,JVBERi0xLjQ="
+TXT_DATA = "data:text/plain;base64,aGVsbG8="
+add(C, "data-and-id-video-url", O_PATH,
+    o_file({"file_data": PDF_DATA, "file_id": "https://files.example/clip.mp4"}), O_CAP)
+add(C, "text-data-and-video-file-url", O_PATH,
+    o_file({"file_data": TXT_DATA, "file_url": "https://files.example/clip.mov"}, MINIMAX), O_CAP)
+add(C, "text-data-and-plain-id-needs-vision", O_PATH,
+    o_file({"file_data": TXT_DATA, "file_id": "file-abc123"}, MINIMAX), O_CAP)
+add(C, "text-data-only-minimax-pass", O_PATH, o_file({"file_data": TXT_DATA}, MINIMAX), PASS)
+add(C, "format-video", O_PATH, o_file({"file_id": "file-abc", "format": "video/mp4"}), O_CAP)
+add(C, "format-audio-on-text", O_PATH,
+    o_file({"file_data": TXT_DATA, "format": "audio/wav"}, MINIMAX), O_CAP)
+add(C, "format-pdf-pass", O_PATH, o_file({"file_id": "file-abc", "format": "application/pdf"}),
+    PASS)
+add(C, "url-file-id-mp4", O_PATH, o_file({"file_id": "gs://bucket/clip.mp4"}), O_CAP)
+add(C, "url-file-id-wav", O_PATH, o_file({"file_id": "https://x/a.WAV?sig=1"}), O_CAP)
+add(C, "url-file-id-data-video", O_PATH, o_file({"file_id": " data:video/mp4;base64,AA"}), O_CAP)
+add(C, "url-file-id-pdf-pass", O_PATH, o_file({"file_id": "https://x/a.pdf"}), PASS)
+add(C, "url-file-id-txt-still-needs-vision", O_PATH,
+    o_file({"file_id": "https://x/a.txt"}, MINIMAX), O_CAP,
+    chosen="an extension adds needs, never lowers them (routes.md: URL extensions are not "
+           "trusted); a document by URL needs vision")
+add(C, "url-file-id-mp4-doubao-pass", O_PATH, o_file({"file_id": "https://x/clip.mp4"}, DOUBAO),
+    PASS)
+add(C, "input-file-part-level-video", O_PATH,
+    o_file({"file_url": "https://x/clip.mp4"}, kind="input_file"), O_CAP)
+add(C, "input-file-part-level-data-video", O_PATH,
+    o_file({"file_data": "data:video/mp4;base64,AAAA"}, kind="input_file"), O_CAP)
+add(C, "file-FILE_ID-lookalike", O_PATH, o_file({"FILE_ID": "https://x/clip.mp4"}), O_BAD)
+add(C, "file-Format-lookalike", O_PATH, o_file({"file_id": "f", "Format": "video/mp4"}), O_BAD)
+
+# ---- §11 fast paths hold the full path's rules ------------------------------------------------
+C = "r2-fast-paths"
+add(C, "g-text-part-both-signatures", G_PATH(),
+    j(gem([{"text": "hi", "thoughtSignature": "c2ln", "thought_signature": "c2ln"}])), G_BAD)
+add(C, "g-plain-turn-both-signatures", G_PATH(),
+    j({"contents": [{"role": "model", "parts": [
+        {"text": "hi", "thought_signature": "YQ==", "thoughtSignature": "Yg=="}]}]}), G_BAD)
+add(C, "g-system-both-signatures", G_PATH(),
+    j(gem(systemInstruction={"parts": [{"text": "x", "thoughtSignature": "a",
+                                        "thought_signature": "b"}]})), G_BAD)
+add(C, "g-text-part-lookalike-Thought", G_PATH(),
+    j(gem([{"text": "hi", "THOUGHT": True}])), G_BAD)
+add(C, "g-text-part-one-signature-pass", G_PATH(),
+    j(gem([{"text": "hi", "thought_signature": "c2ln"}])), PASS)
+add(C, "o-plain-message-lookalike-ROLE", O_PATH,
+    j({"model": GPT, "messages": [{"role": "user", "content": "hi", "ROLE": "tool"}]}), O_BAD)
+add(C, "o-text-part-lookalike-TYPE", O_PATH,
+    j(chat(content=[{"type": "text", "text": "hi", "TYPE": "input_audio"}])), O_BAD)
+add(C, "a-simple-block-lookalike-Type", A_PATH,
+    j(anth(DEEPSEEK, content=[{"type": "text", "text": "x", "Type": "image"}])), A_BAD)
+add(C, "a-message-long-s-not-a-field-pass", A_PATH,
+    j({"model": SONNET, "max_tokens": 10,
+       "messages": [{"role": "user", "content": "x", "contenţ": 1, "\u017fource": 2}]}), PASS,
+    chosen="neither key folds to a message field ('ſource' is 'source', a block field)")
+add(C, "a-plain-tool-lookalike-TYPE", A_PATH,
+    j(anth(DEEPSEEK, tools=[{"name": "f", "input_schema": {}, "TYPE": "web_search_20250305"}])),
+    A_BAD)
+
+# ---- §11 nothing client-supplied reaches int() unchecked: int64 strings in the body --------
+C = "r2-int-strings"
+for i, value in enumerate(["--5", "9" * 5000, "1e3", "\u0661\u0662", "\u00b2", "0x10", "+-1",
+                           "9" * 20]):
+    add(C, f"max-output-tokens-{i:02d}", G_PATH(),
+        j(gem(generationConfig={"maxOutputTokens": value})), G_BAD)
+    add(C, f"thinking-budget-{i:02d}", G_PATH(),
+        j(gem(generationConfig={"thinkingConfig": {"thinkingBudget": value}})), G_BAD)
+add(C, "int64-string-pass", G_PATH(), j(gem(generationConfig={"maxOutputTokens": " 1024 "})),
+    PASS)
+
+# ---- §11 content codings: one layer, 200:1 ------------------------------------------------
+C = "r2-codings"
+
+
+@functools.cache
+def ratio_bomb() -> bytes:
+    """About 25 KB of gzip inflating to 25 MiB (1000:1), under the 32 MiB size limit."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [c.compress(b'{"model":"claude-sonnet-4-6",' + A_MSGS.encode() + b',"pad":"')]
+    out += [c.compress(b"a" * MiB) for _ in range(25)]
+    return b"".join(out + [c.compress(b'"}') + c.flush()])
+
+
+@functools.cache
+def ratio_over_200() -> bytes:
+    """A body inflating a little over 200:1."""
+    pad = b" " * 60_000
+    raw = b'{"model":"claude-sonnet-4-6",' + A_MSGS.encode() + b',"pad":"' + pad + b'"}'
+    return zl(raw)
+
+
+add(C, "ratio-bomb-gzip", A_PATH, ratio_bomb, A_413, headers=((CE, "gzip"),))
+add(C, "ratio-bomb-gzip-openai", O_PATH, ratio_bomb, O_413, headers=((CE, "gzip"),))
+add(C, "ratio-over-200-deflate", A_PATH, ratio_over_200, A_413, headers=((CE, "deflate"),))
+add(C, "gzip-x-gzip", A_PATH, gz(gz(A_OK)), A_415, headers=((CE, "gzip, x-gzip"),))
+add(C, "deflate-deflate-two-headers", O_PATH, zl(zl(O_OK)), O_415,
+    headers=((CE, "deflate"), (CE, "deflate")))
+add(C, "gzip-identity-gzip", A_PATH, gz(gz(A_OK)), A_415, headers=((CE, "gzip, identity, gzip"),))
+add(C, "one-gzip-with-identities-pass", A_PATH, gz(A_OK), PASS,
+    headers=((CE, "identity"), (CE, "gzip"), (CE, "identity")))
+
+# ---- legitimate controls: every SDK-captured body, byte for byte -------------------------------
+C = "sdk-fixtures"
+_VENDORS = {"anthropic": "anthropic", "openai": "openai", "gemini": "google"}
+
+
+def _sdk_cases() -> None:
+    """Each captured SDK request, on the first bundled model of its vendor that has every tag
+    the fixture records it needs (the fixture's own tags are the oracle)."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from modelguard import Catalog
+
+    catalog = Catalog.default()
+    for path in sorted((Path(__file__).parent.parent / "fixtures" / "sdk").glob("*.json")):
+        fx = json.loads(path.read_text())
+        fits = [m for m in catalog if m.owned_by == _VENDORS[fx["protocol"]]
+                and all(m.has(tag) for tag in fx["tags"])]
+        if not fits:
+            continue
+        model = fits[0].id
+        target = fx["path"]
+        body = dict(fx["body"])
+        if fx["protocol"] == "gemini":
+            version, rest = target.split("/models/", 1)
+            target = f"{version}/models/{quote(model)}:{rest.rsplit(':', 1)[1]}"
+        else:
+            body["model"] = model
+        target += f"?{fx['query']}" if fx["query"] else ""
+        headers = tuple((k, v) for k, v in fx["headers"].items()
+                        if k.lower() not in ("content-type", "content-length", "host"))
+        add(C, path.stem, target, json.dumps(body).encode(), PASS, method=fx["method"],
+            headers=headers, content_type=fx["headers"].get("content-type", "application/json"))
+
+
+_sdk_cases()
 
 # --------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 
 from modelguard import Catalog, ModelGuardMiddleware
+from modelguard.serve.sidecar import create_app
 
 from .harness import Recorder
 
@@ -56,11 +57,17 @@ def catalog() -> Catalog:
 
 
 class ServerThread:
-    """uvicorn serving the guarded recorder in a background thread, on a free port."""
+    """uvicorn serving the guarded recorder in a background thread, on a free port.
 
-    def __init__(self, http: str, catalog: Catalog) -> None:
-        self.recorder = Recorder()
-        app = ModelGuardMiddleware(self.recorder, catalog=catalog)
+    With ``app``, uvicorn serves that instead (the sidecar in front of ``recorder``, which is
+    then itself served over HTTP); with neither ``app`` nor ``catalog``, the bare recorder."""
+
+    def __init__(self, http: str, catalog: Catalog | None, app: object | None = None,
+                 recorder: Recorder | None = None) -> None:
+        self.recorder = recorder or Recorder()
+        if app is None:  # no catalog: the bare recorder (an upstream), unguarded
+            app = self.recorder if catalog is None else ModelGuardMiddleware(
+                self.recorder, catalog=catalog)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, http=http, lifespan="off",
                                 log_config=None, access_log=False, loop="asyncio",
                                 timeout_keep_alive=2, timeout_graceful_shutdown=2)
@@ -95,4 +102,26 @@ def servers(catalog: Catalog, capture: Capture) -> Iterator[dict[str, ServerThre
         yield started
     finally:
         for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def sidecars(catalog: Catalog, capture: Capture) -> Iterator[dict[str, ServerThread]]:
+    """``modelguard serve`` (the sidecar app) under uvicorn with each parser, forwarding to a
+    recorder that is itself a real HTTP server: what reaches the recorder went over the wire."""
+    started: list[ServerThread] = []
+    running: dict[str, ServerThread] = {}
+    try:
+        for http in SERVERS:
+            upstream = ServerThread("h11", None)
+            upstream.start()
+            started.append(upstream)
+            app = create_app(f"http://127.0.0.1:{upstream.port}", catalog, read_timeout=15)
+            sidecar = ServerThread(http, catalog, app=app, recorder=upstream.recorder)
+            sidecar.start()
+            started.append(sidecar)
+            running[http] = sidecar
+        yield running
+    finally:
+        for server in reversed(started):
             server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -260,6 +259,15 @@ def parse_response(raw: bytes, method: str) -> tuple[int | None, list[tuple[str,
     return status, headers, body
 
 
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close our end; the server may have closed first (a broken pipe is no finding)."""
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 2)
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+
+
 async def run_over_socket(port: int, recorder: Recorder, case: Case, body: bytes,
                           key: str) -> Outcome:
     head, writes, half_close = wire_request(case, body, key)
@@ -289,9 +297,7 @@ async def run_over_socket(port: int, recorder: Recorder, case: Case, body: bytes
         if not task.done():
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 2)
+        await _close(writer)
     assert raw or not reset, "connection reset before any response arrived"
     status, headers, body_out = parse_response(raw, case.method)
     if status is None:

@@ -7,7 +7,8 @@ the guard never hides an internal error behind a fail-closed refusal.
 
 Runs: ``asgi`` (in-process, hand-written scope/receive/send), ``pure`` (the same with the
 pure-Python JSON decoder instead of the C accelerator, when both exist: the two must agree),
-and ``h11`` / ``httptools`` (uvicorn on 127.0.0.1, raw bytes over a socket).
+``h11`` / ``httptools`` (uvicorn on 127.0.0.1, raw bytes over a socket), and ``serve-h11`` /
+``serve-httptools`` (``modelguard serve`` under uvicorn, forwarding over HTTP to a recorder).
 """
 
 from __future__ import annotations
@@ -75,6 +76,32 @@ async def test_over_socket(server: str, case: Case, servers: dict[str, ServerThr
     running = servers[server]
     data = case.data()
     key = f"{case.id}|{server}|{uuid.uuid4().hex}"
+    mark = len(capture.records)
+    out = await run_over_socket(running.port, running.recorder, case, data, key)
+    check(case, case.expected_over(server), out, data)
+    assert not capture.problems(mark), capture.problems(mark)
+
+
+#: Cases run through ``modelguard serve``: the second-round classes, the valid requests that
+#: must arrive unchanged, and every class the sidecar could read differently (routes, head).
+SIDECAR_CLASSES = ("pass", "sdk-fixtures", "routes", "routes-gemini", "media-types",
+                   "compression", "delivery", "methods", "dup-keys")
+
+
+def _through_sidecar(case: Case) -> bool:
+    return case.socket and (case.cls.startswith("r2-") or case.cls in SIDECAR_CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("server", "case"),
+    [pytest.param(s, c, id=f"serve-{s}-{c.id}", marks=_marks(c, f"serve-{s}") or _marks(c, s))
+     for s in SERVERS for c in CASES if _through_sidecar(c)],
+)
+async def test_over_sidecar(server: str, case: Case, sidecars: dict[str, ServerThread],
+                            capture: Capture) -> None:
+    running = sidecars[server]
+    data = case.data()
+    key = f"serve|{case.id}|{server}|{uuid.uuid4().hex}"
     mark = len(capture.records)
     out = await run_over_socket(running.port, running.recorder, case, data, key)
     check(case, case.expected_over(server), out, data)

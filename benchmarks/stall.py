@@ -1,0 +1,292 @@
+"""How long a tiny request waits while large and decompression-heavy bodies are inspected.
+
+    python benchmarks/stall.py                   # before (the ``main`` branch) and after
+    python benchmarks/stall.py --before /path    # "before" = another checkout's modelguard
+    python benchmarks/stall.py --smoke           # tiny counts: checks that it still runs
+
+Each candidate runs as its own uvicorn server process (httptools, one worker) guarding an echo
+app with the bundled catalog. A probe client sends one tiny chat request at a time and records
+its latency while a load client keeps a few hostile or heavy bodies in flight:
+
+- ``idle``: no load (the probe's own latency);
+- ``large``: 8 MiB JSON bodies (a base64 image), allowed;
+- ``gzip-large``: 3 MiB gzip bodies inflating to 4 MiB of base64, allowed;
+- ``gzip-bomb``: 33 KB gzip bodies inflating to 33 MiB (refused);
+- ``double-gzip``: 20 tiny ``gzip, gzip`` bodies inflating to 33 MiB (refused).
+
+Both candidates are measured in one run, alternating scenario by scenario; the machine is shared
+and noisy, so the ratios matter, not the absolute numbers. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import gzip
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MiB = 1024 * 1024
+PROBE = json.dumps({"model": "gpt-5-4", "messages": [{"role": "user", "content": "hi"}]}).encode()
+#: Hard bounds on every loop (count and seconds), whatever the options say.
+MAX_SECONDS = 60.0
+
+
+# -- the server side ---------------------------------------------------------------------------
+
+
+async def echo(scope: dict, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = json.dumps({"received": size}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve(port: int) -> None:
+    import uvicorn
+
+    from modelguard import Catalog, ModelGuardMiddleware
+
+    app = ModelGuardMiddleware(echo, catalog=Catalog.default())
+    uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", log_level="warning",
+                access_log=False, lifespan="off")
+
+
+# -- bodies ------------------------------------------------------------------------------------
+
+
+def _anthropic(extra: bytes) -> bytes:
+    return (b'{"model":"claude-sonnet-4-6","max_tokens":64,"messages":[{"role":"user",'
+            b'"content":[{"type":"text","text":"what is this?"},{"type":"image","source":'
+            b'{"type":"base64","media_type":"image/png","data":"' + extra + b'"}}]}]}')
+
+
+def bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
+    rng = random.Random(0)
+    large = _anthropic(base64.b64encode(rng.randbytes(6 * MiB)))
+    inflated = _anthropic(base64.b64encode(rng.randbytes(3 * MiB)))
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = c.compress(b'{"model":"claude-sonnet-4-6","pad":"') + b"".join(
+        c.compress(b"a" * MiB) for _ in range(33)) + c.compress(b'"}') + c.flush()
+    return {
+        "large": (large, {}),
+        "gzip-large": (gzip.compress(inflated, 6), {"content-encoding": "gzip"}),
+        "gzip-bomb": (bomb, {"content-encoding": "gzip"}),
+        "double-gzip": (gzip.compress(bomb, 9), {"content-encoding": "gzip, gzip"}),
+    }
+
+
+# -- the client side ---------------------------------------------------------------------------
+
+
+async def _post(port: int, body: bytes, headers: dict[str, str]) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write((f"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+                      f"\r\ncontent-length: {len(body)}\r\n{head}connection: close\r\n\r\n")
+                     .encode() + body)
+        await writer.drain()
+        status = await reader.readline()
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        return int(status.split()[1]) if status else 0
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def _probe_loop(port: int, stop: asyncio.Event, out: list[float], limit: int) -> None:
+    while not stop.is_set() and len(out) < limit:
+        start = time.perf_counter()
+        status = await _post_chat(port)
+        out.append(time.perf_counter() - start)
+        assert status == 200, status
+        await asyncio.sleep(0.01)
+
+
+async def _post_chat(port: int) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                     b"application/json\r\ncontent-length: " + str(len(PROBE)).encode()
+                     + b"\r\nconnection: close\r\n\r\n" + PROBE)
+        await writer.drain()
+        status = await reader.readline()
+        await reader.read()
+        return int(status.split()[1])
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def scenario(port: int, load: tuple[bytes, dict[str, str]] | None, count: int,
+                   concurrency: int) -> tuple[list[float], list[int], float]:
+    """Probe latencies while ``count`` load requests run ``concurrency`` at a time, the load's
+    statuses, and how long the whole load took."""
+    stop = asyncio.Event()
+    latencies: list[float] = []
+    statuses: list[int] = []
+    probe = asyncio.create_task(_probe_loop(port, stop, latencies, 100_000))
+    deadline = time.monotonic() + MAX_SECONDS
+    began = time.perf_counter()
+    if load is None:
+        await asyncio.sleep(1.0)
+    else:
+        body, headers = load
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with gate:
+                if time.monotonic() < deadline:
+                    statuses.append(await _post(port, body, headers))
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    took = time.perf_counter() - began
+    stop.set()
+    await probe
+    return latencies, statuses, took
+
+
+def _summary(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {"n": len(ordered), "p50": statistics.median(ordered) * 1000,
+            "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+            "max": ordered[-1] * 1000}
+
+
+# -- candidates --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _checkout(ref: str, into: Path) -> Path:
+    """``ref``'s modelguard package, with its accelerator built, under ``into``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "modelguard", "setup.py",
+                              "pyproject.toml", "README.md"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=into,
+                   check=False, capture_output=True)
+    return into
+
+
+class Server:
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.port = name, _free_port()
+        env = {**os.environ, "PYTHONPATH": str(path)}
+        self.process = subprocess.Popen([sys.executable, __file__, "--serve", str(self.port)],
+                                        env=env, cwd=str(path))
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+        if self.process.poll() is None:
+            self.process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", help="a checkout whose modelguard/ is 'before' "
+                        "(default: the main branch, built in a temporary directory)")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--only", action="append", help="run only these loads (repeatable)")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    count, concurrency = (4, 2) if args.smoke else (20, 4)
+    loads = bodies()
+    tmp = Path(tempfile.mkdtemp(prefix="modelguard-stall-"))
+    try:
+        before = Path(args.before) if args.before else _checkout("main", tmp)
+        servers = [Server("before", before), Server("after", ROOT)]
+        for server in servers:
+            server.wait()
+        results: dict[str, dict[str, Any]] = {}
+        try:
+            for name in args.only or ["idle", *loads]:
+                for server in servers:
+                    load = None if name == "idle" else loads[name]
+                    n = count if name != "double-gzip" else max(count, 20)
+                    latencies, statuses, took = asyncio.run(scenario(server.port, load, n,
+                                                                     concurrency))
+                    results.setdefault(name, {})[server.name] = {
+                        **_summary(latencies), "load_status": sorted(set(statuses)),
+                        "load_requests": len(statuses), "load_seconds": took}
+        finally:
+            for server in servers:
+                server.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _report(results, loads)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def _took(row: dict[str, Any]) -> str:
+    return "" if not row["load_requests"] else f"{row['load_seconds']:.2f}"
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 10_240 else f"{n / 1024:,.0f} KiB"
+
+
+def _report(results: dict[str, dict[str, Any]], loads: dict[str, Any]) -> None:
+    print("\nLatency of a tiny chat request (ms) while the load is inspected "
+          "(before = main, after = this tree)\n")
+    print("| load | body | before p50 / p99 / max | after p50 / p99 / max | max ratio "
+          "(after/before) | load answered (before → after) | load took (s, before → after) |")
+    print("| --- | --- | --- | --- | ---: | --- | --- |")
+    for name, row in results.items():
+        b, a = row["before"], row["after"]
+        size = "" if name == "idle" else _size(len(loads[name][0]))
+        print(f"| {name} | {size} | {b['p50']:.1f} / {b['p99']:.1f} / {b['max']:.1f} | "
+              f"{a['p50']:.1f} / {a['p99']:.1f} / {a['max']:.1f} | "
+              f"{a['max'] / b['max']:.2f} | {b['load_status']} → {a['load_status']} | "
+              f"{_took(b)} → {_took(a)} |")
+
+
+if __name__ == "__main__":
+    main()
