@@ -178,8 +178,9 @@ async def test_a_tiny_check_finishes_while_a_large_body_is_inspected() -> None:
     """A large body is read in a worker thread: a tiny request started after it is answered
     first. (Inspected on the event loop, the large check would finish before the tiny one
     could even start.)"""
-    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"}
-                for i in range(200_000)]
+    # Long turns, not many tiny ones: many small values would meet the structure budget.
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " * 4000}
+                for i in range(64)]
     large = json.dumps({"model": "gpt-5-4", "messages": messages}).encode()
     tiny = json.dumps({"model": "gpt-5-4", "messages": messages[:1]}).encode()
     assert len(large) > 1024 * 1024
