@@ -313,15 +313,25 @@ def test_refusal_names_several_violations(client: str, workspace: Path,
              if tag in message]
     assert len(named) >= 2, message
     assert shown(run, message), run.output[-3000:]
+    # the client hints ride along in the combined refusal, and reach the user too
+    hint = SEVERAL_HINT[client]
+    assert hint in message, message
+    assert hint in re.sub(r"\s+", " ", run.output.replace('\\"', '"')), run.output[-3000:]
+
+
+#: A setting of each agent's own that the several-violation refusal names (modelguard/hints.py).
+SEVERAL_HINT = {"claude": "MAX_THINKING_TOKENS=0", "gemini": "thinkingBudget",
+                "codex": 'model_reasoning_effort="none"', "qwen": "QWEN_CODE_MAX_OUTPUT_TOKENS"}
 
 
 @NEEDS_COMPAT
+@pytest.mark.parametrize("kind", FRONTS)
 @pytest.mark.parametrize("client", params_needing_responses())
-@expect("answer printed (hints stripped, output cap clamped)")
+@expect("answer printed (hints stripped, output cap clamped; exactly those fields changed)")
 def test_compat_preset_lets_the_agent_use_the_documented_catalog(
-        client: str, workspace: Path, standin_for: Any) -> None:
+        client: str, kind: str, workspace: Path, standin_for: Any) -> None:
     """compat preset, documented catalog"""
-    run, tap, standin = go(client, "sidecar", "gateway", DOCUMENTED[client],
+    run, tap, standin = go(client, kind, "gateway", DOCUMENTED[client],
                            read_prompt(workspace, NOTE), workspace, standin_for,
                            options={"actions": "compat"})
     assert run.returncode == 0, run.output[-3000:]
@@ -331,6 +341,31 @@ def test_compat_preset_lets_the_agent_use_the_documented_catalog(
         adjusted = [e.header("modelguard-adjusted") for e in tap.posts()]
         assert all(a and "max_tokens=8192" in a for a in adjusted), adjusted
         assert all(r.json()["max_tokens"] == 8192 for r in standin.posts())
+    if client == "codex":
+        # gpt-5-4 has no thinking: Responses `reasoning` and its encrypted-content include go,
+        # nothing else changes (prompt_cache_key needs nothing and stays).
+        for sent, got in zip(tap.posts(), standin.posts(), strict=True):
+            assert sent.header("modelguard-adjusted") == "thinking=stripped"
+            assert pairs(got.body) == pairs(json.dumps(
+                codex_without_thinking(json.loads(sent.body))))
+            if kind == "sidecar":  # the FastAPI gateway's own proxy sets its framing
+                assert got.header("content-length") == str(len(got.body))
+            assert got.header("content-encoding") is None
+
+
+def pairs(raw: bytes | str) -> Any:
+    """A JSON document with every object as a list of (key, value) pairs: order counts."""
+    return json.loads(raw, object_pairs_hook=list)
+
+
+def codex_without_thinking(doc: dict[str, Any]) -> dict[str, Any]:
+    """The oracle for ``strip thinking`` on a Codex body (decisions.md §12): ``reasoning`` and
+    the ``reasoning.encrypted_content`` include removed, every other member kept in place."""
+    assert "reasoning" in doc and "reasoning.encrypted_content" in doc["include"]
+    out = {k: v for k, v in doc.items() if k != "reasoning"}
+    out["include"] = [i for i in doc["include"] if i != "reasoning.encrypted_content"]
+    assert out["prompt_cache_key"] == doc["prompt_cache_key"]
+    return out
 
 
 @pytest.mark.parametrize("client", params_needing_responses())
@@ -446,3 +481,28 @@ def test_modelguard_serve_command(client: str, workspace: Path, standin_for: Any
                  "seen": f"answer printed (tools=1); {forwarded} reached the gateway"})
     RUNS.append({"client": client, "front": "modelguard serve", "model": UNKNOWN[client],
                  "seen": "refusal shown; 0 reached the gateway"})
+
+
+@NEEDS_COMPAT
+@NEEDS_RESPONSES
+@expect("modelguard serve --actions compat: answer printed, reasoning stripped at the gateway")
+def test_codex_through_modelguard_serve_with_compat(workspace: Path, standin_for: Any) -> None:
+    """The modelguard serve command with --actions compat (Codex, documented catalog)"""
+    url, standin = standin_for("gateway")
+    with modelguard_serve(url, "--actions", "compat") as front_url:
+        run = run_agent("codex", front_url, DOCUMENTED["codex"], read_prompt(workspace, NOTE),
+                        workdir=workspace)
+    assert not run.timed_out and run.returncode == 0, run.output[-3000:]
+    assert answered(run, tools=1), run.output[-3000:]
+    reached = standin.posts()
+    assert len(reached) == 2 and "4711" in reached[-1].body.decode()
+    for got in reached:
+        doc = json.loads(got.body, object_pairs_hook=list)
+        keys = [k for k, _ in doc]
+        assert "reasoning" not in keys and "prompt_cache_key" in keys
+        assert "reasoning.encrypted_content" not in dict(doc)["include"]
+        assert got.header("content-length") == str(len(got.body))
+    RUNS.append({"client": "codex", "front": "modelguard serve --actions compat",
+                 "model": DOCUMENTED["codex"],
+                 "seen": f"answer printed (tools=1); {len(reached)} reached the gateway, "
+                         "reasoning stripped"})
