@@ -103,10 +103,17 @@ ADJUSTABLE = {"cache_control", "thinking", "reasoning", "reasoning_effort", "thi
 
 
 def without_adjustable(node: Any) -> Any:
+    """``node`` without what an action may change, on both sides of the comparison (Anthropic
+    context editing's clear_thinking_* strategy goes with thinking, and its holder if emptied)."""
     if isinstance(node, dict):
-        return {k: without_adjustable(v) for k, v in node.items() if k not in ADJUSTABLE}
+        out = {k: without_adjustable(v) for k, v in node.items() if k not in ADJUSTABLE}
+        if out.get("context_management") == {"edits": []}:
+            del out["context_management"]
+        return out
     if isinstance(node, list):
-        return [without_adjustable(v) for v in node if v != "reasoning.encrypted_content"]
+        return [without_adjustable(v) for v in node if v != "reasoning.encrypted_content"
+                and not (isinstance(v, dict)
+                         and str(v.get("type", "")).startswith("clear_thinking_"))]
     return node
 
 
@@ -146,7 +153,9 @@ def summary(run: AgentRun, tap: Tap, standin: AgentStandIn) -> str:
     said = f"answer printed ({answer.group().split()[-1]})" if answer else (
         "refusal shown" if any(shown(run, refusal_text(r)) for r in refusals(tap))
         else "no answer")
-    return f"{', '.join(parts)}; {len(standin.posts())} reached the gateway; {said}"
+    adjusted = sorted({a for e in tap.posts() if (a := e.header("modelguard-adjusted"))})
+    changed = f" (adjusted: {' / '.join(adjusted)})" if adjusted else ""
+    return f"{', '.join(parts)}{changed}; {len(standin.posts())} reached the gateway; {said}"
 
 
 def go(client: str, kind: str, catalog: str, model: str, prompt: str, workspace: Path,
@@ -338,9 +347,16 @@ def test_compat_preset_lets_the_agent_use_the_documented_catalog(
     assert answered(run, tools=1), run.output[-3000:]
     assert not refusals(tap)
     if client in ("claude", "qwen"):  # max_tokens 32000 / 32768 above the 8192 cap: clamped
-        adjusted = [e.header("modelguard-adjusted") for e in tap.posts()]
-        assert all(a and "max_tokens=8192" in a for a in adjusted), adjusted
-        assert all(r.json()["max_tokens"] == 8192 for r in standin.posts())
+        # (the documented claude-sonnet-4-6 has thinking and cache_control, deepseek-v4-pro has
+        # thinking and Qwen Code sends no cache breakpoint: the cap is the only change)
+        for sent, got in zip(tap.posts(), standin.posts(), strict=True):
+            assert sent.header("modelguard-adjusted") == "max_tokens=8192"
+            want = json.loads(sent.body)
+            assert want["max_tokens"] > 8192
+            want["max_tokens"] = 8192
+            assert pairs(got.body) == pairs(json.dumps(want))
+    if client == "gemini":  # gemini-3-1-pro has all Gemini CLI uses: nothing to adjust
+        assert all(e.header("modelguard-adjusted") is None for e in tap.posts())
     if client == "codex":
         # gpt-5-4 has no thinking: Responses `reasoning` and its encrypted-content include go,
         # nothing else changes (prompt_cache_key needs nothing and stays).
@@ -506,3 +522,45 @@ def test_codex_through_modelguard_serve_with_compat(workspace: Path, standin_for
                  "model": DOCUMENTED["codex"],
                  "seen": f"answer printed (tools=1); {len(reached)} reached the gateway, "
                          "reasoning stripped"})
+
+
+#: What ``compat`` adjusts on the models the client hints are about (tests/clients/catalogs/
+#: agents.json): the ``modelguard-adjusted`` header of every forwarded turn.
+COMPAT_ON_HINTED = {
+    "claude": "cache_control=stripped; thinking=stripped; max_tokens=8192",
+    "gemini": "thinking=stripped",
+    "codex": "thinking=stripped",
+    "qwen": "max_tokens=16384",
+}
+
+
+@NEEDS_COMPAT
+@pytest.mark.parametrize("client", params_needing_responses())
+@expect("answer printed; what the model lacks stripped or clamped, nothing else changed")
+def test_compat_preset_on_a_model_lacking_what_the_agent_always_sends(
+        client: str, workspace: Path, standin_for: Any) -> None:
+    """compat preset, model lacking thinking / caching / the output cap"""
+    model, _ = HINTED[client]
+    run, tap, standin = go(client, "sidecar", "agents", model, read_prompt(workspace, NOTE),
+                           workspace, standin_for, options={"actions": "compat"})
+    assert run.returncode == 0, run.output[-3000:]
+    assert answered(run, tools=1), run.output[-3000:]
+    assert not refusals(tap)
+    for sent, got in zip(tap.posts(), standin.posts(), strict=True):
+        assert sent.header("modelguard-adjusted") == COMPAT_ON_HINTED[client]
+        assert got.header("content-length") == str(len(got.body))
+        original = json.loads(sent.body)
+        if client == "codex":
+            want = codex_without_thinking(original)
+        elif client == "gemini":
+            want = original
+            del want["generationConfig"]["thinkingConfig"]
+        elif client == "qwen":
+            want = dict(original, max_tokens=16384)
+        else:  # Claude Code: cache_control everywhere, thinking (assert_sound checks the rest)
+            sent_doc = json.loads(got.body)
+            assert sent_doc["max_tokens"] == 8192 and "thinking" not in sent_doc
+            assert '"cache_control"' not in got.body.decode()
+            assert "clear_thinking_" not in got.body.decode()
+            continue
+        assert pairs(got.body) == pairs(json.dumps(want))
