@@ -404,3 +404,22 @@ async def test_codex_on_the_documented_catalog_without_compat_is_refused(path: P
     assert [v.capability for v in verdict.violations] == ["thinking"]
     message = verdict.error["error"]["message"]
     assert "at reasoning" in message and 'model_reasoning_effort="none"' in message
+
+
+@pytest.mark.parametrize("path", CODEX, ids=ids(CODEX))
+async def test_codex_clamp_lowers_a_reasoning_budget_with_the_cap(path: Path) -> None:
+    """A Responses ``reasoning.max_tokens`` must stay below ``max_output_tokens``: clamping the
+    cap lowers the budget in proportion, and nothing else changes (decisions.md §12)."""
+    fx = load(path)
+    doc = {**fx["doc"], "max_output_tokens": 32000,
+           "reasoning": {"effort": "high", "max_tokens": 20000, "summary": "auto"}}
+    raw = json.dumps(doc).encode()
+    verdict = await check(fx, {"tool_use", "streaming", "thinking", "vision", "openai"},
+                          actions={"max_tokens": "clamp"}, body=raw)
+    assert verdict.allowed, verdict.body
+    budget = 20000 * LIMIT // 32000  # the budget keeps its share of the cap
+    assert verdict.adjustments == (f"max_tokens={LIMIT}", f"thinking_budget={budget}")
+    want = copy.deepcopy(doc)
+    want["max_output_tokens"] = LIMIT
+    want["reasoning"]["max_tokens"] = budget
+    assert pairs(verdict.rewritten_body) == pairs(json.dumps(want))
