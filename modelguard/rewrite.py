@@ -160,6 +160,7 @@ BUDGETS: dict[str, tuple[Budget, ...]] = {
         Budget(("max_completion_tokens",), ("reasoning",), ("max_tokens",), 1),
         Budget(("max_tokens",), ("reasoning",), ("max_tokens",), 1),
     ),
+    "responses": (Budget(("max_output_tokens",), ("reasoning",), ("max_tokens",), 1),),
 }
 
 

@@ -9,8 +9,8 @@ Against catalogs lacking each feature the agents send on every request:
 - over real HTTP through ``modelguard serve``, the upstream receives that body with a right
   Content-Length and no Content-Encoding, and the client sees ``modelguard-adjusted``.
 
-Codex speaks the Responses API, which this module does not guard; its bodies exercise the
-Responses rows of the rewrite tables directly.
+Codex speaks the Responses API (guarded like the others): its ``strip thinking`` removes
+``reasoning`` and the ``reasoning.encrypted_content`` include, and ``prompt_cache_key`` stays.
 """
 
 from __future__ import annotations
@@ -37,10 +37,18 @@ from .test_action_pairings import STRIPPED, expected_strip, pairs
 from .upstream import StandIn, serve
 
 AGENTS = sorted((FIXTURES / "agents").glob("*.json"))
-GUARDED = [p for p in AGENTS if not p.name.startswith("codex-")]
+GUARDED = AGENTS
 CODEX = [p for p in AGENTS if p.name.startswith("codex-")]
-PROTOCOL = {"claude": "anthropic", "qwen": "openai", "gemini": "gemini", "codex": "openai"}
-OWNER = {"anthropic": "anthropic", "openai": "alibaba", "gemini": "google"}
+PROTOCOL = {"claude": "anthropic", "qwen": "openai", "gemini": "gemini", "codex": "responses"}
+OWNER = {"anthropic": "anthropic", "openai": "alibaba", "gemini": "google",
+         "responses": "openai"}
+#: The Responses rows of the oracle (the Chat Completions ones are in test_action_pairings):
+#: member paths ``strip`` removes, and (list path, item) pairs it takes out of a list.
+RESPONSES_STRIPPED: dict[str, tuple[list[Any], list[tuple[str, str]]]] = {
+    "thinking": ([r"^reasoning$", r"^input\[\d+\]\.reasoning$"],
+                 [("include", "reasoning.encrypted_content")]),
+    "cache_control": ([r"\.prompt_cache_breakpoint$", r"^prompt_cache_options\.prewarm$"], []),
+}
 LIMIT = 8192
 HINTS = ("cache_control", "thinking")
 CATALOG_FILE = str(Path(modelguard.__file__).parent / "data" / "catalog.json")
@@ -62,8 +70,9 @@ def cap_of(fx: dict) -> tuple[str, int] | None:
         config = doc.get("generationConfig") or {}
         value = config.get("maxOutputTokens")
         return None if value is None else ("generationConfig.maxOutputTokens", int(value))
-    value = doc.get("max_tokens")
-    return None if value is None else ("max_tokens", value)
+    key = "max_output_tokens" if fx["protocol"] == "responses" else "max_tokens"
+    value = doc.get(key)
+    return None if value is None else (key, value)
 
 
 async def check(fx: dict, tags: set[str], *, actions: Any = None, body: bytes | None = None,
@@ -119,7 +128,7 @@ async def test_lacking_everything_one_refusal_names_every_violation(path: Path) 
     assert message.count(f"Model {fx['model']!r} does not support") == 1
     first = verdict.violations[0]
     assert verdict.first is first and first.capability not in HINTS
-    if fx["protocol"] == "openai":
+    if fx["protocol"] in ("openai", "responses"):
         assert verdict.error["error"]["param"] == first.path
     if fx["protocol"] == "gemini":
         meta = verdict.error["error"]["details"][0]["metadata"]
@@ -143,7 +152,13 @@ async def test_lacking_each_feature_alone(path: Path) -> None:
 def _expected(fx: dict, stripped: set[str], clamped: bool) -> Any:
     want = copy.deepcopy(fx["doc"])
     for tag in HINTS:
-        if tag in stripped:
+        if tag in stripped and fx["protocol"] == "responses":
+            members, items = RESPONSES_STRIPPED[tag]
+            want = expected_strip(want, members)
+            for key, item in items:
+                if key in want:
+                    want[key] = [i for i in want[key] if i != item]
+        elif tag in stripped:
             want = expected_strip(want, STRIPPED[(fx["protocol"], tag)])
     cap = cap_of(fx)
     if clamped and cap is not None:
@@ -325,3 +340,86 @@ def test_codex_configuration_update_reasoning_is_stripped_too() -> None:
     assert sent["input"][-1] == {"type": "configuration_update", "text": {"verbosity": "low"}}
     assert sent["input"][-2] == history
     assert sent["input"][:-2] == fx["doc"]["input"]
+
+
+# -- Codex over real HTTP: the sidecar and the middleware with compat -----------------------
+
+
+def _codex_headers(fx: dict, coding: str) -> dict[str, str]:
+    headers = {k: v for k, v in fx["headers"].items() if k.lower() != "content-length"}
+    if coding == "gzip":
+        headers["content-encoding"] = "gzip"
+    return headers
+
+
+def _assert_codex_forwarded(fx: dict, got: Any) -> None:
+    """Exactly ``reasoning`` and the encrypted-content include gone; framing right."""
+    assert got.header("content-encoding") is None
+    assert got.header("content-length") == str(len(got.body))
+    assert pairs(got.body) == pairs(json.dumps(_expected(fx, {"thinking"}, False)))
+    assert got.header("authorization") == fx["headers"]["authorization"]
+
+
+@pytest.mark.parametrize("coding", ["identity", "gzip"])
+@pytest.mark.parametrize("path", CODEX, ids=ids(CODEX))
+def test_codex_through_the_sidecar_with_compat(compat_sidecar, path: Path, coding: str) -> None:
+    standin, url = compat_sidecar
+    standin.clear()
+    fx = load(path)
+    body = gzip.compress(fx["raw"]) if coding == "gzip" else fx["raw"]
+    with httpx.Client(timeout=10) as client:
+        response = client.post(f"{url}{fx['target']}", content=body,
+                               headers=_codex_headers(fx, coding))
+    assert response.status_code < 500, response.text
+    assert response.headers["modelguard-adjusted"] == "thinking=stripped"
+    [got] = standin.wait_for(1)
+    _assert_codex_forwarded(fx, got)
+
+
+@pytest.mark.parametrize("coding", ["identity", "gzip"])
+@pytest.mark.parametrize("path", CODEX, ids=ids(CODEX))
+async def test_codex_through_the_middleware_with_compat(path: Path, coding: str) -> None:
+    fx = load(path)
+    upstream = StandIn()
+    app = modelguard.ModelGuardMiddleware(upstream.app, modelguard.Catalog.default(),
+                                          actions="compat")
+    body = gzip.compress(fx["raw"]) if coding == "gzip" else fx["raw"]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        response = await client.post(fx["target"], content=body,
+                                     headers=_codex_headers(fx, coding))
+    assert response.status_code < 500, response.text
+    assert response.headers["modelguard-adjusted"] == "thinking=stripped"
+    [got] = upstream.requests
+    _assert_codex_forwarded(fx, got)
+
+
+@pytest.mark.parametrize("path", CODEX, ids=ids(CODEX))
+async def test_codex_on_the_documented_catalog_without_compat_is_refused(path: Path) -> None:
+    """gpt-5-4 as documented has no thinking: Codex's reasoning request is what is refused."""
+    fx = load(path)
+    verdict = await Guard(modelguard.Catalog.default()).check(
+        fx["method"], fx["target"], fx["headers"], fx["raw"])
+    assert not verdict.allowed and verdict.reason == "unsupported_capability"
+    assert [v.capability for v in verdict.violations] == ["thinking"]
+    message = verdict.error["error"]["message"]
+    assert "at reasoning" in message and 'model_reasoning_effort="none"' in message
+
+
+@pytest.mark.parametrize("path", CODEX, ids=ids(CODEX))
+async def test_codex_clamp_lowers_a_reasoning_budget_with_the_cap(path: Path) -> None:
+    """A Responses ``reasoning.max_tokens`` must stay below ``max_output_tokens``: clamping the
+    cap lowers the budget in proportion, and nothing else changes (decisions.md §12)."""
+    fx = load(path)
+    doc = {**fx["doc"], "max_output_tokens": 32000,
+           "reasoning": {"effort": "high", "max_tokens": 20000, "summary": "auto"}}
+    raw = json.dumps(doc).encode()
+    verdict = await check(fx, {"tool_use", "streaming", "thinking", "vision", "openai"},
+                          actions={"max_tokens": "clamp"}, body=raw)
+    assert verdict.allowed, verdict.body
+    budget = 20000 * LIMIT // 32000  # the budget keeps its share of the cap
+    assert verdict.adjustments == (f"max_tokens={LIMIT}", f"thinking_budget={budget}")
+    want = copy.deepcopy(doc)
+    want["max_output_tokens"] = LIMIT
+    want["reasoning"]["max_tokens"] = budget
+    assert pairs(verdict.rewritten_body) == pairs(json.dumps(want))

@@ -103,10 +103,17 @@ ADJUSTABLE = {"cache_control", "thinking", "reasoning", "reasoning_effort", "thi
 
 
 def without_adjustable(node: Any) -> Any:
+    """``node`` without what an action may change, on both sides of the comparison (Anthropic
+    context editing's clear_thinking_* strategy goes with thinking, and its holder if emptied)."""
     if isinstance(node, dict):
-        return {k: without_adjustable(v) for k, v in node.items() if k not in ADJUSTABLE}
+        out = {k: without_adjustable(v) for k, v in node.items() if k not in ADJUSTABLE}
+        if out.get("context_management") == {"edits": []}:
+            del out["context_management"]
+        return out
     if isinstance(node, list):
-        return [without_adjustable(v) for v in node if v != "reasoning.encrypted_content"]
+        return [without_adjustable(v) for v in node if v != "reasoning.encrypted_content"
+                and not (isinstance(v, dict)
+                         and str(v.get("type", "")).startswith("clear_thinking_"))]
     return node
 
 
@@ -146,7 +153,9 @@ def summary(run: AgentRun, tap: Tap, standin: AgentStandIn) -> str:
     said = f"answer printed ({answer.group().split()[-1]})" if answer else (
         "refusal shown" if any(shown(run, refusal_text(r)) for r in refusals(tap))
         else "no answer")
-    return f"{', '.join(parts)}; {len(standin.posts())} reached the gateway; {said}"
+    adjusted = sorted({a for e in tap.posts() if (a := e.header("modelguard-adjusted"))})
+    changed = f" (adjusted: {' / '.join(adjusted)})" if adjusted else ""
+    return f"{', '.join(parts)}{changed}; {len(standin.posts())} reached the gateway; {said}"
 
 
 def go(client: str, kind: str, catalog: str, model: str, prompt: str, workspace: Path,
@@ -313,24 +322,66 @@ def test_refusal_names_several_violations(client: str, workspace: Path,
              if tag in message]
     assert len(named) >= 2, message
     assert shown(run, message), run.output[-3000:]
+    # the client hints ride along in the combined refusal, and reach the user too
+    hint = SEVERAL_HINT[client]
+    assert hint in message, message
+    assert hint in re.sub(r"\s+", " ", run.output.replace('\\"', '"')), run.output[-3000:]
+
+
+#: A setting of each agent's own that the several-violation refusal names (modelguard/hints.py).
+SEVERAL_HINT = {"claude": "MAX_THINKING_TOKENS=0", "gemini": "thinkingBudget",
+                "codex": 'model_reasoning_effort="none"', "qwen": "QWEN_CODE_MAX_OUTPUT_TOKENS"}
 
 
 @NEEDS_COMPAT
+@pytest.mark.parametrize("kind", FRONTS)
 @pytest.mark.parametrize("client", params_needing_responses())
-@expect("answer printed (hints stripped, output cap clamped)")
+@expect("answer printed (hints stripped, output cap clamped; exactly those fields changed)")
 def test_compat_preset_lets_the_agent_use_the_documented_catalog(
-        client: str, workspace: Path, standin_for: Any) -> None:
+        client: str, kind: str, workspace: Path, standin_for: Any) -> None:
     """compat preset, documented catalog"""
-    run, tap, standin = go(client, "sidecar", "gateway", DOCUMENTED[client],
+    run, tap, standin = go(client, kind, "gateway", DOCUMENTED[client],
                            read_prompt(workspace, NOTE), workspace, standin_for,
                            options={"actions": "compat"})
     assert run.returncode == 0, run.output[-3000:]
     assert answered(run, tools=1), run.output[-3000:]
     assert not refusals(tap)
     if client in ("claude", "qwen"):  # max_tokens 32000 / 32768 above the 8192 cap: clamped
-        adjusted = [e.header("modelguard-adjusted") for e in tap.posts()]
-        assert all(a and "max_tokens=8192" in a for a in adjusted), adjusted
-        assert all(r.json()["max_tokens"] == 8192 for r in standin.posts())
+        # (the documented claude-sonnet-4-6 has thinking and cache_control, deepseek-v4-pro has
+        # thinking and Qwen Code sends no cache breakpoint: the cap is the only change)
+        for sent, got in zip(tap.posts(), standin.posts(), strict=True):
+            assert sent.header("modelguard-adjusted") == "max_tokens=8192"
+            want = json.loads(sent.body)
+            assert want["max_tokens"] > 8192
+            want["max_tokens"] = 8192
+            assert pairs(got.body) == pairs(json.dumps(want))
+    if client == "gemini":  # gemini-3-1-pro has all Gemini CLI uses: nothing to adjust
+        assert all(e.header("modelguard-adjusted") is None for e in tap.posts())
+    if client == "codex":
+        # gpt-5-4 has no thinking: Responses `reasoning` and its encrypted-content include go,
+        # nothing else changes (prompt_cache_key needs nothing and stays).
+        for sent, got in zip(tap.posts(), standin.posts(), strict=True):
+            assert sent.header("modelguard-adjusted") == "thinking=stripped"
+            assert pairs(got.body) == pairs(json.dumps(
+                codex_without_thinking(json.loads(sent.body))))
+            if kind == "sidecar":  # the FastAPI gateway's own proxy sets its framing
+                assert got.header("content-length") == str(len(got.body))
+            assert got.header("content-encoding") is None
+
+
+def pairs(raw: bytes | str) -> Any:
+    """A JSON document with every object as a list of (key, value) pairs: order counts."""
+    return json.loads(raw, object_pairs_hook=list)
+
+
+def codex_without_thinking(doc: dict[str, Any]) -> dict[str, Any]:
+    """The oracle for ``strip thinking`` on a Codex body (decisions.md §12): ``reasoning`` and
+    the ``reasoning.encrypted_content`` include removed, every other member kept in place."""
+    assert "reasoning" in doc and "reasoning.encrypted_content" in doc["include"]
+    out = {k: v for k, v in doc.items() if k != "reasoning"}
+    out["include"] = [i for i in doc["include"] if i != "reasoning.encrypted_content"]
+    assert out["prompt_cache_key"] == doc["prompt_cache_key"]
+    return out
 
 
 @pytest.mark.parametrize("client", params_needing_responses())
@@ -446,3 +497,70 @@ def test_modelguard_serve_command(client: str, workspace: Path, standin_for: Any
                  "seen": f"answer printed (tools=1); {forwarded} reached the gateway"})
     RUNS.append({"client": client, "front": "modelguard serve", "model": UNKNOWN[client],
                  "seen": "refusal shown; 0 reached the gateway"})
+
+
+@NEEDS_COMPAT
+@NEEDS_RESPONSES
+@expect("modelguard serve --actions compat: answer printed, reasoning stripped at the gateway")
+def test_codex_through_modelguard_serve_with_compat(workspace: Path, standin_for: Any) -> None:
+    """The modelguard serve command with --actions compat (Codex, documented catalog)"""
+    url, standin = standin_for("gateway")
+    with modelguard_serve(url, "--actions", "compat") as front_url:
+        run = run_agent("codex", front_url, DOCUMENTED["codex"], read_prompt(workspace, NOTE),
+                        workdir=workspace)
+    assert not run.timed_out and run.returncode == 0, run.output[-3000:]
+    assert answered(run, tools=1), run.output[-3000:]
+    reached = standin.posts()
+    assert len(reached) == 2 and "4711" in reached[-1].body.decode()
+    for got in reached:
+        doc = json.loads(got.body, object_pairs_hook=list)
+        keys = [k for k, _ in doc]
+        assert "reasoning" not in keys and "prompt_cache_key" in keys
+        assert "reasoning.encrypted_content" not in dict(doc)["include"]
+        assert got.header("content-length") == str(len(got.body))
+    RUNS.append({"client": "codex", "front": "modelguard serve --actions compat",
+                 "model": DOCUMENTED["codex"],
+                 "seen": f"answer printed (tools=1); {len(reached)} reached the gateway, "
+                         "reasoning stripped"})
+
+
+#: What ``compat`` adjusts on the models the client hints are about (tests/clients/catalogs/
+#: agents.json): the ``modelguard-adjusted`` header of every forwarded turn.
+COMPAT_ON_HINTED = {
+    "claude": "cache_control=stripped; thinking=stripped; max_tokens=8192",
+    "gemini": "thinking=stripped",
+    "codex": "thinking=stripped",
+    "qwen": "max_tokens=16384",
+}
+
+
+@NEEDS_COMPAT
+@pytest.mark.parametrize("client", params_needing_responses())
+@expect("answer printed; what the model lacks stripped or clamped, nothing else changed")
+def test_compat_preset_on_a_model_lacking_what_the_agent_always_sends(
+        client: str, workspace: Path, standin_for: Any) -> None:
+    """compat preset, model lacking thinking / caching / the output cap"""
+    model, _ = HINTED[client]
+    run, tap, standin = go(client, "sidecar", "agents", model, read_prompt(workspace, NOTE),
+                           workspace, standin_for, options={"actions": "compat"})
+    assert run.returncode == 0, run.output[-3000:]
+    assert answered(run, tools=1), run.output[-3000:]
+    assert not refusals(tap)
+    for sent, got in zip(tap.posts(), standin.posts(), strict=True):
+        assert sent.header("modelguard-adjusted") == COMPAT_ON_HINTED[client]
+        assert got.header("content-length") == str(len(got.body))
+        original = json.loads(sent.body)
+        if client == "codex":
+            want = codex_without_thinking(original)
+        elif client == "gemini":
+            want = original
+            del want["generationConfig"]["thinkingConfig"]
+        elif client == "qwen":
+            want = dict(original, max_tokens=16384)
+        else:  # Claude Code: cache_control everywhere, thinking (assert_sound checks the rest)
+            sent_doc = json.loads(got.body)
+            assert sent_doc["max_tokens"] == 8192 and "thinking" not in sent_doc
+            assert '"cache_control"' not in got.body.decode()
+            assert "clear_thinking_" not in got.body.decode()
+            continue
+        assert pairs(got.body) == pairs(json.dumps(want))
