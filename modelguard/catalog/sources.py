@@ -32,6 +32,9 @@ class CatalogUnavailable(Exception):
 
 @runtime_checkable
 class CatalogSource(Protocol):
+    """Where a guard gets each caller's catalog: implement it to plug in your own store
+    (``RemoteCatalog`` is one; a fixed ``Catalog`` is wrapped in one)."""
+
     #: Whether the caller's credential selects the catalog (then a request without one is 401).
     needs_credential: bool
 
