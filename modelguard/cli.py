@@ -59,7 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error is not None:
             print(f"modelguard serve: {error}", file=sys.stderr)
             return EXIT_USAGE
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `modelguard check ... | head`: the reader left, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_REFUSED
 
 
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
@@ -106,8 +111,13 @@ def _from_environment(args: argparse.Namespace, parser: argparse.ArgumentParser,
         if raw is None or raw == "":
             setattr(args, action.dest, copy.copy(defaults.get(action.dest)))
             continue
-        values = [v.strip() for v in raw.split(",") if v.strip()] \
-            if appends else [raw]
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001
+            switch = _SWITCHES.get(raw.strip().lower())
+            if switch is None:
+                return f"{name}={raw!r}: use 1/true/yes/on or 0/false/no/off"
+            setattr(args, action.dest, action.const if switch else not action.const)
+            continue
+        values = _items(raw) if appends else [raw]
         parsed = []
         for value in values:
             try:
@@ -121,6 +131,24 @@ def _from_environment(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if args.upstream is None:
         return f"--upstream (or {ENV_PREFIX}UPSTREAM) is required"
     return None
+
+
+_SWITCHES = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
+
+
+def _items(raw: str) -> list[str]:
+    """A repeatable flag's values from one variable, comma-separated; a piece without ``=``
+    continues a ``KEY=V1,V2`` item (``web_search=openai,deepseek``)."""
+    items: list[str] = []
+    for piece in (p.strip() for p in raw.split(",")):
+        if not piece:
+            continue
+        if "=" not in piece and items and "=" in items[-1]:
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
+    return items
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -154,3 +154,18 @@ def test_catalog_refused_key_and_unreachable_gateway(gateway, monkeypatch, capsy
     assert "unavailable" in capsys.readouterr().err
     monkeypatch.delenv("BYTESPIKE_API_KEY")
     assert main(["catalog", "--base-url", url]) == 2
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """``modelguard check ... | head -1``: the pipe closes, the command ends quietly."""
+    request = json.loads((EXAMPLES / "openai-chat-allowed.json").read_text())
+    many = tmp_path / "many.jsonl"  # far more output than a pipe buffers
+    many.write_text((json.dumps(request) + "\n") * 5000)
+    check = subprocess.Popen([sys.executable, "-m", "modelguard", "check", str(many)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert check.stdout is not None and check.stderr is not None
+    first = check.stdout.readline()
+    check.stdout.close()  # the reader leaves after one line
+    errors = check.stderr.read()
+    assert check.wait(timeout=60) in (0, 1)
+    assert first and b"Traceback" not in errors and b"BrokenPipeError" not in errors

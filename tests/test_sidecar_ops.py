@@ -183,6 +183,33 @@ def test_the_command_line_wins_and_defaults_stay():
         (7000, "enforce", "127.0.0.1", 600.0, "json")
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1", True), ("true", True), ("YES", True), ("on", True),
+    ("0", False), ("false", False), ("no", False), ("Off", False)])
+def test_a_switch_reads_its_variable_as_a_boolean(value, expected):
+    args, error = _parsed([], {"MODELGUARD_UPSTREAM": "http://u", "MODELGUARD_EMBEDDINGS": value})
+    assert error is None
+    assert args.embeddings is expected
+
+
+def test_a_switch_with_another_word_is_a_usage_error():
+    _, error = _parsed([], {"MODELGUARD_UPSTREAM": "http://u", "MODELGUARD_EMBEDDINGS": "maybe"})
+    assert error is not None and "MODELGUARD_EMBEDDINGS" in error
+
+
+def test_repeatable_values_keep_key_value_lists_together():
+    args, error = _parsed([], {
+        "MODELGUARD_UPSTREAM": "http://u",
+        "MODELGUARD_TOOL_VENDORS": "web_search=openai,deepseek,code_interpreter=openai",
+        "MODELGUARD_ACTION": "thinking=strip,max_tokens=clamp",
+        "MODELGUARD_DISABLE_FAMILY": "tasks,embeddings"})
+    assert error is None
+    assert args.tool_vendors == [("web_search", ("openai", "deepseek")),
+                                 ("code_interpreter", ("openai",))]
+    assert args.action == ["thinking=strip", "max_tokens=clamp"]
+    assert args.disable_family == ["tasks", "embeddings"]
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("MODELGUARD_PORT", "eighty"), ("MODELGUARD_READ_TIMEOUT", "-1"),
     ("MODELGUARD_MODE", "block"), ("MODELGUARD_LOG_FORMAT", "xml")])
