@@ -20,7 +20,7 @@ from . import rewrite
 from .actions import CLAMP, REFUSE, STRIP, resolve_actions
 from .body import BodyError, encoding_refusal, too_large, unreadable_encoding, worst_size
 from .catalog import Catalog
-from .catalog.sources import CatalogUnavailable, as_source, no_credential
+from .catalog.sources import CatalogUnavailable, StaticSource, as_source, no_credential
 from .errors import OPENAI, Reason
 from .headers import (
     HeadError,
@@ -257,14 +257,19 @@ class Guard:
         """Check a body already read within the size limit; never raises on client input.
 
         A body that may decode to more than :data:`LARGE_BODY` is decoded and read in a
-        worker thread, so the event loop keeps serving other requests meanwhile."""
+        worker thread, so the event loop keeps serving other requests meanwhile. A static
+        catalog answers at once, so its check runs without a round trip through the loop."""
         try:
-            if worst_size(len(body), header_values(headers, "content-encoding")) > LARGE_BODY:
-                read = await anyio.to_thread.run_sync(self._read, route, headers, body)
+            encodings = header_values(headers, "content-encoding")
+            if worst_size(len(body), encodings) > LARGE_BODY:
+                read = await anyio.to_thread.run_sync(self._read, route, headers, body,
+                                                      encodings)
             else:
-                read = self._read(route, headers, body)
+                read = self._read(route, headers, body, encodings)
             if isinstance(read, Verdict):
                 verdict = read
+            elif type(self.source) is StaticSource:  # answers at once: no await needed
+                verdict = self._drive_sync(self._steps(route, headers, query, *read))
             else:
                 steps = self._steps(route, headers, query, *read)
                 send: Callable[[Any], _Need] = steps.send
@@ -286,52 +291,55 @@ class Guard:
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.failed(route)
-        await self.notify(verdict)
+        if verdict.violations:
+            await self.notify(verdict)
         return verdict
 
     def inspect_sync(self, route: Route, headers: list[tuple[str, str]], query: str,
                      body: bytes) -> Verdict:
         """:meth:`inspect` without an event loop."""
         try:
-            read = self._read(route, headers, body)
+            read = self._read(route, headers, body,
+                              header_values(headers, "content-encoding"))
             if isinstance(read, Verdict):
                 verdict = read
             else:
-                steps = self._steps(route, headers, query, *read)
-                send: Callable[[Any], _Need] = steps.send
-                value: Any = None
-                while True:
-                    try:
-                        need = send(value)
-                    except StopIteration as stop:
-                        verdict = stop.value
-                        break
-                    try:
-                        if need.refresh:
-                            value = _blocking(self.source, "refresh_for_unknown",
-                                              need.credential)
-                        else:
-                            value = _blocking(self.source, "catalog_for", need.credential)
-                        send = steps.send
-                    except CatalogUnavailable as error:
-                        value, send = error, steps.throw
+                verdict = self._drive_sync(self._steps(route, headers, query, *read))
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.failed(route)
         self.notify_sync(verdict)
         return verdict
 
+    def _drive_sync(self, steps: _Steps) -> Verdict:
+        """Run the check's steps, answering each catalog request blocking (at once for a
+        static catalog)."""
+        send: Callable[[Any], _Need] = steps.send
+        value: Any = None
+        while True:
+            try:
+                need = send(value)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                if need.refresh:
+                    value = _blocking(self.source, "refresh_for_unknown", need.credential)
+                else:
+                    value = _blocking(self.source, "catalog_for", need.credential)
+                send = steps.send
+            except CatalogUnavailable as error:
+                value, send = error, steps.throw
+
     def failed(self, route: Route | None) -> Verdict:
         """The fail-closed refusal for a check that itself went wrong."""
         return self.refuse(route or _NO_ROUTE, Reason.INVALID, _FAILED)
 
-    def _read(self, route: Route, headers: list[tuple[str, str]],
-              body: bytes) -> tuple[bytes, Features] | Verdict:
+    def _read(self, route: Route, headers: list[tuple[str, str]], body: bytes,
+              encodings: list[str]) -> tuple[bytes, Features] | Verdict:
         """Decode the body and read its features (pure, so it may run in a worker thread);
         a body that cannot be read is refused."""
         try:
-            decoded = decode_body(route, body, header_values(headers, "content-encoding"),
-                                  self.options)
+            decoded = decode_body(route, body, encodings, self.options)
             return decoded, read_decoded(route, decoded, self.options,
                                          header_values(headers, "content-type"))
         except BodyError as error:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelguard import routing
+from modelguard import Catalog, Guard, routing
+from modelguard.catalog.sources import StaticSource
 from modelguard.routing import DEFAULT_FAMILIES, FAMILIES, match_route
 
 _ROUTE_PATHS = [row.pattern.replace("{version}", "v1beta").replace("{model}", "models/gemini-x")
@@ -58,3 +61,87 @@ def test_agent_fixture_paths_route_as_uncached() -> None:
         assert match_route(target) == routing._match((target,), "", DEFAULT_FAMILIES, False)
         routed += match_route(target) is not None
     assert routed >= 8  # the captured SDK and agent requests are on guarded routes
+
+
+# -- the static-catalog fast path of Guard.check ----------------------------------------------
+
+
+_FIXTURES = Path(__file__).parent / "fixtures"
+_RECORDS = sorted((_FIXTURES / "sdk").glob("*.json")) + sorted(
+    (_FIXTURES / "agents").glob("*.json"))
+
+
+class _Awaited:
+    """The same fixed catalog behind the general (awaiting) source interface."""
+
+    needs_credential = False
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    async def catalog_for(self, credential: str | None) -> Catalog:
+        return self.catalog
+
+    async def refresh_for_unknown(self, credential: str | None) -> Catalog | None:
+        return None
+
+
+def _run(coro: Any) -> Any:
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the check suspended")
+
+
+def _guards() -> tuple[Guard, Guard]:
+    catalog = Catalog.default()
+    fast, full = Guard(catalog), Guard(_Awaited(catalog))
+    assert type(fast.source) is StaticSource and type(full.source) is not StaticSource
+    return fast, full
+
+
+def _record_request(path: Path) -> tuple[str, dict[str, str], bytes]:
+    record = json.loads(path.read_text())
+    body = record["body"]
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    target = record["path"] + ("?" + record["query"] if record.get("query") else "")
+    return target, record.get("headers", {}), raw
+
+
+@pytest.mark.parametrize("path", _RECORDS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_static_fast_path_is_the_awaited_path_on_captured_bodies(path: Path) -> None:
+    fast, full = _guards()
+    target, headers, body = _record_request(path)
+    a = _run(fast.check("POST", target, headers, body))
+    b = _run(full.check("POST", target, headers, body))
+    assert a == b
+    assert fast.check_sync("POST", target, headers, body) == a
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3)
+                     | st.dictionaries(st.sampled_from(["type", "text", "role", "content",
+                                                        "image_url", "tools", "stream", "x"]),
+                                       kids, max_size=3), max_leaves=12)
+_BODIES = st.fixed_dictionaries(
+    {"model": st.sampled_from(["claude-sonnet-4-6", "gpt-5-4", "nope", 3])},
+    optional={"messages": st.lists(st.fixed_dictionaries({"role": st.just("user"),
+                                                          "content": _JSON}), max_size=2),
+              "input": _JSON, "contents": _JSON, "tools": _JSON, "stream": _JSON,
+              "max_tokens": st.integers(-2, 10**7)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_BODIES, target=st.sampled_from(["/v1/messages", "/v1/chat/completions",
+                                             "/v1/responses",
+                                             "/v1beta/models/gemini-3-1-pro:generateContent"]),
+       raw=st.booleans())
+def test_static_fast_path_is_the_awaited_path_on_generated_bodies(body: dict, target: str,
+                                                                 raw: bool) -> None:
+    fast, full = _guards()
+    data = json.dumps(body).encode() if not raw else json.dumps(body)[:-1].encode()
+    headers = {"content-type": "application/json"}
+    a = _run(fast.check("POST", target, headers, data))
+    assert a == _run(full.check("POST", target, headers, data))
+    assert a == fast.check_sync("POST", target, headers, data)
