@@ -56,6 +56,8 @@ WEBSOCKETS = ("refuse", "pass")
 #: Bodies that may decode to more than this are inspected in a worker thread (§11), so the
 #: event loop keeps serving other requests meanwhile.
 LARGE_BODY = 1024 * 1024
+#: How many allowed verdicts a guard keeps (one per route, model and needs seen; bounded).
+_ALLOWED_VERDICTS = 1024
 #: The refusal when the guard itself failed: fail closed, never a 500.
 _FAILED = "The request could not be inspected; it was refused to be safe."
 #: Where a request with no known route is answered when the check itself fails.
@@ -124,6 +126,7 @@ class Guard:
                                tool_vendors=tool_vendors or {}, stored_state=stored_state,
                                actions=resolve_actions(actions))
         self.source = as_source(catalog)
+        self._allowed_verdicts: dict[tuple[Any, ...], Verdict] = {}
         self.mode = mode
         self.on_violation = on_violation
         #: The route families guarded (routes.md D0, D13).
@@ -269,7 +272,7 @@ class Guard:
             if isinstance(read, Verdict):
                 verdict = read
             elif type(self.source) is StaticSource:  # answers at once: no await needed
-                verdict = self._drive_sync(self._steps(route, headers, query, *read))
+                verdict = self._static(route, headers, *read, self.source.catalog)
             else:
                 steps = self._steps(route, headers, query, *read)
                 send: Callable[[Any], _Need] = steps.send
@@ -303,6 +306,8 @@ class Guard:
                               header_values(headers, "content-encoding"))
             if isinstance(read, Verdict):
                 verdict = read
+            elif type(self.source) is StaticSource:
+                verdict = self._static(route, headers, *read, self.source.catalog)
             else:
                 verdict = self._drive_sync(self._steps(route, headers, query, *read))
         except Exception:  # a bug must not turn client input into a 500: fail closed
@@ -369,14 +374,41 @@ class Guard:
             if self.mode == "report" and error.reason == Reason.UNAVAILABLE:
                 return self._outage(route, features, error)
             return self.refuse(route, error.reason, error.message, retry_after=error.retry_after)
+        return self._conclude(route, headers, decoded, features, catalog, violations)
+
+    def _static(self, route: Route, headers: list[tuple[str, str]], decoded: bytes,
+                features: Features, catalog: Catalog) -> Verdict:
+        """:meth:`_steps` for one fixed catalog, without the generator: it needs no
+        credential, is never unavailable and has no fresher version, so the steps reduce
+        to judging once (proven equal to the general path by differential tests)."""
+        violations = judge(route, features, catalog, self.options)
+        return self._conclude(route, headers, decoded, features, catalog, violations)
+
+    def _conclude(self, route: Route, headers: list[tuple[str, str]], decoded: bytes,
+                  features: Features, catalog: Catalog, violations: list[Violation]) -> Verdict:
+        """The verdict once the catalog has judged the features."""
         main = features.models[0].slug if features.models else None
         entry = catalog.get(main) if main is not None else None
         required = required_tags(features, route)
         if not violations:
-            return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.name,
-                           model_id=main, model=entry, required=required)
+            return self._allowed(route, main, entry, required)
         return annotate(self._decide(route, catalog, violations, decoded, main, entry, required),
                         headers)
+
+    def _allowed(self, route: Route, main: str | None, entry: Any,
+                 required: frozenset[str]) -> Verdict:
+        """The verdict of an allowed request with no violation. It depends on these four
+        values alone and is immutable, so one is kept per combination (like :data:`PASS`);
+        a catalog entry that changed is a different entry, so its verdict is rebuilt."""
+        key = (route.protocol, route.name, main, required)
+        verdict = self._allowed_verdicts.get(key)
+        if verdict is None or verdict.model is not entry:
+            verdict = Verdict(allowed=True, guarded=True, protocol=route.protocol,
+                              route=route.name, model_id=main, model=entry, required=required)
+            if len(self._allowed_verdicts) >= _ALLOWED_VERDICTS:
+                self._allowed_verdicts.clear()
+            self._allowed_verdicts[key] = verdict
+        return verdict
 
     def _decide(self, route: Route, catalog: Catalog, violations: list[Violation],
                 decoded: bytes, main: str | None, entry: Any,

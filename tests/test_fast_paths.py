@@ -145,3 +145,98 @@ def test_static_fast_path_is_the_awaited_path_on_generated_bodies(body: dict, ta
     a = _run(fast.check("POST", target, headers, data))
     assert a == _run(full.check("POST", target, headers, data))
     assert a == fast.check_sync("POST", target, headers, data)
+
+
+# -- the readers' settled-block fast paths ------------------------------------------------------
+
+from modelguard.body import BodyError  # noqa: E402
+from modelguard.policy import Options, read_decoded  # noqa: E402
+from modelguard.protocols import anthropic, gemini, responses  # noqa: E402
+
+
+def _full_readers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every block, part and tool read in full: the fast paths switched off."""
+    monkeypatch.setattr(anthropic, "_first_unsettled", lambda f, blocks, start=0: start)
+    monkeypatch.setattr(gemini, "_settled_call", lambda f, part: False)
+    monkeypatch.setattr(responses, "_INERT_TOOLS", frozenset())
+
+
+def _features(target: str, body: bytes) -> Any:
+    route = match_route(target.partition("?")[0])
+    assert route is not None
+    try:
+        return read_decoded(route, body, Options(), ["application/json"])
+    except BodyError as error:
+        return ("refused", error.reason, str(error), error.path)
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, target: str, body: bytes) -> tuple[Any, Any]:
+    fast = _features(target, body)
+    with monkeypatch.context() as patched:
+        _full_readers(patched)
+        full = _features(target, body)
+    return fast, full
+
+
+_GUARDED = [p for p in _RECORDS if match_route(json.loads(p.read_text())["path"]) is not None]
+
+
+@pytest.mark.parametrize("path", _GUARDED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_reader_fast_paths_read_captured_bodies_as_the_full_readers(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target, _, body = _record_request(path)
+    fast, full = _both(monkeypatch, target, body)
+    assert fast == full
+
+
+_KEYS = st.sampled_from(["type", "text", "content", "source", "cache_control", "thought",
+                         "thoughtSignature", "thought_signature", "functionCall",
+                         "functionResponse", "function_call", "parts", "name", "response",
+                         "inlineData", "TYPE", "tools", "model", "svg", "x"])
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 3)
+    | st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "function",
+                       "custom", "namespace", "web_search", "image_generation", "x", "mcp",
+                       "document", "redacted_thinking", "server_tool_use"]),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_KEYS, kids, max_size=4),
+    max_leaves=14)
+_ITEMS = st.lists(st.dictionaries(_KEYS, _VALUES, max_size=4), max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(blocks=_ITEMS, tools=st.one_of(st.none(), _ITEMS), first=_ITEMS)
+def test_anthropic_fast_path_on_generated_blocks(blocks: list, tools: list | None,
+                                                 first: list) -> None:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 8,
+                            "messages": [{"role": "user", "content": first},
+                                         {"role": "assistant", "content": blocks}]}
+    if tools is not None:
+        body["tools"] = tools
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, full = _both(monkeypatch, "/v1/messages", json.dumps(body).encode())
+    assert fast == full
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=_ITEMS, tools=st.one_of(st.none(), st.just([{"functionDeclarations": []}]),
+                                     st.just([{"functionDeclarations": [{"name": "f"}]}])))
+def test_gemini_fast_path_on_generated_parts(parts: list, tools: list | None) -> None:
+    body: dict[str, Any] = {"contents": [{"role": "model", "parts": parts},
+                                         {"role": "user", "parts": parts[::-1]}]}
+    if tools is not None:
+        body["tools"] = tools
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, full = _both(monkeypatch, "/v1beta/models/m:generateContent",
+                           json.dumps(body).encode())
+    assert fast == full
+
+
+@settings(max_examples=400, deadline=None)
+@given(tools=_ITEMS, choice=st.sampled_from([None, "auto", "none"]))
+def test_responses_fast_path_on_generated_tools(tools: list, choice: str | None) -> None:
+    body: dict[str, Any] = {"model": "m", "input": "hi", "tools": tools}
+    if choice is not None:
+        body["tool_choice"] = choice
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, full = _both(monkeypatch, "/v1/responses", json.dumps(body).encode())
+    assert fast == full
