@@ -75,15 +75,6 @@ STALL_RAW = 23 * 1024 * 1024 + 512 * 1024
 # -- micro benchmarks -----------------------------------------------------------------------------
 
 
-def drive(coro: Any) -> Any:
-    """Run a coroutine that never suspends (a static catalog) without an event loop."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    raise RuntimeError("the coroutine suspended")
-
-
 def naive_check(body: bytes, catalog: Catalog) -> bool:
     """What a user would write instead: json.loads and a walk over the obvious places."""
     doc = json.loads(body)
@@ -199,13 +190,13 @@ def micro(shapes: list[Shape], catalog: Catalog, rounds: int, smoke: bool) -> li
     loop = asyncio.new_event_loop()
     rows = []
     for shape in shapes:
-        verdict = drive(guard.check("POST", shape.target, shape.headers, shape.body))
+        verdict = guard.check_sync("POST", shape.target, shape.headers, shape.body)
         bare_call = _middleware_call(_bare_app, shape)
         guarded_call = _middleware_call(guarded, shape)
         candidates: dict[str, Callable[[], Any]] = {
             "msgspec": lambda b=shape.body: msgspec.json.decode(b),
             "orjson": lambda b=shape.body: orjson.loads(b),
-            "guard": lambda s=shape: drive(guard.check("POST", s.target, s.headers, s.body)),
+            "guard": lambda s=shape: guard.check_sync("POST", s.target, s.headers, s.body),
             "bare_asgi": lambda c=bare_call: loop.run_until_complete(c()),
             "guarded_asgi": lambda c=guarded_call: loop.run_until_complete(c()),
             "naive": lambda b=shape.body: naive_check(b, catalog),
@@ -256,7 +247,7 @@ def catalog_scale(rounds: int, smoke: bool) -> dict:
     for _ in range(rounds):
         for name in random.sample(list(guards), len(guards)):
             g = guards[name]
-            samples[name].append(_timed(lambda g=g: drive(g.check("POST", path, {}, body)), n))
+            samples[name].append(_timed(lambda g=g: g.check_sync("POST", path, {}, body), n))
     med = {k: statistics.median(v) for k, v in samples.items()}
     return {"models_small": len(small), "models_big": len(big), "small_us": round(med["10"], 2),
             "big_us": round(med["10000"], 2), "ratio": round(med["10000"] / med["10"], 3)}
@@ -624,11 +615,7 @@ body = many_small_objects(int(sys.argv[1]))
 guard = Guard(Catalog.default())
 Path("/proc/self/clear_refs").write_text("5")  # the body itself is not counted
 base = rss("VmRSS")
-coro = guard.check("POST", "/v1/messages", {}, body)
-try:
-    coro.send(None)
-except StopIteration as stop:
-    verdict = stop.value
+verdict = guard.check_sync("POST", "/v1/messages", {}, body)
 print(len(body), verdict.status, rss("VmHWM") - base)
 """
 
@@ -785,7 +772,9 @@ def report(data: dict, out: Path) -> None:
         "",
         "## Cost per request, side by side",
         "",
-        "`guard` is `Guard.check` (route, strict decode, features, policy, verdict); `middleware` "
+        "`guard` is `Guard.check_sync` (the same steps and verdict as `await Guard.check`, "
+        "without the worker thread a large body gets on an event loop: route, strict decode, "
+        "features, policy, verdict); `middleware` "
         "is the extra cost of a request through `ModelGuardMiddleware` over the same bare ASGI "
         "app; `pydantic` validates the body with the official SDK's request type (`TypeAdapter` "
         "over `anthropic`'s `MessageCreateParams` / `openai`'s `CompletionCreateParams`); "
@@ -888,7 +877,7 @@ def report(data: dict, out: Path) -> None:
     rss, b_rss = data.get("worst_rss"), before.get("worst_rss")
     if rss:
         lines += ["", "## The worst-shaped body at the limit (issue 10)", "",
-                  f"One `Guard.check` of a {rss['body_bytes']:,}-byte Anthropic request whose "
+                  f"One `Guard.check_sync` of a {rss['body_bytes']:,}-byte Anthropic request whose "
                   "unread `metadata` field is `[{},{},...]` (11 million empty objects), in a "
                   "fresh process; peak RSS growth over the process with the body already "
                   "read.", "",

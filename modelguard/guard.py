@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
 from . import rewrite
 from .actions import CLAMP, REFUSE, STRIP, resolve_actions
@@ -56,6 +58,9 @@ WEBSOCKETS = ("refuse", "pass")
 #: Bodies that may decode to more than this are inspected in a worker thread (§11), so the
 #: event loop keeps serving other requests meanwhile.
 LARGE_BODY = 1024 * 1024
+#: Large bodies joined and decoded at once per event loop. The decoder holds the GIL, so more
+#: threads would not inspect faster; they would only hold more decoded bodies at once.
+LARGE_BODY_WORKERS = 2
 #: How many allowed verdicts a guard keeps (one per route, model and needs seen; bounded).
 _ALLOWED_VERDICTS = 1024
 #: The refusal when the guard itself failed: fail closed, never a 500.
@@ -262,13 +267,21 @@ class Guard:
         A body that may decode to more than :data:`LARGE_BODY` is decoded and read in a
         worker thread, so the event loop keeps serving other requests meanwhile. A static
         catalog answers at once, so its check runs without a round trip through the loop."""
+        return await self.inspect_parts(route, headers, query, (body,))
+
+    async def inspect_parts(self, route: Route, headers: list[tuple[str, str]], query: str,
+                            parts: Sequence[bytes]) -> Verdict:
+        """:meth:`inspect` for a body still in the pieces it arrived in. A large body is
+        joined inside the worker thread, and at most :data:`LARGE_BODY_WORKERS` of them are
+        joined and decoded at once per event loop: requests waiting their turn hold only
+        their own pieces, so peak memory stays near the bytes in flight."""
         try:
             encodings = header_values(headers, "content-encoding")
-            if worst_size(len(body), encodings) > LARGE_BODY:
-                read = await anyio.to_thread.run_sync(self._read, route, headers, body,
-                                                      encodings)
+            if worst_size(sum(map(len, parts)), encodings) > LARGE_BODY:
+                read = await anyio.to_thread.run_sync(self._read_parts, route, headers, parts,
+                                                      encodings, limiter=_large_limiter())
             else:
-                read = self._read(route, headers, body, encodings)
+                read = self._read(route, headers, _joined(parts), encodings)
             if isinstance(read, Verdict):
                 verdict = read
             elif type(self.source) is StaticSource:  # answers at once: no await needed
@@ -338,6 +351,12 @@ class Guard:
     def failed(self, route: Route | None) -> Verdict:
         """The fail-closed refusal for a check that itself went wrong."""
         return self.refuse(route or _NO_ROUTE, Reason.INVALID, _FAILED)
+
+    def _read_parts(self, route: Route, headers: list[tuple[str, str]],
+                    parts: Sequence[bytes],
+                    encodings: list[str]) -> tuple[bytes, Features] | Verdict:
+        """:meth:`_read` of a body in pieces (run in a worker thread for a large body)."""
+        return self._read(route, headers, _joined(parts), encodings)
 
     def _read(self, route: Route, headers: list[tuple[str, str]], body: bytes,
               encodings: list[str]) -> tuple[bytes, Features] | Verdict:
@@ -503,6 +522,23 @@ class Guard:
                 _run_to_end(result)
         except Exception:
             logger.exception("modelguard: on_violation hook raised")
+
+
+def _joined(parts: Sequence[bytes]) -> bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+#: Per event loop: the worker threads inspecting large bodies (``inspect_parts``).
+_LARGE_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("modelguard_large_bodies")
+
+
+def _large_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _LARGE_LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(LARGE_BODY_WORKERS)
+        _LARGE_LIMITER.set(limiter)
+        return limiter
 
 
 def _blocking(source: Any, name: str, credential: str | None) -> Any:

@@ -240,3 +240,30 @@ def test_responses_fast_path_on_generated_tools(tools: list, choice: str | None)
     with pytest.MonkeyPatch.context() as monkeypatch:
         fast, full = _both(monkeypatch, "/v1/responses", json.dumps(body).encode())
     assert fast == full
+
+
+# -- a body in pieces ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", _RECORDS[::7], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_body_in_pieces_is_checked_as_the_whole_body(path: Path) -> None:
+    import asyncio
+
+    target, headers, body = _record_request(path)
+    route = match_route(target.partition("?")[0])
+    if route is None:
+        pytest.skip("not a guarded route")
+    guard = Guard(Catalog.default())
+    pairs = [(k.lower(), v) for k, v in headers.items()]
+    query = target.partition("?")[2]
+    large = body[:-1] + b" " * (1 << 20) + body[-1:]  # inspected in a worker thread
+
+    async def both(data: bytes) -> tuple[Any, Any]:
+        parts = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+        return (await guard.inspect(route, pairs, query, data),
+                await guard.inspect_parts(route, pairs, query, parts))
+
+    for data in (body, large):
+        whole, pieces = asyncio.run(both(data))
+        assert whole == pieces
+        assert whole == guard.inspect_sync(route, pairs, query, data)
