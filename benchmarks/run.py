@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import gc
 import json
 import logging
@@ -52,27 +53,26 @@ from shapes import (  # noqa: E402
 from modelguard import Catalog, Guard, ModelGuardMiddleware  # noqa: E402
 from modelguard.body import ACCELERATED  # noqa: E402
 
+#: Servers started here import the modelguard measured here (not another installed copy).
+_TREE = str(Path(sys.modules["modelguard"].__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_TREE, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
 #: Issue 15's targets (and the first round's catalog target).
 TARGETS = {
     "ratio_large": 1.0, "ratio_tiny": 10.0, "throughput": 0.90, "catalog": 1.05, "memory": 1.3,
+    "stall": 2.0,
 }
 #: Bodies at least this large are held to ``ratio_large`` (and so are the captured agents').
 LARGE = 15_000
 #: The worst-shaped body at the default limit (issue 10): 32 MiB of ``[{},{},...]``.
 WORST_BYTES = 32 * 1024 * 1024
 BEFORE = HERE / "results-before.json"
+#: Random bytes whose base64 makes an image request just under the default 32 MiB limit.
+STALL_RAW = 23 * 1024 * 1024 + 512 * 1024
 
 
 # -- micro benchmarks -----------------------------------------------------------------------------
-
-
-def drive(coro: Any) -> Any:
-    """Run a coroutine that never suspends (a static catalog) without an event loop."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    raise RuntimeError("the coroutine suspended")
 
 
 def naive_check(body: bytes, catalog: Catalog) -> bool:
@@ -190,13 +190,13 @@ def micro(shapes: list[Shape], catalog: Catalog, rounds: int, smoke: bool) -> li
     loop = asyncio.new_event_loop()
     rows = []
     for shape in shapes:
-        verdict = drive(guard.check("POST", shape.target, shape.headers, shape.body))
+        verdict = guard.check_sync("POST", shape.target, shape.headers, shape.body)
         bare_call = _middleware_call(_bare_app, shape)
         guarded_call = _middleware_call(guarded, shape)
         candidates: dict[str, Callable[[], Any]] = {
             "msgspec": lambda b=shape.body: msgspec.json.decode(b),
             "orjson": lambda b=shape.body: orjson.loads(b),
-            "guard": lambda s=shape: drive(guard.check("POST", s.target, s.headers, s.body)),
+            "guard": lambda s=shape: guard.check_sync("POST", s.target, s.headers, s.body),
             "bare_asgi": lambda c=bare_call: loop.run_until_complete(c()),
             "guarded_asgi": lambda c=guarded_call: loop.run_until_complete(c()),
             "naive": lambda b=shape.body: naive_check(b, catalog),
@@ -247,7 +247,7 @@ def catalog_scale(rounds: int, smoke: bool) -> dict:
     for _ in range(rounds):
         for name in random.sample(list(guards), len(guards)):
             g = guards[name]
-            samples[name].append(_timed(lambda g=g: drive(g.check("POST", path, {}, body)), n))
+            samples[name].append(_timed(lambda g=g: g.check_sync("POST", path, {}, body), n))
     med = {k: statistics.median(v) for k, v in samples.items()}
     return {"models_small": len(small), "models_big": len(big), "small_us": round(med["10"], 2),
             "big_us": round(med["10000"], 2), "ratio": round(med["10000"] / med["10"], 3)}
@@ -325,9 +325,9 @@ def _ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def _wrk(wrk: str, port: int, lua: Path, seconds: int) -> dict:
+def _wrk(wrk: str, port: int, lua: Path, seconds: int, target: str = "/v1/messages") -> dict:
     out = subprocess.run([wrk, "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", str(lua),
-                          f"http://127.0.0.1:{port}/v1/messages"], capture_output=True, text=True,
+                          f"http://127.0.0.1:{port}{target}"], capture_output=True, text=True,
                          timeout=seconds + 60, check=True).stdout
     result: dict[str, float] = {}
     for line in out.splitlines():
@@ -384,6 +384,144 @@ def end_to_end(smoke: bool) -> dict | None:
         "added_p99_ms": round(med["guarded"]["p99"] - med["bare"]["p99"], 3),
         "errors": sum(r.get("errors", 0) for rs in runs.values() for r in rs),
     }
+
+
+# -- the sidecar under load -----------------------------------------------------------------------
+
+
+def _agent_request() -> Shape:
+    """The agent-sized body the loaded benchmarks send: Claude Code's first turn if captured."""
+    for shape in agent_shapes():
+        if shape.label == "claude-code/first-turn":
+            return shape
+    path, body = agent_body()
+    return Shape("agent", "anthropic", path, body, True)
+
+
+def _start_sidecar(upstream: int, catalog: Path, guarded: bool) -> tuple[subprocess.Popen, int]:
+    """``modelguard serve`` in front of ``upstream``; ``guarded=False``: every route family
+    disabled, so the same proxy forwards without inspecting anything."""
+    from modelguard.routing import FAMILIES
+
+    port = _free_port()
+    off = [] if guarded else [a for name in sorted(FAMILIES)
+                              for a in ("--disable-family", name)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelguard", "serve", "--upstream",
+         f"http://127.0.0.1:{upstream}", "--port", str(port), "--catalog", str(catalog),
+         "--log-level", "critical", *off],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()) from None
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("modelguard serve did not start")
+
+
+def _post_status(port: int, body: bytes) -> int:
+    """The status of one Anthropic request (a check that a server guards, or does not)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/messages", data=body,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def sidecar(catalog: Catalog, smoke: bool) -> dict | None:
+    """``modelguard serve`` guarded vs the same sidecar with guarding off, in front of one
+    echo upstream, loaded by wrk with a captured agent body (issue 15's throughput target)."""
+    wrk = _ensure_wrk()
+    if wrk is None:
+        print("  wrk not available: sidecar throughput skipped")
+        return None
+    shape = _agent_request()
+    seconds, rounds = (1, 1) if smoke else (5, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "catalog.json").write_text(catalog.model_dump_json())
+        (workdir / "body.json").write_bytes(shape.body)
+        headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in shape.headers
+                          if k.lower() != "content-type")
+        lua = workdir / "post.lua"
+        lua.write_text('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n'
+                       f'{headers}local f = io.open("{workdir / "body.json"}", "rb")\n'
+                       "wrk.body = f:read('*a')\nf:close()\n")
+        upstream, up_port = _start_server("bare", workdir)
+        servers: dict[str, tuple[subprocess.Popen, int]] = {}
+        try:
+            for kind in ("bare", "guarded"):
+                servers[kind] = _start_sidecar(up_port, workdir / "catalog.json",
+                                               kind == "guarded")
+            for kind, (_, port) in servers.items():  # the guarded one really inspects
+                status = _post_status(port, b'{"model":"no-such-model","max_tokens":8,'
+                                      b'"messages":[{"role":"user","content":"hi"}]}')
+                assert (status == 200) == (kind == "bare"), (kind, status)
+            runs: dict[str, list[dict]] = {"bare": [], "guarded": []}
+            for _ in range(rounds):
+                for kind in random.sample(list(servers), 2):
+                    runs[kind].append(_wrk(wrk, servers[kind][1], lua, seconds,
+                                           shape.target))
+        finally:
+            for proc, _ in servers.values():
+                _stop(proc)
+            _stop(upstream)
+    med = {kind: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")}
+           for kind, rs in runs.items()}
+    ratios = [g["rps"] / b["rps"] for g, b in zip(runs["guarded"], runs["bare"], strict=True)]
+    return {
+        "shape": shape.label, "body_bytes": len(shape.body), "seconds": seconds,
+        "rounds": rounds, "bare": med["bare"], "guarded": med["guarded"],
+        "throughput_ratio": round(statistics.median(ratios), 3),
+        "added_p50_ms": round(med["guarded"]["p50"] - med["bare"]["p50"], 3),
+        "added_p99_ms": round(med["guarded"]["p99"] - med["bare"]["p99"], 3),
+        "errors": sum(r.get("errors", 0) for rs in runs.values() for r in rs),
+    }
+
+
+# -- event-loop stall ---------------------------------------------------------------------------
+
+
+def stall(smoke: bool) -> dict:
+    """A tiny request's p99 latency while 32 MiB-class and decompression-heavy bodies are
+    inspected, against its unloaded p99 (one server of this tree; ``benchmarks/stall.py``)."""
+    import stall as probe
+
+    count, concurrency = (4, 2) if smoke else (20, 4)
+    loads = probe.bodies()
+    rng = random.Random(1)  # a body at the 32 MiB limit, allowed (it is inspected in full)
+    loads["large-32MiB"] = (probe._anthropic(base64.b64encode(rng.randbytes(STALL_RAW))), {})
+    server = probe.Server("now", HERE.parent)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        server.wait()
+        for name in ["idle", *loads]:
+            load = None if name == "idle" else loads[name]
+            n = {"double-gzip": max(count, 20), "large-32MiB": min(count, 8)}.get(name, count)
+            latencies, statuses, took = asyncio.run(probe.scenario(server.port, load, n,
+                                                                   concurrency))
+            results[name] = {**probe._summary(latencies), "load_status": sorted(set(statuses)),
+                             "load_requests": len(statuses), "load_seconds": round(took, 3),
+                             "body_bytes": 0 if load is None else len(load[0])}
+            print(f"  {name}: probe p99 {results[name]['p99']:.1f} ms "
+                  f"(n={results[name]['n']})", flush=True)
+    finally:
+        server.stop()
+    idle = results["idle"]["p99"]
+    for row in results.values():
+        row["p99_ratio"] = round(row["p99"] / idle, 3)
+    return {"loads": results,
+            "ratio": max(r["p99_ratio"] for n, r in results.items() if n != "idle")}
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -477,11 +615,7 @@ body = many_small_objects(int(sys.argv[1]))
 guard = Guard(Catalog.default())
 Path("/proc/self/clear_refs").write_text("5")  # the body itself is not counted
 base = rss("VmRSS")
-coro = guard.check("POST", "/v1/messages", {}, body)
-try:
-    coro.send(None)
-except StopIteration as stop:
-    verdict = stop.value
+verdict = guard.check_sync("POST", "/v1/messages", {}, body)
 print(len(body), verdict.status, rss("VmHWM") - base)
 """
 
@@ -564,6 +698,8 @@ def _targets(data: dict) -> list[tuple[str, float | None, float | None, float, b
     tiny = lambda r: r["shape"].endswith("/tiny")  # noqa: E731
     e2e, mem, rss = data.get("e2e"), data.get("memory"), data.get("worst_rss")
     b_e2e, b_mem, b_rss = before.get("e2e"), before.get("memory"), before.get("worst_rss")
+    side, st, b_side, b_st = (data.get("sidecar"), data.get("stall"), before.get("sidecar"),
+                              before.get("stall"))
     return [
         ("guard / msgspec, allowed bodies of 15 KB or more and captured agent requests (worst)",
          worst(large, rows), old(large), TARGETS["ratio_large"], False),
@@ -572,6 +708,12 @@ def _targets(data: dict) -> list[tuple[str, float | None, float | None, float, b
         ("guarded / bare throughput, agent request (middleware under uvicorn, wrk)",
          e2e["throughput_ratio"] if e2e else None,
          b_e2e["throughput_ratio"] if b_e2e else None, TARGETS["throughput"], True),
+        ("guarded / bare throughput, `modelguard serve` (guarding off), captured agent "
+         "request under wrk", side["throughput_ratio"] if side else None,
+         b_side["throughput_ratio"] if b_side else None, TARGETS["throughput"], True),
+        ("no event-loop stall: tiny request p99 while large / decompression-heavy bodies are "
+         "inspected, over its unloaded p99 (worst load)", st["ratio"] if st else None,
+         b_st["ratio"] if b_st else None, TARGETS["stall"], False),
         ("peak RSS growth / body bytes in flight, every shape (worst)",
          mem["ratio"] if mem else None, b_mem["ratio"] if b_mem else None, TARGETS["memory"],
          False),
@@ -613,12 +755,15 @@ def report(data: dict, out: Path) -> None:
         was = "–" if old is None else f"{old:.3f}"
         lines.append(f"| {name} | {was} | {shown} | {'≥' if higher else '≤'} {goal} | "
                      f"{_met(value, goal, higher)} |")
-    lines += ["| no event-loop stall (tiny request p99 within 2× while large bodies are "
-              "inspected) | | see `benchmarks/stall.py` | ≤ 2.0 | not measured here |"]
     over = [r["shape"] for r in rows if _is_large(r) and r["allowed"] and r.get("guarded", True)
             and r["ratio"] > TARGETS["ratio_large"]]
     if over:
         lines += ["", "Large or agent shapes above the 1.0 ratio: " + ", ".join(over) + "."]
+    stale = [r["shape"] for r in rows if r["shape"] in old_rows
+             and not old_rows[r["shape"]].get("guarded", True)]
+    if stale:
+        lines += ["", "Guarded now but passed unguarded before (so the before column of these "
+                  "rows is not a check): " + ", ".join(stale) + "."]
     unguarded = [r["shape"] for r in rows if not r.get("guarded", True)]
     if unguarded:
         lines += ["", "Not guarded by this version (the route is not inspected, so not counted "
@@ -627,7 +772,9 @@ def report(data: dict, out: Path) -> None:
         "",
         "## Cost per request, side by side",
         "",
-        "`guard` is `Guard.check` (route, strict decode, features, policy, verdict); `middleware` "
+        "`guard` is `Guard.check_sync` (the same steps and verdict as `await Guard.check`, "
+        "without the worker thread a large body gets on an event loop: route, strict decode, "
+        "features, policy, verdict); `middleware` "
         "is the extra cost of a request through `ModelGuardMiddleware` over the same bare ASGI "
         "app; `pydantic` validates the body with the official SDK's request type (`TypeAdapter` "
         "over `anthropic`'s `MessageCreateParams` / `openai`'s `CompletionCreateParams`); "
@@ -669,6 +816,39 @@ def report(data: dict, out: Path) -> None:
         ]
     else:
         lines.append("Not measured (wrk unavailable).")
+    side = data.get("sidecar")
+    lines += ["", "## The sidecar under load (`modelguard serve`, wrk)", ""]
+    if side:
+        lines += [
+            f"`modelguard serve --catalog FILE` in front of one echo upstream, against the same "
+            f"sidecar with every route family disabled (guarding off); the captured "
+            f"{side['shape']} request ({side['body_bytes']:,} bytes), `wrk -t1 -c16`, "
+            f"{side['rounds']} alternating rounds of {side['seconds']} s each; the ratio is the "
+            "median of each round's own ratio.", "",
+            "| sidecar | requests/s | p50 (ms) | p99 (ms) |", "| --- | ---: | ---: | ---: |",
+            *(f"| {kind} | {side[kind]['rps']:.0f} | {side[kind]['p50']:.2f} | "
+              f"{side[kind]['p99']:.2f} |" for kind in ("bare", "guarded")), "",
+            f"Throughput ratio guarded / guarding off: **{side['throughput_ratio']:.3f}**; "
+            f"non-2xx responses: {side['errors']:.0f}.",
+        ]
+    else:
+        lines.append("Not measured (wrk unavailable).")
+    st = data.get("stall")
+    lines += ["", "## Event-loop stall (`benchmarks/stall.py`)", ""]
+    if st:
+        lines += [
+            "One uvicorn server (httptools, one worker) guarding an echo app; a probe sends one "
+            "tiny chat request at a time while a load client keeps 4 heavy bodies in flight. "
+            "The target: the probe's p99 under load within 2× of its unloaded p99.", "",
+            "| load | body | probe n | p50 (ms) | p99 (ms) | p99 / unloaded p99 | load answered |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for name, r in st["loads"].items():
+            size = "" if not r["body_bytes"] else f"{r['body_bytes']:,}"
+            lines.append(f"| {name} | {size} | {r['n']} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                         f"{r['p99_ratio']:.2f} | {', '.join(map(str, r['load_status']))} |")
+    else:
+        lines.append("Not measured.")
     lines += ["", "## Catalog size", "",
               f"Agent request against a {cat['models_small']}-model and a "
               f"{cat['models_big']:,}-model catalog: {cat['small_us']:.1f} µs vs "
@@ -697,7 +877,7 @@ def report(data: dict, out: Path) -> None:
     rss, b_rss = data.get("worst_rss"), before.get("worst_rss")
     if rss:
         lines += ["", "## The worst-shaped body at the limit (issue 10)", "",
-                  f"One `Guard.check` of a {rss['body_bytes']:,}-byte Anthropic request whose "
+                  f"One `Guard.check_sync` of a {rss['body_bytes']:,}-byte Anthropic request whose "
                   "unread `metadata` field is `[{},{},...]` (11 million empty objects), in a "
                   "fresh process; peak RSS growth over the process with the body already "
                   "read.", "",
@@ -740,6 +920,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_e2e:
         print("end to end", flush=True)
         data["e2e"] = end_to_end(args.smoke)
+        print("sidecar throughput (modelguard serve, wrk)", flush=True)
+        data["sidecar"] = sidecar(catalog, args.smoke)
+        print("event-loop stall", flush=True)
+        data["stall"] = stall(args.smoke)
     if not args.no_memory:
         print("memory", flush=True)
         data["memory"] = memory(args.smoke)

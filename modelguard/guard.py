@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
 from . import rewrite
 from .actions import CLAMP, REFUSE, STRIP, resolve_actions
 from .body import BodyError, encoding_refusal, too_large, unreadable_encoding, worst_size
 from .catalog import Catalog
-from .catalog.sources import CatalogUnavailable, as_source, no_credential
+from .catalog.sources import CatalogUnavailable, StaticSource, as_source, no_credential
 from .errors import OPENAI, Reason
 from .headers import (
     HeadError,
@@ -56,6 +58,11 @@ WEBSOCKETS = ("refuse", "pass")
 #: Bodies that may decode to more than this are inspected in a worker thread (§11), so the
 #: event loop keeps serving other requests meanwhile.
 LARGE_BODY = 1024 * 1024
+#: Large bodies joined and decoded at once per event loop. The decoder holds the GIL, so more
+#: threads would not inspect faster; they would only hold more decoded bodies at once.
+LARGE_BODY_WORKERS = 2
+#: How many allowed verdicts a guard keeps (one per route, model and needs seen; bounded).
+_ALLOWED_VERDICTS = 1024
 #: The refusal when the guard itself failed: fail closed, never a 500.
 _FAILED = "The request could not be inspected; it was refused to be safe."
 #: Where a request with no known route is answered when the check itself fails.
@@ -124,6 +131,7 @@ class Guard:
                                tool_vendors=tool_vendors or {}, stored_state=stored_state,
                                actions=resolve_actions(actions))
         self.source = as_source(catalog)
+        self._allowed_verdicts: dict[tuple[Any, ...], Verdict] = {}
         self.mode = mode
         self.on_violation = on_violation
         #: The route families guarded (routes.md D0, D13).
@@ -257,14 +265,27 @@ class Guard:
         """Check a body already read within the size limit; never raises on client input.
 
         A body that may decode to more than :data:`LARGE_BODY` is decoded and read in a
-        worker thread, so the event loop keeps serving other requests meanwhile."""
+        worker thread, so the event loop keeps serving other requests meanwhile. A static
+        catalog answers at once, so its check runs without a round trip through the loop."""
+        return await self.inspect_parts(route, headers, query, (body,))
+
+    async def inspect_parts(self, route: Route, headers: list[tuple[str, str]], query: str,
+                            parts: Sequence[bytes]) -> Verdict:
+        """:meth:`inspect` for a body still in the pieces it arrived in. A large body is
+        joined inside the worker thread, and at most :data:`LARGE_BODY_WORKERS` of them are
+        joined and decoded at once per event loop: requests waiting their turn hold only
+        their own pieces, so peak memory stays near the bytes in flight."""
         try:
-            if worst_size(len(body), header_values(headers, "content-encoding")) > LARGE_BODY:
-                read = await anyio.to_thread.run_sync(self._read, route, headers, body)
+            encodings = header_values(headers, "content-encoding")
+            if worst_size(sum(map(len, parts)), encodings) > LARGE_BODY:
+                read = await anyio.to_thread.run_sync(self._read_parts, route, headers, parts,
+                                                      encodings, limiter=_large_limiter())
             else:
-                read = self._read(route, headers, body)
+                read = self._read(route, headers, _joined(parts), encodings)
             if isinstance(read, Verdict):
                 verdict = read
+            elif type(self.source) is StaticSource:  # answers at once: no await needed
+                verdict = self._static(route, headers, *read, self.source.catalog)
             else:
                 steps = self._steps(route, headers, query, *read)
                 send: Callable[[Any], _Need] = steps.send
@@ -286,52 +307,63 @@ class Guard:
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.failed(route)
-        await self.notify(verdict)
+        if verdict.violations:
+            await self.notify(verdict)
         return verdict
 
     def inspect_sync(self, route: Route, headers: list[tuple[str, str]], query: str,
                      body: bytes) -> Verdict:
         """:meth:`inspect` without an event loop."""
         try:
-            read = self._read(route, headers, body)
+            read = self._read(route, headers, body,
+                              header_values(headers, "content-encoding"))
             if isinstance(read, Verdict):
                 verdict = read
+            elif type(self.source) is StaticSource:
+                verdict = self._static(route, headers, *read, self.source.catalog)
             else:
-                steps = self._steps(route, headers, query, *read)
-                send: Callable[[Any], _Need] = steps.send
-                value: Any = None
-                while True:
-                    try:
-                        need = send(value)
-                    except StopIteration as stop:
-                        verdict = stop.value
-                        break
-                    try:
-                        if need.refresh:
-                            value = _blocking(self.source, "refresh_for_unknown",
-                                              need.credential)
-                        else:
-                            value = _blocking(self.source, "catalog_for", need.credential)
-                        send = steps.send
-                    except CatalogUnavailable as error:
-                        value, send = error, steps.throw
+                verdict = self._drive_sync(self._steps(route, headers, query, *read))
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.failed(route)
         self.notify_sync(verdict)
         return verdict
 
+    def _drive_sync(self, steps: _Steps) -> Verdict:
+        """Run the check's steps, answering each catalog request blocking (at once for a
+        static catalog)."""
+        send: Callable[[Any], _Need] = steps.send
+        value: Any = None
+        while True:
+            try:
+                need = send(value)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                if need.refresh:
+                    value = _blocking(self.source, "refresh_for_unknown", need.credential)
+                else:
+                    value = _blocking(self.source, "catalog_for", need.credential)
+                send = steps.send
+            except CatalogUnavailable as error:
+                value, send = error, steps.throw
+
     def failed(self, route: Route | None) -> Verdict:
         """The fail-closed refusal for a check that itself went wrong."""
         return self.refuse(route or _NO_ROUTE, Reason.INVALID, _FAILED)
 
-    def _read(self, route: Route, headers: list[tuple[str, str]],
-              body: bytes) -> tuple[bytes, Features] | Verdict:
+    def _read_parts(self, route: Route, headers: list[tuple[str, str]],
+                    parts: Sequence[bytes],
+                    encodings: list[str]) -> tuple[bytes, Features] | Verdict:
+        """:meth:`_read` of a body in pieces (run in a worker thread for a large body)."""
+        return self._read(route, headers, _joined(parts), encodings)
+
+    def _read(self, route: Route, headers: list[tuple[str, str]], body: bytes,
+              encodings: list[str]) -> tuple[bytes, Features] | Verdict:
         """Decode the body and read its features (pure, so it may run in a worker thread);
         a body that cannot be read is refused."""
         try:
-            decoded = decode_body(route, body, header_values(headers, "content-encoding"),
-                                  self.options)
+            decoded = decode_body(route, body, encodings, self.options)
             return decoded, read_decoded(route, decoded, self.options,
                                          header_values(headers, "content-type"))
         except BodyError as error:
@@ -361,14 +393,41 @@ class Guard:
             if self.mode == "report" and error.reason == Reason.UNAVAILABLE:
                 return self._outage(route, features, error)
             return self.refuse(route, error.reason, error.message, retry_after=error.retry_after)
+        return self._conclude(route, headers, decoded, features, catalog, violations)
+
+    def _static(self, route: Route, headers: list[tuple[str, str]], decoded: bytes,
+                features: Features, catalog: Catalog) -> Verdict:
+        """:meth:`_steps` for one fixed catalog, without the generator: it needs no
+        credential, is never unavailable and has no fresher version, so the steps reduce
+        to judging once (proven equal to the general path by differential tests)."""
+        violations = judge(route, features, catalog, self.options)
+        return self._conclude(route, headers, decoded, features, catalog, violations)
+
+    def _conclude(self, route: Route, headers: list[tuple[str, str]], decoded: bytes,
+                  features: Features, catalog: Catalog, violations: list[Violation]) -> Verdict:
+        """The verdict once the catalog has judged the features."""
         main = features.models[0].slug if features.models else None
         entry = catalog.get(main) if main is not None else None
         required = required_tags(features, route)
         if not violations:
-            return Verdict(allowed=True, guarded=True, protocol=route.protocol, route=route.name,
-                           model_id=main, model=entry, required=required)
+            return self._allowed(route, main, entry, required)
         return annotate(self._decide(route, catalog, violations, decoded, main, entry, required),
                         headers)
+
+    def _allowed(self, route: Route, main: str | None, entry: Any,
+                 required: frozenset[str]) -> Verdict:
+        """The verdict of an allowed request with no violation. It depends on these four
+        values alone and is immutable, so one is kept per combination (like :data:`PASS`);
+        a catalog entry that changed is a different entry, so its verdict is rebuilt."""
+        key = (route.protocol, route.name, main, required)
+        verdict = self._allowed_verdicts.get(key)
+        if verdict is None or verdict.model is not entry:
+            verdict = Verdict(allowed=True, guarded=True, protocol=route.protocol,
+                              route=route.name, model_id=main, model=entry, required=required)
+            if len(self._allowed_verdicts) >= _ALLOWED_VERDICTS:
+                self._allowed_verdicts.clear()
+            self._allowed_verdicts[key] = verdict
+        return verdict
 
     def _decide(self, route: Route, catalog: Catalog, violations: list[Violation],
                 decoded: bytes, main: str | None, entry: Any,
@@ -463,6 +522,23 @@ class Guard:
                 _run_to_end(result)
         except Exception:
             logger.exception("modelguard: on_violation hook raised")
+
+
+def _joined(parts: Sequence[bytes]) -> bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+#: Per event loop: the worker threads inspecting large bodies (``inspect_parts``).
+_LARGE_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("modelguard_large_bodies")
+
+
+def _large_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _LARGE_LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(LARGE_BODY_WORKERS)
+        _LARGE_LIMITER.set(limiter)
+        return limiter
 
 
 def _blocking(source: Any, name: str, credential: str | None) -> Any:

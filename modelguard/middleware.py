@@ -135,11 +135,10 @@ class ModelGuardMiddleware:
             return _ANSWER, verdict, None
         if chunks is None:
             return _DONE, None, None  # the client left before its body arrived: nobody to answer
-        # One contiguous copy for the check only (none when the body came in one piece); the
-        # app gets the original chunks, so no second copy outlives the check.
-        whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        verdict = await self.guard.inspect(route, headers, query, whole)
-        del whole
+        # One contiguous copy for the check only (none when the body came in one piece, made
+        # in the worker thread for a large body); the app gets the original chunks, so no
+        # second copy outlives the check.
+        verdict = await self.guard.inspect_parts(route, headers, query, chunks)
         scope.setdefault("state", {})[STATE_KEY] = verdict
         if not verdict.allowed:
             return _ANSWER, verdict, None

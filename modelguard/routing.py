@@ -331,6 +331,29 @@ def match_route(*paths: str, root_path: str = "", enabled: frozenset[str] = DEFA
     that *ends in* a guarded route is guarded, whatever comes before it (a client's base URL
     such as ``https://host/gw/v1``).
     """
+    key = (paths, root_path, enabled, any_prefix)
+    try:
+        return _DECIDED[key]
+    except KeyError:
+        pass
+    found = _match(paths, root_path, enabled, any_prefix)
+    if sum(map(len, paths)) + len(root_path) <= _CACHED_PATH_CHARS:
+        if len(_DECIDED) >= _CACHED_DECISIONS:
+            _DECIDED.clear()  # bounded: many distinct paths only cost the slow reading again
+        _DECIDED[key] = found
+    return found
+
+
+#: Route decisions per raw path (a pure function of its arguments, so it is cached): the
+#: readings and canonical forms are worked out once per distinct target, not per request.
+_DECIDED: dict[tuple[tuple[str, ...], str, frozenset[str], bool], Route | None] = {}
+_CACHED_DECISIONS = 4096
+_CACHED_PATH_CHARS = 512
+
+
+def _match(paths: tuple[str, ...], root_path: str, enabled: frozenset[str],
+           any_prefix: bool) -> Route | None:
+    """:func:`match_route` without its cache."""
     found: Route | None = None
     for raw in _readings(paths, root_path):
         route = _route_at_end(raw, enabled) if any_prefix else _route_of(raw, enabled)

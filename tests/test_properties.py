@@ -43,8 +43,6 @@ from modelguard import Catalog, Guard
 from modelguard.policy import Options, read_features, required_tags
 from modelguard.routing import match_route
 
-from .fuzz._common import drive
-
 ANTHROPIC, OPENAI, GEMINI = "anthropic", "openai", "gemini"
 VENDOR = {ANTHROPIC: "anthropic", OPENAI: "openai", GEMINI: "google"}
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "sdk").glob("*.json"))
@@ -966,8 +964,10 @@ CAP_TOKEN = {ANTHROPIC: "invalid_request_error", OPENAI: "max_tokens_exceeded",
 
 
 def check(guard: Guard, target: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
-    return drive(guard.check("POST", target, headers or {"content-type": "application/json"},
-                           body))
+    """The verdict without an event loop (``check_sync``: the same steps as ``await check``,
+    which would hand a body that may inflate past 1 MiB to a worker thread of the loop)."""
+    return guard.check_sync("POST", target, headers or {"content-type": "application/json"},
+                            body)
 
 
 # ==================================================================================================

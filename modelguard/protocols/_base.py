@@ -156,6 +156,11 @@ class Keys:
                         f"field {camel!r} is given twice, as {camel!r} and {key!r}; send one.",
                     )
 
+    def settled(self, obj: dict[str, Any]) -> bool:
+        """Whether :meth:`check` would let ``obj`` through without a word (so a fast path
+        may skip it): every key known or already found harmless, no field spelled twice."""
+        return self.accepts(obj) and (not self._snake or self._snake.keys().isdisjoint(obj))
+
     def camel(self, key: str) -> str:
         """Gemini: the camelCase name of a snake_case key (other keys as they are)."""
         return self._snake.get(key, key)

@@ -139,7 +139,11 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
             path = f"messages[{i}]"
             MESSAGE.check(need_dict(message, path), path)
         content = message.get("content")
-        if not isinstance(content, str):
+        if type(content) is list:
+            first = _first_unsettled(f, content)
+            if first < len(content):  # the path is built only when a block is read in full
+                _blocks(f, content, f"messages[{i}].content", first)
+        elif not isinstance(content, str):
             _content(f, content, f"messages[{i}].content", required=True)
     _tools(f, body)
     thinking = _thinking(f, body.get("thinking"), "thinking")
@@ -161,18 +165,31 @@ def _content(f: Features, content: Any, path: str, *, required: bool = False) ->
     _blocks(f, need_list(content, path), path)
 
 
-def _blocks(f: Features, blocks: list[Any], path: str) -> None:
+def _blocks(f: Features, blocks: list[Any], path: str, start: int = 0) -> None:
+    """Read every block from ``start`` on (the ones before it are known to be settled)."""
+    i = start
+    while i < len(blocks):
+        _block(f, blocks[i], f"{path}[{i}]")
+        i = _first_unsettled(f, blocks, i + 1)
+
+
+def _first_unsettled(f: Features, blocks: list[Any], start: int = 0) -> int:
+    """The index of the first block from ``start`` on that needs the full reading (or the
+    length): the common case is decided without building a path. A settled block is a
+    simple one with only known keys, no cache_control, and a need that is none or already
+    recorded, so reading it in full would add nothing."""
     accepts = BLOCK.accepts
     recorded = f.recorded
-    for i, block in enumerate(blocks):
-        # The common case, decided without building a path: a simple block whose need (if
-        # any) is already recorded.
+    simple = _SIMPLE.get
+    for i in range(start, len(blocks)):
+        block = blocks[i]
         if type(block) is dict and accepts(block) and block.get("cache_control") is None:
             kind = block.get("type")
-            key = _SIMPLE.get(kind) if type(kind) is str else None
+            key = simple(kind) if type(kind) is str else None
             if key is not None and (key[0] is None or key in recorded):
                 continue
-        _block(f, block, f"{path}[{i}]")
+        return i
+    return len(blocks)
 
 
 def _block(f: Features, block: Any, path: str) -> None:

@@ -190,9 +190,12 @@ def _content(f: Features, content: Any, path: str) -> None:
     ppath = f"{path}.{key}"
     accepts = PART.accepts
     for i, part in enumerate(need_list(parts, ppath)):
-        if (type(part) is dict and "text" in part and accepts(part)
-                and _TEXT_PART.issuperset(part) and not _BOTH_SIGNATURES.issubset(part)):
-            continue  # a plain text part (or thought summary)
+        if type(part) is dict:
+            if ("text" in part and accepts(part) and _TEXT_PART.issuperset(part)
+                    and not _BOTH_SIGNATURES.issubset(part)):
+                continue  # a plain text part (or thought summary)
+            if _settled_call(f, part):
+                continue
         _part(f, part, f"{ppath}[{i}]", PART, PART_DATA)
 
 
@@ -237,6 +240,23 @@ def _part(f: Features, part: Any, path: str, keys: Keys, kinds: dict[str, str | 
                 _part(f, rpart, f"{rpath}[{i}]", RESPONSE_PART, _RESPONSE_KINDS)
 
 
+def _settled_call(f: Features, part: dict[str, Any]) -> bool:
+    """A function call or response part whose full reading adds nothing (tool use already
+    needed, only camelCase keys, a response without media parts): decided without a path."""
+    if not _CALL_PART.issuperset(part) or _TOOL_NEED not in f.recorded \
+            or not PART.settled(part):
+        return False
+    if "functionCall" in part:
+        return "functionResponse" not in part
+    response = part.get("functionResponse")
+    return (type(response) is dict and FUNCTION_RESPONSE.settled(response)
+            and response.get("parts") is None)
+
+
+#: Keys of a function call or response part (the fast path above; camelCase only).
+_CALL_PART = frozenset({"functionCall", "functionResponse", *PART_METADATA})
+#: The need a function call or response part records (``Features.need``'s key).
+_TOOL_NEED = (TOOL_USE, None, False)
 _RESPONSE_KINDS = {kind: PART_DATA[kind] for kind in RESPONSE_PART_DATA}
 #: Keys of a part that holds text only, and of a turn (the fast paths). A part spelling one
 #: field both ways is left to the full path, which refuses it (one rule set, §11).

@@ -177,6 +177,10 @@ ITEM = Keys("type", "role", "content", "output", "id", "tools", "reasoning", "te
 PART = Keys("type", "image_url", "file_data", "file_url", "file_id", "input_audio",
             "video_url", "prompt_cache_breakpoint", "encrypted_content")
 TOOL = Keys("type", "tools", "model", "svg", "function")
+#: Tool types that need nothing past the tools array's own need, and hold nothing to read
+#: (their full reading, on a tool with only known keys, adds nothing).
+_INERT_TOOLS = frozenset(kind for kind, runner in TOOLS.items()
+                         if runner is None and kind not in ("namespace", "image_generation"))
 TYPED = Keys("type")
 CHOICE = Keys("type", "mode", "tools", "name", "server_label")
 TEXT = Keys("format", "verbosity")
@@ -346,7 +350,12 @@ class _Reader:
         if tools:
             self.f.need(TOOL_USE, path, "tool definitions" if body_level else
                         f"tool definitions at {path}")
+        accepts = TOOL.accepts
         for i, tool in enumerate(tools):
+            if type(tool) is dict and accepts(tool):
+                kind = tool.get("type", "function")
+                if type(kind) is str and kind in _INERT_TOOLS:
+                    continue  # the common case (a function tool), settled without a path
             self.tool(tool, f"{path}[{i}]")
 
     def _tool_kind(self, tool: Any, path: str) -> str | None:

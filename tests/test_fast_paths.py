@@ -1,0 +1,269 @@
+"""The fast paths of the hot path give exactly the full path's answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelguard import Catalog, Guard, routing
+from modelguard.catalog.sources import StaticSource
+from modelguard.routing import DEFAULT_FAMILIES, FAMILIES, match_route
+
+_ROUTE_PATHS = [row.pattern.replace("{version}", "v1beta").replace("{model}", "models/gemini-x")
+                for row in routing.ROUTES]
+_PIECES = st.sampled_from(["/", "//", "/.", "/..", "%2F", "%2f", ";a=b", ".json", "\\", "?q=1",
+                           "#f", "ſ", "K", "models/", ":generateContent", "V1", "%24", "http://h",
+                           *_ROUTE_PATHS])
+_PATHS = st.lists(_PIECES, max_size=6).map("".join) | st.text(max_size=40)
+_ENABLED = st.sampled_from([DEFAULT_FAMILIES, frozenset(FAMILIES), frozenset({"messages"})])
+
+
+@settings(max_examples=400, deadline=None)
+@given(paths=st.lists(_PATHS, min_size=1, max_size=3), root=st.sampled_from(["", "/v1", "/gw"]),
+       enabled=_ENABLED, any_prefix=st.booleans())
+def test_cached_route_decision_is_the_uncached_one(paths: list[str], root: str,
+                                                   enabled: frozenset[str],
+                                                   any_prefix: bool) -> None:
+    expected = routing._match(tuple(paths), root, enabled, any_prefix)
+    for _ in range(2):  # the first call fills the cache, the second reads it
+        got = match_route(*paths, root_path=root, enabled=enabled, any_prefix=any_prefix)
+        assert got == expected
+
+
+def test_route_cache_stays_bounded() -> None:
+    for i in range(routing._CACHED_DECISIONS + 50):
+        match_route(f"/v1beta/models/m-{i}:generateContent")
+    assert len(routing._DECIDED) <= routing._CACHED_DECISIONS
+
+
+def test_long_paths_are_not_cached() -> None:
+    path = "/v1/" + "a" * routing._CACHED_PATH_CHARS + "/messages"
+    assert match_route(path) == routing._match((path,), "", DEFAULT_FAMILIES, False)
+    assert ((path,), "", DEFAULT_FAMILIES, False) not in routing._DECIDED
+
+
+def test_agent_fixture_paths_route_as_uncached() -> None:
+    fixtures = Path(__file__).parent / "fixtures"
+    routed = 0
+    for path in sorted(fixtures.rglob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+            continue
+        target = record["path"]
+        assert match_route(target) == routing._match((target,), "", DEFAULT_FAMILIES, False)
+        routed += match_route(target) is not None
+    assert routed >= 8  # the captured SDK and agent requests are on guarded routes
+
+
+# -- the static-catalog fast path of Guard.check ----------------------------------------------
+
+
+_FIXTURES = Path(__file__).parent / "fixtures"
+_RECORDS = sorted((_FIXTURES / "sdk").glob("*.json")) + sorted(
+    (_FIXTURES / "agents").glob("*.json"))
+
+
+class _Awaited:
+    """The same fixed catalog behind the general (awaiting) source interface."""
+
+    needs_credential = False
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    async def catalog_for(self, credential: str | None) -> Catalog:
+        return self.catalog
+
+    async def refresh_for_unknown(self, credential: str | None) -> Catalog | None:
+        return None
+
+
+def _run(coro: Any) -> Any:
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the check suspended")
+
+
+def _guards() -> tuple[Guard, Guard]:
+    catalog = Catalog.default()
+    fast, full = Guard(catalog), Guard(_Awaited(catalog))
+    assert type(fast.source) is StaticSource and type(full.source) is not StaticSource
+    return fast, full
+
+
+def _record_request(path: Path) -> tuple[str, dict[str, str], bytes]:
+    record = json.loads(path.read_text())
+    body = record["body"]
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    target = record["path"] + ("?" + record["query"] if record.get("query") else "")
+    return target, record.get("headers", {}), raw
+
+
+@pytest.mark.parametrize("path", _RECORDS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_static_fast_path_is_the_awaited_path_on_captured_bodies(path: Path) -> None:
+    fast, full = _guards()
+    target, headers, body = _record_request(path)
+    a = _run(fast.check("POST", target, headers, body))
+    b = _run(full.check("POST", target, headers, body))
+    assert a == b
+    assert fast.check_sync("POST", target, headers, body) == a
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3)
+                     | st.dictionaries(st.sampled_from(["type", "text", "role", "content",
+                                                        "image_url", "tools", "stream", "x"]),
+                                       kids, max_size=3), max_leaves=12)
+_BODIES = st.fixed_dictionaries(
+    {"model": st.sampled_from(["claude-sonnet-4-6", "gpt-5-4", "nope", 3])},
+    optional={"messages": st.lists(st.fixed_dictionaries({"role": st.just("user"),
+                                                          "content": _JSON}), max_size=2),
+              "input": _JSON, "contents": _JSON, "tools": _JSON, "stream": _JSON,
+              "max_tokens": st.integers(-2, 10**7)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_BODIES, target=st.sampled_from(["/v1/messages", "/v1/chat/completions",
+                                             "/v1/responses",
+                                             "/v1beta/models/gemini-3-1-pro:generateContent"]),
+       raw=st.booleans())
+def test_static_fast_path_is_the_awaited_path_on_generated_bodies(body: dict, target: str,
+                                                                 raw: bool) -> None:
+    fast, full = _guards()
+    data = json.dumps(body).encode() if not raw else json.dumps(body)[:-1].encode()
+    headers = {"content-type": "application/json"}
+    a = _run(fast.check("POST", target, headers, data))
+    assert a == _run(full.check("POST", target, headers, data))
+    assert a == fast.check_sync("POST", target, headers, data)
+
+
+# -- the readers' settled-block fast paths ------------------------------------------------------
+
+from modelguard.body import BodyError  # noqa: E402
+from modelguard.policy import Options, read_decoded  # noqa: E402
+from modelguard.protocols import anthropic, gemini, responses  # noqa: E402
+
+
+def _full_readers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every block, part and tool read in full: the fast paths switched off."""
+    monkeypatch.setattr(anthropic, "_first_unsettled", lambda f, blocks, start=0: start)
+    monkeypatch.setattr(gemini, "_settled_call", lambda f, part: False)
+    monkeypatch.setattr(responses, "_INERT_TOOLS", frozenset())
+
+
+def _features(target: str, body: bytes) -> Any:
+    route = match_route(target.partition("?")[0])
+    assert route is not None
+    try:
+        return read_decoded(route, body, Options(), ["application/json"])
+    except BodyError as error:
+        return ("refused", error.reason, str(error), error.path)
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, target: str, body: bytes) -> tuple[Any, Any]:
+    fast = _features(target, body)
+    with monkeypatch.context() as patched:
+        _full_readers(patched)
+        full = _features(target, body)
+    return fast, full
+
+
+_GUARDED = [p for p in _RECORDS if match_route(json.loads(p.read_text())["path"]) is not None]
+
+
+@pytest.mark.parametrize("path", _GUARDED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_reader_fast_paths_read_captured_bodies_as_the_full_readers(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target, _, body = _record_request(path)
+    fast, full = _both(monkeypatch, target, body)
+    assert fast == full
+
+
+_KEYS = st.sampled_from(["type", "text", "content", "source", "cache_control", "thought",
+                         "thoughtSignature", "thought_signature", "functionCall",
+                         "functionResponse", "function_call", "parts", "name", "response",
+                         "inlineData", "TYPE", "tools", "model", "svg", "x"])
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 3)
+    | st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "function",
+                       "custom", "namespace", "web_search", "image_generation", "x", "mcp",
+                       "document", "redacted_thinking", "server_tool_use"]),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_KEYS, kids, max_size=4),
+    max_leaves=14)
+_ITEMS = st.lists(st.dictionaries(_KEYS, _VALUES, max_size=4), max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(blocks=_ITEMS, tools=st.one_of(st.none(), _ITEMS), first=_ITEMS)
+def test_anthropic_fast_path_on_generated_blocks(blocks: list, tools: list | None,
+                                                 first: list) -> None:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 8,
+                            "messages": [{"role": "user", "content": first},
+                                         {"role": "assistant", "content": blocks}]}
+    if tools is not None:
+        body["tools"] = tools
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, full = _both(monkeypatch, "/v1/messages", json.dumps(body).encode())
+    assert fast == full
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=_ITEMS, tools=st.one_of(st.none(), st.just([{"functionDeclarations": []}]),
+                                     st.just([{"functionDeclarations": [{"name": "f"}]}])))
+def test_gemini_fast_path_on_generated_parts(parts: list, tools: list | None) -> None:
+    body: dict[str, Any] = {"contents": [{"role": "model", "parts": parts},
+                                         {"role": "user", "parts": parts[::-1]}]}
+    if tools is not None:
+        body["tools"] = tools
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, full = _both(monkeypatch, "/v1beta/models/m:generateContent",
+                           json.dumps(body).encode())
+    assert fast == full
+
+
+@settings(max_examples=400, deadline=None)
+@given(tools=_ITEMS, choice=st.sampled_from([None, "auto", "none"]))
+def test_responses_fast_path_on_generated_tools(tools: list, choice: str | None) -> None:
+    body: dict[str, Any] = {"model": "m", "input": "hi", "tools": tools}
+    if choice is not None:
+        body["tool_choice"] = choice
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, full = _both(monkeypatch, "/v1/responses", json.dumps(body).encode())
+    assert fast == full
+
+
+# -- a body in pieces ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", _RECORDS[::7], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_body_in_pieces_is_checked_as_the_whole_body(path: Path) -> None:
+    import asyncio
+
+    target, headers, body = _record_request(path)
+    route = match_route(target.partition("?")[0])
+    if route is None:
+        pytest.skip("not a guarded route")
+    guard = Guard(Catalog.default())
+    pairs = [(k.lower(), v) for k, v in headers.items()]
+    query = target.partition("?")[2]
+    large = body[:-1] + b" " * (1 << 20) + body[-1:]  # inspected in a worker thread
+
+    async def both(data: bytes) -> tuple[Any, Any]:
+        parts = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+        return (await guard.inspect(route, pairs, query, data),
+                await guard.inspect_parts(route, pairs, query, parts))
+
+    for data in (body, large):
+        whole, pieces = asyncio.run(both(data))
+        assert whole == pieces
+        assert whole == guard.inspect_sync(route, pairs, query, data)
