@@ -287,23 +287,7 @@ class Guard:
             elif type(self.source) is StaticSource:  # answers at once: no await needed
                 verdict = self._static(route, headers, *read, self.source.catalog)
             else:
-                steps = self._steps(route, headers, query, *read)
-                send: Callable[[Any], _Need] = steps.send
-                value: Any = None
-                while True:
-                    try:
-                        need = send(value)
-                    except StopIteration as stop:
-                        verdict = stop.value
-                        break
-                    try:
-                        if need.refresh:
-                            value = await self.source.refresh_for_unknown(need.credential)
-                        else:
-                            value = await self.source.catalog_for(need.credential)
-                        send = steps.send
-                    except CatalogUnavailable as error:
-                        value, send = error, steps.throw
+                verdict = await self._drive(self._steps(route, headers, query, *read))
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.failed(route)
@@ -329,24 +313,29 @@ class Guard:
         self.notify_sync(verdict)
         return verdict
 
-    def _drive_sync(self, steps: _Steps) -> Verdict:
-        """Run the check's steps, answering each catalog request blocking (at once for a
-        static catalog)."""
-        send: Callable[[Any], _Need] = steps.send
-        value: Any = None
-        while True:
+    async def _drive(self, steps: _Steps) -> Verdict:
+        """Run the check's steps, awaiting each catalog they ask for."""
+        step = _resume(steps, None, failed=False)
+        while isinstance(step, _Need):
+            ask = self.source.refresh_for_unknown if step.refresh else self.source.catalog_for
             try:
-                need = send(value)
-            except StopIteration as stop:
-                return stop.value
-            try:
-                if need.refresh:
-                    value = _blocking(self.source, "refresh_for_unknown", need.credential)
-                else:
-                    value = _blocking(self.source, "catalog_for", need.credential)
-                send = steps.send
+                value, failed = await ask(step.credential), False
             except CatalogUnavailable as error:
-                value, send = error, steps.throw
+                value, failed = error, True
+            step = _resume(steps, value, failed=failed)
+        return step
+
+    def _drive_sync(self, steps: _Steps) -> Verdict:
+        """Run the check's steps, fetching each catalog they ask for blocking."""
+        step = _resume(steps, None, failed=False)
+        while isinstance(step, _Need):
+            name = "refresh_for_unknown" if step.refresh else "catalog_for"
+            try:
+                value, failed = _blocking(self.source, name, step.credential), False
+            except CatalogUnavailable as error:
+                value, failed = error, True
+            step = _resume(steps, value, failed=failed)
+        return step
 
     def failed(self, route: Route | None) -> Verdict:
         """The fail-closed refusal for a check that itself went wrong."""
@@ -539,6 +528,15 @@ def _large_limiter() -> anyio.CapacityLimiter:
         limiter = anyio.CapacityLimiter(LARGE_BODY_WORKERS)
         _LARGE_LIMITER.set(limiter)
         return limiter
+
+
+def _resume(steps: _Steps, value: Any, *, failed: bool) -> _Need | Verdict:
+    """One step of the check: a catalog in (or the error that stood in its way), the next
+    need or the verdict out."""
+    try:
+        return steps.throw(value) if failed else steps.send(value)
+    except StopIteration as stop:
+        return stop.value
 
 
 def _blocking(source: Any, name: str, credential: str | None) -> Any:
