@@ -293,17 +293,22 @@ def _start_server(kind: str, workdir: Path) -> tuple[subprocess.Popen, int]:
     script.write_text(_SERVER)
     proc = subprocess.Popen([sys.executable, str(script), str(port), kind],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
+    return _listening(proc, port, 20, "server"), port
+
+
+def _listening(proc: subprocess.Popen, port: int, seconds: float, what: str) -> subprocess.Popen:
+    """``proc`` once it accepts connections on ``port`` (bounded wait; it dies otherwise)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
+                return proc
         except OSError:
             if proc.poll() is not None:
                 raise RuntimeError(proc.stderr.read().decode()) from None
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"{what} did not start")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -411,17 +416,7 @@ def _start_sidecar(upstream: int, catalog: Path, guarded: bool) -> tuple[subproc
          f"http://127.0.0.1:{upstream}", "--port", str(port), "--catalog", str(catalog),
          "--log-level", "critical", *off],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()) from None
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("modelguard serve did not start")
+    return _listening(proc, port, 30, "modelguard serve"), port
 
 
 def _post_status(port: int, body: bytes) -> int:

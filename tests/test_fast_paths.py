@@ -71,19 +71,9 @@ _RECORDS = sorted((_FIXTURES / "sdk").glob("*.json")) + sorted(
     (_FIXTURES / "agents").glob("*.json"))
 
 
-class _Awaited:
-    """The same fixed catalog behind the general (awaiting) source interface."""
-
-    needs_credential = False
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-
-    async def catalog_for(self, credential: str | None) -> Catalog:
-        return self.catalog
-
-    async def refresh_for_unknown(self, credential: str | None) -> Catalog | None:
-        return None
+class _Awaited(StaticSource):
+    """The same fixed catalog, but not a ``StaticSource`` itself: the guard takes the general
+    (awaiting) path for it."""
 
 
 def _run(coro: Any) -> Any:
