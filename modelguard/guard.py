@@ -19,6 +19,7 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from . import rewrite
+from ._resume import resume
 from .actions import CLAMP, REFUSE, STRIP, resolve_actions
 from .body import BodyError, encoding_refusal, too_large, unreadable_encoding, worst_size
 from .catalog import Catalog
@@ -315,26 +316,26 @@ class Guard:
 
     async def _drive(self, steps: _Steps) -> Verdict:
         """Run the check's steps, awaiting each catalog they ask for."""
-        step = _resume(steps, None, failed=False)
-        while isinstance(step, _Need):
+        done, step = resume(steps)
+        while not done:
             ask = self.source.refresh_for_unknown if step.refresh else self.source.catalog_for
             try:
                 value, failed = await ask(step.credential), False
             except CatalogUnavailable as error:
                 value, failed = error, True
-            step = _resume(steps, value, failed=failed)
+            done, step = resume(steps, value, failed)
         return step
 
     def _drive_sync(self, steps: _Steps) -> Verdict:
         """Run the check's steps, fetching each catalog they ask for blocking."""
-        step = _resume(steps, None, failed=False)
-        while isinstance(step, _Need):
+        done, step = resume(steps)
+        while not done:
             name = "refresh_for_unknown" if step.refresh else "catalog_for"
             try:
                 value, failed = _blocking(self.source, name, step.credential), False
             except CatalogUnavailable as error:
                 value, failed = error, True
-            step = _resume(steps, value, failed=failed)
+            done, step = resume(steps, value, failed)
         return step
 
     def failed(self, route: Route | None) -> Verdict:
@@ -528,15 +529,6 @@ def _large_limiter() -> anyio.CapacityLimiter:
         limiter = anyio.CapacityLimiter(LARGE_BODY_WORKERS)
         _LARGE_LIMITER.set(limiter)
         return limiter
-
-
-def _resume(steps: _Steps, value: Any, *, failed: bool) -> _Need | Verdict:
-    """One step of the check: a catalog in (or the error that stood in its way), the next
-    need or the verdict out."""
-    try:
-        return steps.throw(value) if failed else steps.send(value)
-    except StopIteration as stop:
-        return stop.value
 
 
 def _blocking(source: Any, name: str, credential: str | None) -> Any:

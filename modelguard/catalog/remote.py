@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import cachetools
 import httpx2
 
+from .._resume import resume
 from ..errors import Reason
 from .fetch import Alone, Download, Fetch, Got, Reader, Sleep, ThroughRedis, Tier
 from .freshness import (
@@ -400,25 +401,21 @@ class RemoteCatalog:
         return await asyncio.wrap_future(plan.flight.future)
 
     async def _drive(self, fetch: Fetch) -> Resolved:
-        send: Callable[[Any], Any] = fetch.send
-        value: Any = None
         try:
-            while True:
-                try:
-                    need = send(value)
-                except StopIteration as stop:
-                    return stop.value
+            done, need = resume(fetch)
+            while not done:
                 try:
                     if isinstance(need, Download):
-                        value = await self._download(need.key)
+                        value, failed = await self._download(need.key), False
                     elif isinstance(need, Sleep):
-                        value = await asyncio.sleep(need.seconds)
+                        value, failed = await asyncio.sleep(need.seconds), False
                     else:
                         assert self.store is not None
-                        value = await self.store.run(need)
-                    send = fetch.send
+                        value, failed = await self.store.run(need), False
                 except StoreUnavailable as error:
-                    value, send = error, fetch.throw
+                    value, failed = error, True
+                done, need = resume(fetch, value, failed)
+            return need
         finally:
             fetch.close()
 
@@ -496,25 +493,21 @@ class RemoteCatalog:
         return action
 
     def _drive_sync(self, fetch: Fetch) -> Resolved:
-        send: Callable[[Any], Any] = fetch.send
-        value: Any = None
         try:
-            while True:
-                try:
-                    need = send(value)
-                except StopIteration as stop:
-                    return stop.value
+            done, need = resume(fetch)
+            while not done:
                 try:
                     if isinstance(need, Download):
-                        value = self._download_sync(need.key)
+                        value, failed = self._download_sync(need.key), False
                     elif isinstance(need, Sleep):
-                        value = time.sleep(need.seconds)
+                        value, failed = time.sleep(need.seconds), False
                     else:
                         assert self.store is not None
-                        value = self.store.run_sync(need)
-                    send = fetch.send
+                        value, failed = self.store.run_sync(need), False
                 except StoreUnavailable as error:
-                    value, send = error, fetch.throw
+                    value, failed = error, True
+                done, need = resume(fetch, value, failed)
+            return need
         finally:
             fetch.close()
 

@@ -42,10 +42,12 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
+
+from .._resume import resume
 
 __all__ = ["SECRET_ENV", "RedisCatalogStore", "StoreUnavailable"]
 
@@ -338,32 +340,26 @@ class RedisCatalogStore:
 
     async def run(self, op: Op[T]) -> T:
         """Run one operation on the async client (each round trip through :meth:`_call`)."""
-        send: Callable[[Any], _Pipe] = op.send
-        value: Any = None
-        while True:
+        done, pipe = resume(op)
+        while not done:
             try:
-                pipe = send(value)
-            except StopIteration as stop:
-                return stop.value
-            try:
-                value, send = await self._call(pipe), op.send
+                value, failed = await self._call(pipe), False
             except StoreUnavailable as error:
-                value, send = error, op.throw
+                value, failed = error, True
+            done, pipe = resume(op, value, failed)
+        return pipe
 
     def run_sync(self, op: Op[T]) -> T:
         """Run one operation on the blocking client (each round trip through
         :meth:`_call_sync`); safe from many threads at once."""
-        send: Callable[[Any], _Pipe] = op.send
-        value: Any = None
-        while True:
+        done, pipe = resume(op)
+        while not done:
             try:
-                pipe = send(value)
-            except StopIteration as stop:
-                return stop.value
-            try:
-                value, send = self._call_sync(pipe), op.send
+                value, failed = self._call_sync(pipe), False
             except StoreUnavailable as error:
-                value, send = error, op.throw
+                value, failed = error, True
+            done, pipe = resume(op, value, failed)
+        return pipe
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
