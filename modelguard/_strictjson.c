@@ -440,13 +440,18 @@ expect_literal(Parser *ps, const char *word, Py_ssize_t n)
 
 /* -- validate-only reading: skipped subtrees, and everything once the budget is spent ---- */
 
+/* A key of an object read without building it: its text in the input when it has no escapes
+ * (the input outlives the parse), else copied into the arena. */
 typedef struct {
-    Py_ssize_t off;           /* in ps->arena */
+    const char *text;         /* in the input, or NULL: in ps->arena at `off` */
+    Py_ssize_t off;
     Py_ssize_t len;
-    Py_hash_t hash;
+    Py_hash_t hash;           /* set once the object has a hash table */
 } KeyRef;
 
-/* The keys of one object read without building it. */
+/* The keys of one object read without building it. Up to SMALL_KEYS keys are compared
+ * directly (length and end bytes first), without hashing; beyond that a table over their
+ * (keyed) hashes is built. */
 typedef struct {
     KeyRef small[SMALL_KEYS];
     KeyRef *refs;             /* small, or a heap array once there are more */
@@ -457,7 +462,7 @@ typedef struct {
     Py_ssize_t mark;          /* arena length when the object started */
 } KeySet;
 
-static void
+static inline void
 keyset_init(Parser *ps, KeySet *ks)
 {
     ks->refs = ks->small;
@@ -468,11 +473,11 @@ keyset_init(Parser *ps, KeySet *ks)
     ks->mark = ps->arena_len;
 }
 
-static void
+static inline void
 keyset_free(Parser *ps, KeySet *ks)
 {
     if (ks->refs != ks->small) PyMem_Free(ks->refs);
-    PyMem_Free(ks->table);
+    if (ks->table != NULL) PyMem_Free(ks->table);
     ps->arena_len = ks->mark;
 }
 
@@ -484,6 +489,22 @@ hash_bytes(const char *text, Py_ssize_t len)
 #else
     return _Py_HashBytes(text, len);   /* keyed (SipHash): no chosen collisions */
 #endif
+}
+
+static inline const char *
+keyref_text(const Parser *ps, const KeyRef *r)
+{
+    return r->text != NULL ? r->text : ps->arena + r->off;
+}
+
+/* Whether a stored key equals `text`: length, then first and last bytes, then all of it. */
+static inline int
+keyref_equal(const Parser *ps, const KeyRef *r, const char *text, Py_ssize_t len)
+{
+    if (r->len != len) return 0;
+    if (len == 0) return 1;
+    const char *t = keyref_text(ps, r);
+    return t[0] == text[0] && t[len - 1] == text[len - 1] && memcmp(t, text, (size_t)len) == 0;
 }
 
 static int
@@ -502,25 +523,22 @@ keyset_rehash(KeySet *ks, Py_ssize_t cap)
     return 0;
 }
 
-/* Add a key; 1 if the object already has it, 0 if added, -1 on error. */
+/* Add a key; 1 if the object already has it, 0 if added, -1 on error. A key in the input is
+ * referred to where it is; any other text (the scratch buffer) is copied into the arena. */
 static int
 keyset_add(Parser *ps, KeySet *ks, const char *text, Py_ssize_t len)
 {
-    Py_hash_t h = hash_bytes(text, len);
+    Py_hash_t h = 0;
     if (ks->table != NULL) {
+        h = hash_bytes(text, len);
         size_t mask = (size_t)ks->table_cap - 1;
         for (size_t j = (size_t)h & mask; ks->table[j]; j = (j + 1) & mask) {
             KeyRef *r = &ks->refs[ks->table[j] - 1];
-            if (r->hash == h && r->len == len && memcmp(ps->arena + r->off, text, (size_t)len) == 0) {
-                return 1;
-            }
+            if (r->hash == h && keyref_equal(ps, r, text, len)) return 1;
         }
     } else {
         for (Py_ssize_t i = 0; i < ks->n; i++) {
-            KeyRef *r = &ks->refs[i];
-            if (r->hash == h && r->len == len && memcmp(ps->arena + r->off, text, (size_t)len) == 0) {
-                return 1;
-            }
+            if (keyref_equal(ps, &ks->refs[i], text, len)) return 1;
         }
     }
     if (ks->n == ks->cap) {
@@ -532,21 +550,34 @@ keyset_add(Parser *ps, KeySet *ks, const char *text, Py_ssize_t len)
         ks->refs = refs;
         ks->cap = cap;
     }
-    if (grow_buf(&ps->arena, &ps->arena_cap, ps->arena_len + len + 1) < 0) return -1;
-    memcpy(ps->arena + ps->arena_len, text, (size_t)len);
     KeyRef *r = &ks->refs[ks->n++];
-    r->off = ps->arena_len;
     r->len = len;
     r->hash = h;
-    ps->arena_len += len;
+    if ((const unsigned char *)text >= ps->start && (const unsigned char *)text < ps->end) {
+        r->text = text;
+        r->off = 0;
+    } else {
+        if (grow_buf(&ps->arena, &ps->arena_cap, ps->arena_len + len + 1) < 0) return -1;
+        memcpy(ps->arena + ps->arena_len, text, (size_t)len);
+        r->text = NULL;
+        r->off = ps->arena_len;
+        ps->arena_len += len;
+    }
     if (ks->n > SMALL_KEYS) {
+        if (ks->table == NULL) {
+            /* the first time past the small size: hash the keys so far */
+            for (Py_ssize_t i = 0; i < ks->n - 1; i++) {
+                ks->refs[i].hash = hash_bytes(keyref_text(ps, &ks->refs[i]), ks->refs[i].len);
+            }
+            r->hash = hash_bytes(text, len);
+        }
         if (ks->table == NULL || ks->n * 2 > ks->table_cap) {
             Py_ssize_t cap = 32;
             while (cap < ks->n * 4) cap *= 2;
             if (keyset_rehash(ks, cap) < 0) return -1;
         } else {
             size_t mask = (size_t)ks->table_cap - 1;
-            size_t j = (size_t)h & mask;
+            size_t j = (size_t)r->hash & mask;
             while (ks->table[j]) j = (j + 1) & mask;
             ks->table[j] = ks->n;
         }
@@ -581,6 +612,59 @@ duplicate_key(Parser *ps, const char *text, Py_ssize_t len)
     return -1;
 }
 
+/* Escapes that stand for one character and need nothing more checked (all but \u). */
+static const unsigned char simple_escape[256] = {
+    ['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1, ['f'] = 1, ['n'] = 1, ['r'] = 1, ['t'] = 1,
+};
+
+/* Validate a string without measuring or copying it; ps->p is just past the opening quote.
+ * Plain bytes, the one-character escapes and valid UTF-8 are passed here; anything else (a
+ * \u escape, or an error) is left to scan_string from the start of the string, so that every
+ * answer, and every error and its position, is scan_string's. */
+static inline int
+skip_string(Parser *ps)
+{
+    const unsigned char *p = ps->p;
+    const unsigned char *end = ps->end;
+    for (;;) {
+        p = scan_plain(p, end);
+        if (p >= end) break;
+        unsigned char c = *p;
+        if (c == '"') {
+            ps->p = p + 1;
+            return 0;
+        }
+        if (c == '\\') {
+            if (end - p < 2 || !simple_escape[p[1]]) break;
+            p += 2;
+        } else if (c >= 0x80) {
+            int len = utf8_seq(p, end);
+            if (len == 0) break;
+            p += len;
+        } else {
+            break;
+        }
+    }
+    Str s;
+    return scan_string(ps, &s, 0);
+}
+
+/* Read a key of an object being validated: its text in the input when it has no escapes
+ * (the common case, without a call), else unescaped by scan_string into the scratch buffer. */
+static inline int
+skip_key(Parser *ps, Str *key)
+{
+    const unsigned char *q = scan_plain(ps->p, ps->end);
+    if (q < ps->end && *q == '"') {
+        key->text = (const char *)ps->p;
+        key->len = q - ps->p;
+        key->ascii = 1;
+        ps->p = q + 1;
+        return 0;
+    }
+    return scan_string(ps, key, 1);
+}
+
 static int skip_value(Parser *ps, int *empty);
 
 /* The members of an object, validate-only. `state` 0: at the first key or '}' (after '{');
@@ -610,7 +694,7 @@ skip_members(Parser *ps, KeySet *ks, int state, int *empty)
             if (ps->p >= ps->end || *ps->p != '"') { fail(ps, "expected a key"); return -1; }
             ps->p++;
             Str key;
-            if (scan_string(ps, &key, 1) < 0) return -1;
+            if (skip_key(ps, &key) < 0) return -1;
             int dup = keyset_add(ps, ks, key.text, key.len);
             if (dup < 0) return -1;
             if (dup) return duplicate_key(ps, key.text, key.len);
@@ -675,11 +759,9 @@ skip_value(Parser *ps, int *empty)
         ps->depth--;
         return rc;
     }
-    case '"': {
+    case '"':
         ps->p++;
-        Str s;
-        return scan_string(ps, &s, 0);
-    }
+        return skip_string(ps);
     case 't':
         return expect_literal(ps, "true", 4);
     case 'f':
