@@ -61,7 +61,7 @@ typedef struct {
 } Parser;
 
 /* Set once by configure(). */
-static PyObject *cfg_keys;          /* dict: key -> mode bits */
+static PyObject *cfg_keys;          /* dict: key -> mode bits (a copy of the configured one) */
 static PyObject *cfg_long_type;     /* the LongString class */
 static PyObject *cfg_dropped;       /* the shared LongString standing for a dropped value */
 static PyObject *cfg_skipped_object;
@@ -649,10 +649,10 @@ skip_string(Parser *ps)
     return scan_string(ps, &s, 0);
 }
 
-/* Read a key of an object being validated: its text in the input when it has no escapes
+/* Read a key: its text in the input when it has no escapes
  * (the common case, without a call), else unescaped by scan_string into the scratch buffer. */
 static inline int
-skip_key(Parser *ps, Str *key)
+scan_key(Parser *ps, Str *key)
 {
     const unsigned char *q = scan_plain(ps->p, ps->end);
     if (q < ps->end && *q == '"') {
@@ -694,7 +694,7 @@ skip_members(Parser *ps, KeySet *ks, int state, int *empty)
             if (ps->p >= ps->end || *ps->p != '"') { fail(ps, "expected a key"); return -1; }
             ps->p++;
             Str key;
-            if (skip_key(ps, &key) < 0) return -1;
+            if (scan_key(ps, &key) < 0) return -1;
             int dup = keyset_add(ps, ks, key.text, key.len);
             if (dup < 0) return -1;
             if (dup) return duplicate_key(ps, key.text, key.len);
@@ -842,18 +842,24 @@ build_string(Parser *ps, const Str *s, int mode)
 }
 
 /* Keys repeat ("type", "text", "role"): plain ASCII keys come from a small cache, with their
- * hash already computed. Direct-mapped; a miss just builds the string. */
+ * hash already computed and their mode in the key table once looked up (-1: not yet).
+ * Direct-mapped; a miss just builds the string. */
 #define KEY_CACHE_SIZE 512
 #define KEY_CACHE_MAX_LEN 32
-static PyObject *key_cache[KEY_CACHE_SIZE];
+typedef struct {
+    PyObject *key;
+    int mode;
+} KeySlot;
+static KeySlot key_cache[KEY_CACHE_SIZE];
 
 static PyObject *
-cached_key(const char *text, Py_ssize_t n)
+cached_key(const char *text, Py_ssize_t n, KeySlot **slot_out)
 {
     uint32_t h = 2166136261u;
     for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)text[i]) * 16777619u;
-    PyObject **slot = &key_cache[h & (KEY_CACHE_SIZE - 1)];
-    PyObject *hit = *slot;
+    KeySlot *slot = &key_cache[h & (KEY_CACHE_SIZE - 1)];
+    *slot_out = slot;
+    PyObject *hit = slot->key;
     if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n &&
             memcmp(PyUnicode_DATA(hit), text, (size_t)n) == 0) {
         return Py_NewRef(hit);
@@ -861,8 +867,26 @@ cached_key(const char *text, Py_ssize_t n)
     PyObject *s = ascii_string(text, n);
     if (s == NULL) return NULL;
     if (PyObject_Hash(s) == -1) { Py_DECREF(s); return NULL; }
-    Py_XSETREF(*slot, Py_NewRef(s));
+    Py_XSETREF(slot->key, Py_NewRef(s));
+    slot->mode = -1;
     return s;
+}
+
+/* A key's mode in the configured key table (0 if it has none); remembered in its cache slot. */
+static inline int
+key_mode(PyObject *key, KeySlot *slot)
+{
+    if (slot != NULL && slot->mode >= 0) return slot->mode;
+    PyObject *bits = PyDict_GetItemWithError(cfg_keys, key);
+    if (bits == NULL) {
+        if (PyErr_Occurred()) return -1;
+        if (slot != NULL) slot->mode = 0;
+        return 0;
+    }
+    long mode = PyLong_AsLong(bits);
+    if (mode == -1 && PyErr_Occurred()) return -1;
+    if (slot != NULL) slot->mode = (int)mode;
+    return (int)mode;
 }
 
 /* The rest of an object being built, validate-only once the budget is spent: its keys so far
@@ -910,7 +934,7 @@ build_object(Parser *ps)
         if (ps->p >= ps->end || *ps->p != '"') { Py_DECREF(dict); return fail(ps, "expected a key"); }
         ps->p++;
         Str text;
-        if (scan_string(ps, &text, 1) < 0) { Py_DECREF(dict); return NULL; }
+        if (scan_key(ps, &text) < 0) { Py_DECREF(dict); return NULL; }
         if (!text.ascii && charge(ps, wide_extra(text.text, text.len))) {
             int rc = finish_object(ps, dict, &text, 1);
             Py_DECREF(dict);
@@ -919,8 +943,9 @@ build_object(Parser *ps)
             Py_RETURN_NONE;
         }
         PyObject *key;
+        KeySlot *slot = NULL;
         if (text.ascii && text.len <= KEY_CACHE_MAX_LEN) {
-            key = cached_key(text.text, text.len);
+            key = cached_key(text.text, text.len, &slot);
         } else if (text.ascii) {
             key = ascii_string(text.text, text.len);
         } else {
@@ -936,12 +961,8 @@ build_object(Parser *ps)
         skip_ws(ps);
         int mode = 0;
         if (ps->p < ps->end && (*ps->p == '"' || *ps->p == '{' || *ps->p == '[')) {
-            PyObject *bits = PyDict_GetItemWithError(cfg_keys, key);
-            if (bits != NULL) {
-                mode = (int)PyLong_AsLong(bits);
-            } else if (PyErr_Occurred()) {
-                Py_DECREF(key); Py_DECREF(dict); return NULL;
-            }
+            mode = key_mode(key, slot);
+            if (mode < 0) { Py_DECREF(key); Py_DECREF(dict); return NULL; }
         }
         PyObject *value = build_value(ps, mode);
         if (value == NULL) { Py_DECREF(key); Py_DECREF(dict); return NULL; }
@@ -1153,13 +1174,17 @@ strict_configure(PyObject *self, PyObject *args)
                           &skipped_object, &skipped_array, &keep, &value_cost)) {
         return NULL;
     }
-    Py_XSETREF(cfg_keys, Py_NewRef(keys));
+    /* a copy: the modes are remembered per cached key, so the table must not change under them */
+    PyObject *table = PyDict_Copy(keys);
+    if (table == NULL) return NULL;
+    Py_XSETREF(cfg_keys, table);
     Py_XSETREF(cfg_long_type, Py_NewRef(long_type));
     Py_XSETREF(cfg_dropped, Py_NewRef(dropped));
     Py_XSETREF(cfg_skipped_object, Py_NewRef(skipped_object));
     Py_XSETREF(cfg_skipped_array, Py_NewRef(skipped_array));
     cfg_keep = keep;
     cfg_value_cost = value_cost;
+    for (Py_ssize_t i = 0; i < KEY_CACHE_SIZE; i++) key_cache[i].mode = -1;  /* new key table */
     Py_RETURN_NONE;
 }
 
@@ -1167,7 +1192,8 @@ static PyMethodDef methods[] = {
     {"loads", (PyCFunction)(void (*)(void))strict_loads, METH_FASTCALL,
      "loads(data, max_depth, budget) -> value; raises StrictJSONError or StructureLimitError."},
     {"configure", strict_configure, METH_VARARGS,
-     "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost)."},
+     "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost); "
+     "the key table is copied: configure again to change it."},
     {NULL, NULL, 0, NULL},
 };
 
