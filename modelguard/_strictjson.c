@@ -815,6 +815,49 @@ ascii_string(const char *text, Py_ssize_t n)
     return s;
 }
 
+/* A cheap hash of a short text for the direct-mapped caches: its length and its first and last
+ * bytes (up to 8 of each). Texts alike in those share a slot and only take turns in it. */
+static inline uint32_t
+short_hash(const char *text, Py_ssize_t n)
+{
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        memcpy(&a, text, 8);
+        memcpy(&b, text + n - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, text, 4);
+        memcpy(&y, text + n - 4, 4);
+        a = x;
+        b = y;
+    } else if (n > 0) {
+        a = (uint64_t)(unsigned char)text[0] | (uint64_t)(unsigned char)text[n / 2] << 8 |
+            (uint64_t)(unsigned char)text[n - 1] << 16;
+    }
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ull) ^ (uint64_t)n) * 0xFF51AFD7ED558CCDull;
+    return (uint32_t)(h >> 32);
+}
+
+/* Short ASCII values repeat too ("user", "text", "function"): a small direct-mapped cache of
+ * them (strings are immutable, so a shared one is as good as a new one). */
+#define VALUE_CACHE_SIZE 256
+#define VALUE_CACHE_MAX_LEN 16
+static PyObject *value_cache[VALUE_CACHE_SIZE];
+
+static PyObject *
+cached_value(const char *text, Py_ssize_t n)
+{
+    PyObject **slot = &value_cache[short_hash(text, n) & (VALUE_CACHE_SIZE - 1)];
+    PyObject *hit = *slot;
+    if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n &&
+            memcmp(PyUnicode_DATA(hit), text, (size_t)n) == 0) {
+        return Py_NewRef(hit);
+    }
+    PyObject *res = ascii_string(text, n);
+    if (res != NULL) Py_XSETREF(*slot, Py_NewRef(res));
+    return res;
+}
+
 /* Build a scanned string value (charged its value cost already). With mode DROP or PREFIX and
  * a text longer than the keep size it is cut: DROP gives the shared stand-in, PREFIX the text
  * up to and including its first comma as a LongString (or the whole text if it has none), so
@@ -833,6 +876,7 @@ build_string(Parser *ps, const Str *s, int mode)
             cut = 1;
         }
     }
+    if (s->ascii && n <= VALUE_CACHE_MAX_LEN) return cached_value(text, n);  /* never cut */
     if (!s->ascii && charge(ps, wide_extra(text, n))) Py_RETURN_NONE;
     PyObject *res = s->ascii ? ascii_string(text, n) : PyUnicode_DecodeUTF8(text, n, "strict");
     if (res == NULL || !cut) return res;
@@ -855,9 +899,7 @@ static KeySlot key_cache[KEY_CACHE_SIZE];
 static PyObject *
 cached_key(const char *text, Py_ssize_t n, KeySlot **slot_out)
 {
-    uint32_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)text[i]) * 16777619u;
-    KeySlot *slot = &key_cache[h & (KEY_CACHE_SIZE - 1)];
+    KeySlot *slot = &key_cache[short_hash(text, n) & (KEY_CACHE_SIZE - 1)];
     *slot_out = slot;
     PyObject *hit = slot->key;
     if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n &&
