@@ -81,17 +81,15 @@ fail(Parser *ps, const char *what)
     return NULL;
 }
 
+/* Whitespace is rare and short (none, or one space after ',' and ':'): the first byte decides,
+ * and the pointer is kept in a register (a byte read could alias ps->p). */
 static inline void
 skip_ws(Parser *ps)
 {
-    while (ps->p < ps->end) {
-        unsigned char c = *ps->p;
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
-            ps->p++;
-        } else {
-            break;
-        }
-    }
+    const unsigned char *p = ps->p;
+    const unsigned char *end = ps->end;
+    while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    ps->p = p;
 }
 
 /* -- scanning (shared by building and validate-only reading) ------------------------------ */
@@ -440,6 +438,29 @@ expect_literal(Parser *ps, const char *word, Py_ssize_t n)
 
 /* -- validate-only reading: skipped subtrees, and everything once the budget is spent ---- */
 
+/* Whether two short texts of `n` bytes are equal: a few word compares instead of a call. */
+static inline int
+same_bytes(const char *a, const char *b, Py_ssize_t n)
+{
+    if (n > 16) return memcmp(a, b, (size_t)n) == 0;
+    if (n >= 8) {
+        uint64_t x, y, u, v;
+        memcpy(&x, a, 8); memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8); memcpy(&v, b + n - 8, 8);
+        return x == y && u == v;
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4); memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4); memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (a[i] != b[i]) return 0;
+    }
+    return 1;
+}
+
 /* A key of an object read without building it: its text in the input when it has no escapes
  * (the input outlives the parse), else copied into the arena. */
 typedef struct {
@@ -497,14 +518,11 @@ keyref_text(const Parser *ps, const KeyRef *r)
     return r->text != NULL ? r->text : ps->arena + r->off;
 }
 
-/* Whether a stored key equals `text`: length, then first and last bytes, then all of it. */
+/* Whether a stored key equals `text`: length first, then the bytes. */
 static inline int
 keyref_equal(const Parser *ps, const KeyRef *r, const char *text, Py_ssize_t len)
 {
-    if (r->len != len) return 0;
-    if (len == 0) return 1;
-    const char *t = keyref_text(ps, r);
-    return t[0] == text[0] && t[len - 1] == text[len - 1] && memcmp(t, text, (size_t)len) == 0;
+    return r->len == len && same_bytes(keyref_text(ps, r), text, len);
 }
 
 static int
@@ -850,7 +868,7 @@ cached_value(const char *text, Py_ssize_t n)
     PyObject **slot = &value_cache[short_hash(text, n) & (VALUE_CACHE_SIZE - 1)];
     PyObject *hit = *slot;
     if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n &&
-            memcmp(PyUnicode_DATA(hit), text, (size_t)n) == 0) {
+            same_bytes(PyUnicode_DATA(hit), text, n)) {
         return Py_NewRef(hit);
     }
     PyObject *res = ascii_string(text, n);
@@ -903,7 +921,7 @@ cached_key(const char *text, Py_ssize_t n, KeySlot **slot_out)
     *slot_out = slot;
     PyObject *hit = slot->key;
     if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n &&
-            memcmp(PyUnicode_DATA(hit), text, (size_t)n) == 0) {
+            same_bytes(PyUnicode_DATA(hit), text, n)) {
         return Py_NewRef(hit);
     }
     PyObject *s = ascii_string(text, n);
