@@ -39,6 +39,12 @@
 /* Keys of one skipped object kept in a plain array before a hash table is built. */
 #define SMALL_KEYS 8
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 /* Key modes (values of the configured key table; bits). */
 #define MODE_DROP 1    /* a long string value: the shared stand-in */
 #define MODE_PREFIX 2  /* a long string value: its head up to the first comma */
@@ -119,20 +125,25 @@ utf8_seq(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
+#if defined(__SSE2__)
+/* The bytes of a 16-byte block that end a run of plain string bytes: quote, backslash,
+ * control and high bytes (a signed compare: bytes >= 0x80 are negative, so < 0x20 too). */
+static inline __m128i
+special_bytes(__m128i v)
+{
+    return _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                     _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                        _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+}
+#endif
+
 /* Advance over plain ASCII string bytes (no quote, backslash, control or high byte). */
 static inline const unsigned char *
 scan_plain(const unsigned char *p, const unsigned char *end)
 {
 #if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"');
-    const __m128i slash = _mm_set1_epi8('\\');
-    const __m128i space = _mm_set1_epi8(0x20);
     while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        /* signed compare: bytes >= 0x80 are negative, so < 0x20 catches them too */
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
-                                 _mm_cmplt_epi8(v, space));
-        int mask = _mm_movemask_epi8(m);
+        int mask = _mm_movemask_epi8(special_bytes(_mm_loadu_si128((const __m128i *)p)));
         if (mask) {
             return p + __builtin_ctz((unsigned)mask);
         }
@@ -635,36 +646,88 @@ static const unsigned char simple_escape[256] = {
     ['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1, ['f'] = 1, ['n'] = 1, ['r'] = 1, ['t'] = 1,
 };
 
-/* Validate a string without measuring or copying it; ps->p is just past the opening quote.
- * Plain bytes, the one-character escapes and valid UTF-8 are passed here; anything else (a
- * \u escape, or an error) is left to scan_string from the start of the string, so that every
- * answer, and every error and its position, is scan_string's. */
-static inline int
-skip_string(Parser *ps)
+/* Measure a string as scan_string(ps, out, 0) does (ps->p just past the opening quote), for
+ * the strings only validated or measured: skipped ones and those under drop keys. Plain bytes,
+ * the one-character escapes and valid UTF-8 are passed here, every special byte of a 16-byte
+ * block taken from one load (an escape or a multi-byte character does not restart the scan);
+ * anything else (a \u escape, or an error) is left to scan_string from the start of the
+ * string, so that every answer, and every error and its position, is scan_string's. */
+static ALWAYS_INLINE int
+measure_string(Parser *ps, Str *out)
 {
-    const unsigned char *p = ps->p;
+    const unsigned char *begin = ps->p;
+    const unsigned char *p = begin;
     const unsigned char *end = ps->end;
+    Py_ssize_t escapes = 0;   /* each one-character escape is one byte shorter unescaped */
+    int ascii = 1;
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+        const unsigned char *next = p + 16;
+        unsigned mask = (unsigned)_mm_movemask_epi8(special_bytes(_mm_loadu_si128((const __m128i *)p)));
+        while (mask) {
+            int i = __builtin_ctz(mask);
+            const unsigned char *q = p + i;
+            unsigned char c = *q;
+            if (c == '"') {
+                p = q;
+                goto closed;
+            }
+            int len;
+            if (c == '\\') {
+                if (end - q < 2 || !simple_escape[q[1]]) goto slow;
+                escapes++;
+                len = 2;
+            } else if (c >= 0x80) {
+                len = utf8_seq(q, end);
+                if (len == 0) goto slow;
+                ascii = 0;
+            } else {
+                goto slow;   /* a control character */
+            }
+            if (i + len >= 16) {
+                next = q + len;   /* the rest of this block is inside the sequence */
+                break;
+            }
+            mask &= ~0u << (i + len);
+        }
+        p = next;
+    }
+#endif
     for (;;) {
         p = scan_plain(p, end);
-        if (p >= end) break;
+        if (p >= end) goto slow;
         unsigned char c = *p;
-        if (c == '"') {
-            ps->p = p + 1;
-            return 0;
-        }
+        if (c == '"') goto closed;
         if (c == '\\') {
-            if (end - p < 2 || !simple_escape[p[1]]) break;
+            if (end - p < 2 || !simple_escape[p[1]]) goto slow;
+            escapes++;
             p += 2;
         } else if (c >= 0x80) {
             int len = utf8_seq(p, end);
-            if (len == 0) break;
+            if (len == 0) goto slow;
+            ascii = 0;
             p += len;
         } else {
-            break;
+            goto slow;
         }
     }
+closed:
+    ps->p = p + 1;
+    out->text = escapes ? NULL : (const char *)begin;
+    out->len = (p - begin) - escapes;
+    out->ascii = ascii;
+    return 0;
+slow:
+    ps->p = begin;
+    return scan_string(ps, out, 0);
+}
+
+/* Validate a string without keeping anything of it. */
+static inline int
+skip_string(Parser *ps)
+{
     Str s;
-    return scan_string(ps, &s, 0);
+    return measure_string(ps, &s);
 }
 
 /* Read a key: its text in the input when it has no escapes
@@ -1114,6 +1177,24 @@ build_array(Parser *ps)
     return list;
 }
 
+/* A fresh placeholder of a configured class. When the class keeps its base's __init__ (which
+ * does nothing without arguments) calling it is only its __new__: that is called directly. */
+static PyObject *
+new_placeholder(PyObject *cls)
+{
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (PyType_Check(cls) && type->tp_new != NULL &&
+            ((PyType_IsSubtype(type, &PyDict_Type) && type->tp_init == PyDict_Type.tp_init) ||
+             (PyType_IsSubtype(type, &PyList_Type) && type->tp_init == PyList_Type.tp_init))) {
+        PyObject *args = PyTuple_New(0);
+        if (args == NULL) return NULL;
+        PyObject *res = type->tp_new(type, args, NULL);
+        Py_DECREF(args);
+        return res;
+    }
+    return PyObject_CallNoArgs(cls);
+}
+
 /* A non-empty object or array under a skip key: validated, handed back as a placeholder. */
 static PyObject *
 build_skipped(Parser *ps)
@@ -1122,7 +1203,7 @@ build_skipped(Parser *ps)
     int empty;
     if (skip_value(ps, &empty) < 0) return NULL;
     if (empty) return is_object ? PyDict_New() : PyList_New(0);
-    return PyObject_CallNoArgs(is_object ? cfg_skipped_object : cfg_skipped_array);
+    return new_placeholder(is_object ? cfg_skipped_object : cfg_skipped_array);
 }
 
 /* One value, charged its cost first; once the budget is spent, validated only (None). */
@@ -1147,7 +1228,7 @@ build_value(Parser *ps, int mode)
         Str s;
         /* A string under a drop key is only measured first: a long one is never unescaped. */
         int measure = (mode & MODE_DROP) != 0;
-        if (scan_string(ps, &s, !measure) < 0) return NULL;
+        if ((measure ? measure_string(ps, &s) : scan_string(ps, &s, 1)) < 0) return NULL;
         if (measure && s.text == NULL && s.len <= cfg_keep) {
             ps->p = begin;
             if (scan_string(ps, &s, 1) < 0) return NULL;
