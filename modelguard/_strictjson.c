@@ -957,7 +957,7 @@ build_string(Parser *ps, const Str *s, int mode)
             cut = 1;
         }
     }
-    if (s->ascii && n <= VALUE_CACHE_MAX_LEN) return cached_value(text, n);  /* never cut */
+    if (!cut && s->ascii && n <= VALUE_CACHE_MAX_LEN) return cached_value(text, n);
     if (!s->ascii && charge(ps, wide_extra(text, n))) Py_RETURN_NONE;
     PyObject *res = s->ascii ? ascii_string(text, n) : PyUnicode_DecodeUTF8(text, n, "strict");
     if (res == NULL || !cut) return res;

@@ -16,7 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelguard.body import ACCELERATED, DROPPED, KEEP_BYTES, SkippedObject, parse_json
+from modelguard.body import (
+    ACCELERATED,
+    DROPPED,
+    KEEP_BYTES,
+    LongString,
+    SkippedObject,
+    parse_json,
+)
 from modelguard.errors import Reason
 from tests.test_decoders import agree, outcome
 
@@ -86,6 +93,18 @@ def test_measured_length_decides_drop_at_the_keep_size(size: int, piece: bytes) 
     value = parse_json(raw, 128)["text"]
     length = len(json.loads(raw)["text"].encode())
     assert (value is DROPPED) == (length > KEEP_BYTES)
+
+
+@pytest.mark.parametrize("head", [b"", b"d", b"data:a/b;base64", b"data:ab/cd;base64",
+                                  b"data:image/png;base64", b"\\u0064ata:x;base64"])
+@pytest.mark.parametrize("key", [b"url", b"file_data"])
+def test_a_short_head_is_still_a_long_string(head: bytes, key: bytes) -> None:
+    """A long value under a prefix key is cut at its first comma however short the head is,
+    and handed back as a LongString (never as a plain cached string)."""
+    raw = b'{"' + key + b'":"' + head + b"," + b"A" * (KEEP_BYTES + 10) + b'"}'
+    agree(raw)
+    value = parse_json(raw, 128)[key.decode()]
+    assert type(value) is LongString and value == json.loads(b'"' + head + b'"') + ","
 
 
 # -- the keys of skipped objects ----------------------------------------------------------------
