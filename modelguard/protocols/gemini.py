@@ -354,7 +354,12 @@ def _enum(value: Any, path: str) -> str | int | None:
 
 def _generation(f: Features, config: dict[str, Any], path: str) -> None:
     GENERATION.check(config, path)
-    _, modalities = GENERATION.get(config, "responseModalities")
+    # Only the fields present are read, in this fixed order (sampling knobs need nothing).
+    present = {GENERATION.camel(key) for key in _GENERATION_READ.intersection(config)}
+    if not present:
+        return
+    _, modalities = GENERATION.get(config, "responseModalities") \
+        if "responseModalities" in present else (None, None)
     if modalities is not None:
         for modality in need_list(modalities, path):
             modality = _enum(modality, path)
@@ -362,11 +367,12 @@ def _generation(f: Features, config: dict[str, Any], path: str) -> None:
                 f.unknown.append((path, f"response modality {modality}"))
             elif MODALITIES[modality] is not None:
                 f.need(MODALITIES[modality], path, f"{modality} output", output=True)
-    if GENERATION.get(config, "speechConfig")[1] is not None:
+    if "speechConfig" in present and GENERATION.get(config, "speechConfig")[1] is not None:
         f.need(AUDIO, path, "speech output (speechConfig)", output=True)
-    if GENERATION.get(config, "imageConfig")[1] is not None:
+    if "imageConfig" in present and GENERATION.get(config, "imageConfig")[1] is not None:
         f.need(IMAGE_GEN, path, "image output (imageConfig)", output=True)
-    _, formats = GENERATION.get(config, "responseFormat")
+    _, formats = GENERATION.get(config, "responseFormat") \
+        if "responseFormat" in present else (None, None)
     if formats is not None:
         for fmt in need_list(formats, path):
             FORMAT.check(need_dict(fmt, path), path)
@@ -378,21 +384,32 @@ def _generation(f: Features, config: dict[str, Any], path: str) -> None:
                 FORMAT_TEXT.check(need_dict(text, path), path)
                 if FORMAT_TEXT.get(text, "jsonSchema")[1] is not None:
                     f.need(JSON_SCHEMA, path, "a response JSON schema", output=True)
-    if any(GENERATION.get(config, key)[1] is not None for key in SCHEMA_KEYS):
+    if not present.isdisjoint(SCHEMA_KEYS) and any(
+            GENERATION.get(config, key)[1] is not None for key in SCHEMA_KEYS):
         f.need(JSON_SCHEMA, path, "a response schema", output=True)
-    key, logprobs = GENERATION.get(config, "responseLogprobs")
-    if need_bool(logprobs, f"{path}.{key}"):
-        f.need(LOGPROBS, path, "responseLogprobs", output=True)
-    key, top = GENERATION.get(config, "logprobs")
-    top = token_count(top, f"{path}.{key}", strings=True)
-    if top is not None and top > 0:
-        f.need(LOGPROBS, path, "logprobs", output=True)
-    key, thinking = GENERATION.get(config, "thinkingConfig")
+    if "responseLogprobs" in present:
+        key, logprobs = GENERATION.get(config, "responseLogprobs")
+        if need_bool(logprobs, f"{path}.{key}"):
+            f.need(LOGPROBS, path, "responseLogprobs", output=True)
+    if "logprobs" in present:
+        key, top = GENERATION.get(config, "logprobs")
+        top = token_count(top, f"{path}.{key}", strings=True)
+        if top is not None and top > 0:
+            f.need(LOGPROBS, path, "logprobs", output=True)
+    key, thinking = GENERATION.get(config, "thinkingConfig") \
+        if "thinkingConfig" in present else (None, None)
     if thinking is not None:
         tpath = f"{path}.{key}"
         THINKING_CONFIG.check(need_dict(thinking, tpath), tpath)
         if _thinks(thinking, tpath):
             f.need(THINKING, path, "thinking (thinkingConfig)", output=True)
+
+
+#: The generationConfig fields :func:`_generation` reads, in both spellings.
+_GENERATION_READ = frozenset(
+    name for key in ("responseModalities", "speechConfig", "imageConfig", "responseFormat",
+                     *SCHEMA_KEYS, "responseLogprobs", "logprobs", "thinkingConfig")
+    for name in (key, GENERATION.snake(key)))
 
 
 def _thinks(config: dict[str, Any], path: str) -> bool:
