@@ -808,10 +808,141 @@ finish_object(Parser *ps, PyObject *dict, const Str *pending, int state)
     return rc;
 }
 
-static PyObject *build_value(Parser *ps, int mode);
+static PyObject *build_value(Parser *ps, int mode, PyObject *node);
+
+/* -- settling: objects whose kind is all the reader needs ------------------------------------
+ *
+ * A settle node (configured per call, see loads) is a tuple (children: dict key -> node,
+ * element node or None, rule or None); a rule is a tuple (type key, allowed keys (a frozenset),
+ * kinds: dict type value (None: no type key) -> marker, required key or None, keys whose
+ * values must be strings (a frozenset)). An object at a node with a rule whose keys are all
+ * allowed, with the required key and those string values, and whose type names a kind is
+ * validated without being built and handed back as that kind's shared marker. Anything
+ * else (a key not allowed, a duplicate, invalid JSON, a type that is not a short ASCII string)
+ * rewinds and builds the object as usual, so errors are exactly those of the building path. */
+
+static inline PyObject *
+node_child(PyObject *node, PyObject *key)
+{
+    if (node == NULL) return NULL;
+    PyObject *children = PyTuple_GET_ITEM(node, 0);
+    if (PyDict_GET_SIZE(children) == 0) return NULL;
+    PyObject *child = PyDict_GetItemWithError(children, key);
+    if (child == NULL) PyErr_Clear();   /* str keys with a cached hash: cannot fail */
+    return child;
+}
+
+static inline PyObject *
+node_field(PyObject *node, Py_ssize_t i)
+{
+    if (node == NULL) return NULL;
+    PyObject *field = PyTuple_GET_ITEM(node, i);
+    return field == Py_None ? NULL : field;
+}
+
+static inline int
+same_ascii(PyObject *name, const char *text, Py_ssize_t len)
+{
+    return name != Py_None && PyUnicode_GET_LENGTH(name) == len &&
+           memcmp(PyUnicode_DATA(name), text, (size_t)len) == 0;
+}
+
+static PyObject *cached_key(const char *text, Py_ssize_t n);
+
+/* 1 with *out a new reference to the marker, 0 (rewound) if the object is not settled. */
+static int
+try_settle(Parser *ps, PyObject *rule, PyObject **out)
+{
+    PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
+    PyObject *allowed = PyTuple_GET_ITEM(rule, 1);
+    PyObject *kinds = PyTuple_GET_ITEM(rule, 2);
+    PyObject *required = PyTuple_GET_ITEM(rule, 3);
+    PyObject *strings = PyTuple_GET_ITEM(rule, 4);
+    const unsigned char *save = ps->p;
+    int save_depth = ps->depth;
+    PyObject *kind = NULL;            /* borrowed: the marker the type names */
+    int typed = 0;
+    int has_required = required == Py_None;
+    if (++ps->depth > ps->max_depth) goto rewind;
+    ps->p++;  /* '{' */
+    KeySet ks;
+    keyset_init(ps, &ks);
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == '}') {
+        ps->p++;
+        goto members_done;
+    }
+    for (;;) {
+        if (ps->p >= ps->end || *ps->p != '"') goto give_up;
+        ps->p++;
+        Str text;
+        if (scan_string(ps, &text, 1) < 0 || !text.ascii || text.len > KEY_CACHE_MAX_LEN) {
+            goto give_up;
+        }
+        PyObject *key = cached_key(text.text, text.len);
+        if (key == NULL) goto give_up;
+        int known = PySet_Contains(allowed, key);
+        int string_only = known == 1 && PySet_GET_SIZE(strings) > 0 ?
+                          PySet_Contains(strings, key) : 0;
+        Py_DECREF(key);
+        if (known != 1 || string_only < 0 || keyset_add(ps, &ks, text.text, text.len) != 0) {
+            goto give_up;
+        }
+        int is_type = same_ascii(type_key, text.text, text.len);
+        if (!has_required && same_ascii(required, text.text, text.len)) has_required = 1;
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != ':') goto give_up;
+        ps->p++;
+        skip_ws(ps);
+        if (is_type) {
+            if (ps->p >= ps->end || *ps->p != '"') goto give_up;
+            ps->p++;
+            Str value;
+            if (scan_string(ps, &value, 1) < 0 || !value.ascii ||
+                    value.len > KEY_CACHE_MAX_LEN) {
+                goto give_up;
+            }
+            PyObject *name = cached_key(value.text, value.len);
+            if (name == NULL) goto give_up;
+            kind = PyDict_GetItemWithError(kinds, name);
+            Py_DECREF(name);
+            if (kind == NULL) goto give_up;
+            typed = 1;
+        } else if ((string_only && (ps->p >= ps->end || *ps->p != '"')) ||
+                   skip_value(ps, NULL) < 0) {
+            goto give_up;
+        }
+        skip_ws(ps);
+        if (ps->p >= ps->end) goto give_up;
+        if (*ps->p == ',') {
+            ps->p++;
+            skip_ws(ps);
+            continue;
+        }
+        if (*ps->p == '}') {
+            ps->p++;
+            break;
+        }
+        goto give_up;
+    }
+members_done:
+    if (!typed) kind = PyDict_GetItemWithError(kinds, Py_None);
+    if (kind == NULL || !has_required) goto give_up;
+    keyset_free(ps, &ks);
+    ps->depth = save_depth;
+    *out = Py_NewRef(kind);
+    return 1;
+give_up:
+    keyset_free(ps, &ks);
+rewind:
+    PyErr_Clear();   /* the building path meets the same input and reports it */
+    ps->p = save;
+    ps->depth = save_depth;
+    return 0;
+}
 
 static PyObject *
-build_object(Parser *ps)
+build_object(Parser *ps, PyObject *node)
 {
     if (++ps->depth > ps->max_depth) return fail(ps, "nesting too deep");
     ps->p++;  /* '{' */
@@ -861,7 +992,7 @@ build_object(Parser *ps)
                 Py_DECREF(key); Py_DECREF(dict); return NULL;
             }
         }
-        PyObject *value = build_value(ps, mode);
+        PyObject *value = build_value(ps, mode, node_child(node, key));
         if (value == NULL) { Py_DECREF(key); Py_DECREF(dict); return NULL; }
         if (ps->over) {
             /* the value was not built: the key must still be unique among the others */
@@ -908,8 +1039,9 @@ build_object(Parser *ps)
 }
 
 static PyObject *
-build_array(Parser *ps)
+build_array(Parser *ps, PyObject *node)
 {
+    PyObject *element = node_field(node, 1);
     if (++ps->depth > ps->max_depth) return fail(ps, "nesting too deep");
     ps->p++;  /* '[' */
     PyObject *list = PyList_New(0);
@@ -921,7 +1053,7 @@ build_array(Parser *ps)
         return list;
     }
     for (;;) {
-        PyObject *value = build_value(ps, 0);
+        PyObject *value = build_value(ps, 0, element);
         if (value == NULL) { Py_DECREF(list); return NULL; }
         if (ps->over) {
             Py_DECREF(value);
@@ -964,7 +1096,7 @@ build_skipped(Parser *ps)
 
 /* One value, charged its cost first; once the budget is spent, validated only (None). */
 static PyObject *
-build_value(Parser *ps, int mode)
+build_value(Parser *ps, int mode, PyObject *node)
 {
     if (ps->p >= ps->end) return fail(ps, "unexpected end of input");
     if (charge(ps, cfg_value_cost)) {
@@ -972,12 +1104,16 @@ build_value(Parser *ps, int mode)
         Py_RETURN_NONE;
     }
     switch (*ps->p) {
-    case '{':
+    case '{': {
         if (mode & MODE_SKIP) return build_skipped(ps);
-        return build_object(ps);
+        PyObject *rule = node_field(node, 2);
+        PyObject *marker;
+        if (rule != NULL && try_settle(ps, rule, &marker)) return marker;
+        return build_object(ps, node);
+    }
     case '[':
         if (mode & MODE_SKIP) return build_skipped(ps);
-        return build_array(ps);
+        return build_array(ps, node);
     case '"': {
         ps->p++;
         const unsigned char *begin = ps->p;
@@ -1010,6 +1146,33 @@ build_value(Parser *ps, int mode)
 
 /* -- module ---------------------------------------------------------------------------------- */
 
+/* Whether `node` has the shape try_settle and the builders rely on (checked once per call). */
+static int
+valid_node(PyObject *node, int depth)
+{
+    if (depth > MAX_DEPTH || !PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != 3) return 0;
+    PyObject *children = PyTuple_GET_ITEM(node, 0);
+    PyObject *element = PyTuple_GET_ITEM(node, 1);
+    PyObject *rule = PyTuple_GET_ITEM(node, 2);
+    if (!PyDict_CheckExact(children)) return 0;
+    PyObject *key, *child;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(children, &pos, &key, &child)) {
+        if (!PyUnicode_CheckExact(key) || !valid_node(child, depth + 1)) return 0;
+    }
+    if (element != Py_None && !valid_node(element, depth + 1)) return 0;
+    if (rule == Py_None) return 1;
+    if (!PyTuple_CheckExact(rule) || PyTuple_GET_SIZE(rule) != 5 ||
+            !PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 4))) return 0;
+    PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
+    PyObject *required = PyTuple_GET_ITEM(rule, 3);
+    return PyUnicode_CheckExact(type_key) && PyUnicode_IS_ASCII(type_key) &&
+           PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 1)) &&
+           PyDict_CheckExact(PyTuple_GET_ITEM(rule, 2)) &&
+           (required == Py_None || (PyUnicode_CheckExact(required) &&
+                                    PyUnicode_IS_ASCII(required)));
+}
+
 static PyObject *
 strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1017,8 +1180,14 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "_strictjson.configure() was not called");
         return NULL;
     }
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "loads(data, max_depth, budget) takes 3 arguments");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "loads(data, max_depth, budget, settle=None) takes 3 or 4 arguments");
+        return NULL;
+    }
+    PyObject *settle = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
+    if (settle != NULL && !valid_node(settle, 0)) {
+        PyErr_SetString(PyExc_TypeError, "settle must be a settle node (see body.settle_table)");
         return NULL;
     }
     Py_buffer view;
@@ -1043,7 +1212,7 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* Nothing built here can form a cycle, and the budget bounds what is built: a collection
      * in the middle of it would only walk the new objects. */
     int gc_was_on = PyGC_Disable();
-    result = build_value(&ps, 0);
+    result = build_value(&ps, 0, settle);
     if (gc_was_on) PyGC_Enable();
     if (result != NULL) {
         skip_ws(&ps);
@@ -1083,7 +1252,8 @@ strict_configure(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"loads", (PyCFunction)(void (*)(void))strict_loads, METH_FASTCALL,
-     "loads(data, max_depth, budget) -> value; raises StrictJSONError or StructureLimitError."},
+     "loads(data, max_depth, budget, settle=None) -> value; raises StrictJSONError or "
+     "StructureLimitError."},
     {"configure", strict_configure, METH_VARARGS,
      "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost)."},
     {NULL, NULL, 0, NULL},

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import rewrite
 from .actions import CLAMP, MAX_TOKENS, REFUSE, STRIP, resolve_actions
-from .body import DECODER_MAX_DEPTH, BodyError, decode_content, parse_json
+from .body import DECODER_MAX_DEPTH, BodyError, SettleNode, decode_content, parse_json
 from .catalog import Catalog, ModelInfo
 from .errors import Reason
 from .protocols import anthropic, gemini, multipart, openai, responses
@@ -168,7 +168,7 @@ def read_decoded(route: Route, body: bytes, options: Options,
     """:func:`read_features` for a body without content coding."""
     if route.multipart:
         return multipart.read(body, content_types, route.tag or "")
-    doc = parse_json(body, options.max_depth)
+    doc = parse_json(body, options.max_depth, settle=SETTLE.get(route.kind))
     if type(doc) is not dict:
         raise malformed(None, "the body must be a JSON object.")
     return READERS[route.kind](doc, route, options)
@@ -193,6 +193,15 @@ READERS: dict[str, Reader] = {
     EMBEDDINGS: lambda doc, route, _: openai.read_embeddings(doc),
     RESPONSES: lambda doc, route, options: responses.read(
         doc, counting=route.counting, stored_state=options.stored_state),
+}
+
+
+#: ``Route.kind`` → where its reader takes :class:`~modelguard.body.Settled` markers for
+#: objects (text blocks, function tools) the decoders need not build.
+SETTLE: dict[str, SettleNode] = {
+    GENERATE: gemini.SETTLE, STREAM: gemini.SETTLE, COUNT: gemini.SETTLE,
+    MESSAGES: anthropic.SETTLE, COUNT_TOKENS: anthropic.SETTLE,
+    CHAT: openai.SETTLE, RESPONSES: responses.SETTLE,
 }
 
 

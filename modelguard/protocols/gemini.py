@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..body import Settled, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -100,6 +101,16 @@ THINKING_CONFIG = Keys("thinkingBudget", "thinkingLevel", "includeThoughts", gem
 FORMAT = Keys("text", "image", "audio", "video", gemini=True)
 FORMAT_TEXT = Keys("mimeType", "jsonSchema", gemini=True)
 
+#: Plain text parts (and thought summaries): the decoders hand them back as one
+#: :class:`Settled` marker, never built (their full reading needs nothing).
+_TEXT = Settled("text")
+_TEXT_RULE = SettleRule({None: _TEXT}, frozenset({"text", "thought", "thoughtSignature"}),
+                        required="text")
+SETTLE = settle_table({
+    ("contents", "*", "parts", "*"): _TEXT_RULE,
+    ("systemInstruction", "parts", "*"): _TEXT_RULE,
+})
+
 _YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
 
 
@@ -176,6 +187,8 @@ def _plain_text(content: Any) -> bool:
     if type(parts) is not list:
         return False
     for part in parts:
+        if part is _TEXT:
+            continue
         if type(part) is not dict or "text" not in part or not _TEXT_PART.issuperset(part) \
                 or _BOTH_SIGNATURES.issubset(part):
             return False
@@ -190,6 +203,8 @@ def _content(f: Features, content: Any, path: str) -> None:
     ppath = f"{path}.{key}"
     accepts = PART.accepts
     for i, part in enumerate(need_list(parts, ppath)):
+        if part is _TEXT:
+            continue  # a plain text part, never built
         if type(part) is dict:
             if ("text" in part and accepts(part) and _TEXT_PART.issuperset(part)
                     and not _BOTH_SIGNATURES.issubset(part)):

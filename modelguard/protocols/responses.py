@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..body import Settled, SettleRule, settle_table
 from . import openai
 from ._base import (
     AUDIO,
@@ -181,6 +182,20 @@ TOOL = Keys("type", "tools", "model", "svg", "function")
 #: (their full reading, on a tool with only known keys, adds nothing).
 _INERT_TOOLS = frozenset(kind for kind, runner in TOOLS.items()
                          if runner is None and kind not in ("namespace", "image_generation"))
+#: What the decoders hand back as :class:`Settled` markers (never built): text parts of
+#: messages and function tools with plain keys, whose full reading needs nothing.
+_TEXT_PART = Settled("input_text")
+_TOOL = Settled("function")
+_PART_RULE = SettleRule({"input_text": _TEXT_PART, "output_text": _TEXT_PART},
+                        frozenset({"type", "text", "annotations", "logprobs"}))
+_TOOL_RULE = SettleRule({None: _TOOL, **{kind: _TOOL for kind in _INERT_TOOLS}},
+                        frozenset({"type", "name", "description", "parameters", "strict"}))
+SETTLE = settle_table({
+    ("input", "*", "content", "*"): _PART_RULE,
+    ("instructions", "*", "content", "*"): _PART_RULE,
+    ("tools", "*"): _TOOL_RULE,
+    ("tools", "*", "tools", "*"): _TOOL_RULE,
+})
 TYPED = Keys("type")
 CHOICE = Keys("type", "mode", "tools", "name", "server_label")
 TEXT = Keys("format", "verbosity")
@@ -260,6 +275,8 @@ def _plain_message(item: dict[str, Any]) -> bool:
     if type(content) is not list:
         return False
     for part in content:
+        if part is _TEXT_PART:
+            continue
         if type(part) is not dict or not _TEXT_PART_KEYS(part):
             return False
         kind = part.get("type")
@@ -314,6 +331,8 @@ class _Reader:
             self.part(part, f"{path}[{i}]")
 
     def part(self, part: Any, path: str) -> None:
+        if part is _TEXT_PART:
+            return  # a text part, never built
         PART.check(need_dict(part, path, "a content part object"), path)
         kind = part.get("type")
         if kind is None:
@@ -345,13 +364,16 @@ class _Reader:
         tools = [] if tools is None else need_list(tools, path)
         if off:
             for i, tool in enumerate(tools):  # still read strictly, never needed
-                self._tool_kind(tool, f"{path}[{i}]")
+                if tool is not _TOOL:
+                    self._tool_kind(tool, f"{path}[{i}]")
             return
         if tools:
             self.f.need(TOOL_USE, path, "tool definitions" if body_level else
                         f"tool definitions at {path}")
         accepts = TOOL.accepts
         for i, tool in enumerate(tools):
+            if tool is _TOOL:
+                continue  # a function tool with plain keys, never built
             if type(tool) is dict and accepts(tool):
                 kind = tool.get("type", "function")
                 if type(kind) is str and kind in _INERT_TOOLS:
