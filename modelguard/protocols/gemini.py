@@ -120,7 +120,8 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
     f = Features()
     ref = ModelRef("model", model)
     f.models.append(ref)
-    key, nested = ROOT.get(body, "generateContentRequest")
+    rare = not _ROOT_RARE.isdisjoint(body)
+    key, nested = ROOT.get(body, "generateContentRequest") if rare else ("", None)
     if nested is not None:
         if not counting:
             raise malformed(key, "generateContentRequest belongs in countTokens bodies only.")
@@ -130,8 +131,9 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
         _same_model(nested, model, key, required=True)
         _request(f, nested, key, counting=True)
     else:
-        _same_model(body, model, "", required=False)
-        _request(f, body, "", counting=counting)
+        if rare:
+            _same_model(body, model, "", required=False)
+        _request(f, body, "", counting=counting, rare=rare)
     if not counting:
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
@@ -156,7 +158,13 @@ def _same_model(body: dict[str, Any], model: str, path: str, *, required: bool) 
         raise malformed(where, f"the body names model {value!r} but the URL names {model!r}.")
 
 
-def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) -> None:
+#: Root fields few bodies carry (both spellings): without any, their readings are skipped.
+_ROOT_RARE = frozenset(name for key in ("generateContentRequest", "model", "cachedContent",
+                                        "toolConfig") for name in (key, ROOT.snake(key)))
+
+
+def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
+             rare: bool = True) -> None:
     key, system = ROOT.get(body, "systemInstruction")
     if system is not None and not isinstance(system, str):
         _content(f, system, join(path, key))
@@ -169,8 +177,8 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) ->
             for i, content in enumerate(need_list(contents, cpath)):
                 if not _plain_text(content):
                     _content(f, content, f"{cpath}[{i}]")
-    _tools(f, body, path)
-    key, cached = ROOT.get(body, "cachedContent")
+    _tools(f, body, path, rare)
+    key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:
         f.need(CACHE_CONTROL, join(path, key), "a cached content reference")
     if not counting:
@@ -316,8 +324,8 @@ def _uri_tags(uri: Any) -> set[str | None]:
     return uri_tags(uri)
 
 
-def _tools(f: Features, body: dict[str, Any], path: str) -> None:
-    key, config = ROOT.get(body, "toolConfig")
+def _tools(f: Features, body: dict[str, Any], path: str, rare: bool = True) -> None:
+    key, config = ROOT.get(body, "toolConfig") if rare else ("toolConfig", None)
     mode = None
     names = None
     cpath = join(path, key)

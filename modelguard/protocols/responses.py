@@ -242,6 +242,18 @@ def read(body: dict[str, Any], *, counting: bool = False,
         f.need(LOGPROBS, "top_logprobs", "top_logprobs", output=True)
     if need_bool(body.get("stream"), "stream"):
         f.need(STREAMING, "stream", "streaming", output=True)
+    if not _RARE.isdisjoint(body):  # each reading below is a no-op for an absent field
+        _rare(f, reader, body)
+    return f
+
+
+#: Top-level fields few bodies carry, read by :func:`_rare` in this order.
+_RARE = frozenset({"background", "prompt", "prompt_cache_options", "multi_agent",
+                   "previous_response_id", "conversation", "response_format", "modalities",
+                   "audio", "grounding"})
+
+
+def _rare(f: Features, reader: _Reader, body: dict[str, Any]) -> None:
     need_bool(body.get("background"), "background")
     _prompt(reader, body.get("prompt"))
     _cache_options(f, body.get("prompt_cache_options"))
@@ -252,7 +264,6 @@ def read(body: dict[str, Any], *, counting: bool = False,
     openai._response_format(f, body.get("response_format"))
     openai._output_modalities(f, body)
     openai.grounding(f, body)
-    return f
 
 
 _MESSAGE_KEYS = frozenset({"type", "role", "content", "id", "status", "phase"}).issuperset
