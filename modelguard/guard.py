@@ -91,14 +91,16 @@ _Admitted = tuple[Route, list[tuple[str, str]], str, bytes]
 
 def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
     """(lower-case name, value) pairs from a mapping or pairs, str or bytes."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    kind = type(headers)
+    if kind is not tuple and kind is not list and (kind is dict or isinstance(headers, Mapping)):
+        headers = headers.items()  # type: ignore[union-attr]
     out = []
-    for name, value in items:
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        out.append((str(name).lower(), str(value)))
+    for name, value in headers:
+        if type(name) is not str:
+            name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+        if type(value) is not str:
+            value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        out.append((name.lower(), value))
     return out
 
 

@@ -190,7 +190,16 @@ _PART_RULE = SettleRule({"input_text": _TEXT_PART, "output_text": _TEXT_PART},
                         frozenset({"type", "text", "annotations", "logprobs"}))
 _TOOL_RULE = SettleRule({None: _TOOL, **{kind: _TOOL for kind in _INERT_TOOLS}},
                         frozenset({"type", "name", "description", "parameters", "strict"}))
+#: Tool calls and their plain-text outputs in the history: they need tool_use, nothing more.
+_CALL_ITEMS = ("function_call", "function_call_output", "custom_tool_call",
+               "custom_tool_call_output")
+_ITEM_RULE = SettleRule({kind: Settled(kind) for kind in _CALL_ITEMS},
+                        frozenset({"type", "id", "status", "name", "arguments", "call_id",
+                                   "output", "input"}), strings=frozenset({"output"}))
+_TOOL_NEED = (TOOL_USE, None, False)
 SETTLE = settle_table({
+    ("input", "*"): _ITEM_RULE,
+    ("instructions", "*"): _ITEM_RULE,
     ("input", "*", "content", "*"): _PART_RULE,
     ("instructions", "*", "content", "*"): _PART_RULE,
     ("tools", "*"): _TOOL_RULE,
@@ -229,8 +238,11 @@ def read(body: dict[str, Any], *, counting: bool = False,
         if type(value) is not list:
             raise malformed(key, f"{key} must be a string or a list of items.")
         for i, item in enumerate(value):
-            if type(item) is dict and _plain_message(item):
-                continue
+            if type(item) is dict:
+                if _plain_message(item):
+                    continue
+            elif type(item) is Settled and _TOOL_NEED in f.recorded:
+                continue  # a tool call or output, and tool use is already needed
             reader.item(item, f"{key}[{i}]")
     choice = body.get("tool_choice")
     reader.tools(body.get("tools"), "tools", off=choice == "none", body_level=True)
@@ -306,6 +318,9 @@ class _Reader:
         self.refuse_stored = refuse_stored
 
     def item(self, item: Any, path: str) -> None:
+        if type(item) is Settled:  # a tool call or its plain output: its kind is all it needs
+            self.f.need(TOOL_USE, path, f"the {item.kind} item (tool traffic in the history)")
+            return
         ITEM.check(need_dict(item, path, "an input item object"), path)
         kind = item.get("type")
         if kind is None:
