@@ -813,7 +813,8 @@ static PyObject *build_value(Parser *ps, int mode, PyObject *node);
 /* -- settling: objects whose kind is all the reader needs ------------------------------------
  *
  * A settle node (configured per call, see loads) is a tuple (children: dict key -> node,
- * element node or None, rule or None); a rule is a tuple (type key, allowed keys (a frozenset),
+ * element node or None, rule or None); a rule is a tuple (type key (None: the kind is the one
+ * key of `kinds` the object has), allowed keys (a frozenset),
  * kinds: dict type value (None: no type key) -> marker, required key or None, keys whose
  * values must be strings (a frozenset)). An object at a node with a rule whose keys are all
  * allowed, with the required key and those string values, and whose type names a kind is
@@ -862,6 +863,7 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
     int save_depth = ps->depth;
     PyObject *kind = NULL;            /* borrowed: the marker the type names */
     int typed = 0;
+    int by_key = type_key == Py_None; /* the kind is the one key of `kinds` present */
     int has_required = required == Py_None;
     if (++ps->depth > ps->max_depth) goto rewind;
     ps->p++;  /* '{' */
@@ -889,6 +891,19 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
             goto give_up;
         }
         int is_type = same_ascii(type_key, text.text, text.len);
+        if (by_key) {
+            PyObject *name = cached_key(text.text, text.len);
+            if (name == NULL) goto give_up;
+            PyObject *marker = PyDict_GetItemWithError(kinds, name);
+            Py_DECREF(name);
+            if (marker != NULL) {
+                if (typed) goto give_up;   /* two data keys: not one kind */
+                kind = marker;
+                typed = 1;
+            } else if (PyErr_Occurred()) {
+                goto give_up;
+            }
+        }
         if (!has_required && same_ascii(required, text.text, text.len)) has_required = 1;
         skip_ws(ps);
         if (ps->p >= ps->end || *ps->p != ':') goto give_up;
@@ -926,7 +941,7 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
         goto give_up;
     }
 members_done:
-    if (!typed) kind = PyDict_GetItemWithError(kinds, Py_None);
+    if (!typed && !by_key) kind = PyDict_GetItemWithError(kinds, Py_None);
     if (kind == NULL || !has_required) goto give_up;
     keyset_free(ps, &ks);
     ps->depth = save_depth;
@@ -1166,7 +1181,8 @@ valid_node(PyObject *node, int depth)
             !PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 4))) return 0;
     PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
     PyObject *required = PyTuple_GET_ITEM(rule, 3);
-    return PyUnicode_CheckExact(type_key) && PyUnicode_IS_ASCII(type_key) &&
+    return (type_key == Py_None || (PyUnicode_CheckExact(type_key) &&
+                                    PyUnicode_IS_ASCII(type_key))) &&
            PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 1)) &&
            PyDict_CheckExact(PyTuple_GET_ITEM(rule, 2)) &&
            (required == Py_None || (PyUnicode_CheckExact(required) &&

@@ -81,7 +81,8 @@ class SettleRule:
 
     kinds: Mapping[str | None, Settled]
     keys: frozenset[str]
-    type_key: str = "type"
+    #: None: the kind is the one key of ``kinds`` the object has (a Gemini part's data key).
+    type_key: str | None = "type"
     required: str | None = None
     #: Keys whose values, when present, must be strings (a tool result's ``content``).
     strings: frozenset[str] = frozenset()
@@ -101,7 +102,7 @@ def settle_table(rules: Mapping[tuple[str, ...], SettleRule]) -> SettleNode:
     root: list[Any] = [{}, None, None]
     for path, rule in rules.items():
         if not path or any(len(key) > _MAX_RULE_KEY or not key.isascii()
-                           for key in (*rule.keys, rule.type_key)):
+                           for key in (*rule.keys, rule.type_key or "")):
             raise ValueError(f"bad settle rule at {path!r}")
         node = root
         for step in path:
@@ -133,6 +134,9 @@ def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | None:
         value = obj.get(key, _ABSENT)
         if value is not _ABSENT and type(value) is not str:
             return None
+    if type_key is None:
+        found = [kinds[key] for key in obj if key in kinds]
+        return found[0] if len(found) == 1 else None
     kind = obj.get(type_key, _ABSENT)
     if kind is _ABSENT:
         return kinds.get(None)

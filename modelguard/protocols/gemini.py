@@ -104,11 +104,14 @@ FORMAT_TEXT = Keys("mimeType", "jsonSchema", gemini=True)
 #: Plain text parts (and thought summaries): the decoders hand them back as one
 #: :class:`Settled` marker, never built (their full reading needs nothing).
 _TEXT = Settled("text")
-_TEXT_RULE = SettleRule({None: _TEXT}, frozenset({"text", "thought", "thoughtSignature"}),
-                        required="text")
+#: A function call part: it needs tool use, at ``...parts[i].functionCall``.
+_CALL = Settled("functionCall")
+_PART_RULE = SettleRule({"text": _TEXT, "functionCall": _CALL},
+                        frozenset({"text", "thought", "thoughtSignature", "functionCall"}),
+                        type_key=None)
 SETTLE = settle_table({
-    ("contents", "*", "parts", "*"): _TEXT_RULE,
-    ("systemInstruction", "parts", "*"): _TEXT_RULE,
+    ("contents", "*", "parts", "*"): _PART_RULE,
+    ("systemInstruction", "parts", "*"): _PART_RULE,
 })
 
 _YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
@@ -213,6 +216,10 @@ def _content(f: Features, content: Any, path: str) -> None:
     for i, part in enumerate(need_list(parts, ppath)):
         if part is _TEXT:
             continue  # a plain text part, never built
+        if part is _CALL:  # a function call part, never built
+            if _TOOL_NEED not in f.recorded:
+                f.need(TOOL_USE, f"{ppath}[{i}].functionCall", "functionCall")
+            continue
         if type(part) is dict:
             if ("text" in part and accepts(part) and _TEXT_PART.issuperset(part)
                     and not _BOTH_SIGNATURES.issubset(part)):
