@@ -21,7 +21,7 @@ from anyio.lowlevel import RunVar
 from . import rewrite
 from ._resume import resume
 from .actions import CLAMP, REFUSE, STRIP, resolve_actions
-from .body import BodyError, encoding_refusal, too_large, unreadable_encoding, worst_size
+from .body import BodyError, encoding_refusal, joined, too_large, unreadable_encoding, worst_size
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, StaticSource, as_source, no_credential
 from .errors import OPENAI, Reason
@@ -59,8 +59,9 @@ WEBSOCKETS = ("refuse", "pass")
 #: Bodies that may decode to more than this are inspected in a worker thread (§11), so the
 #: event loop keeps serving other requests meanwhile.
 LARGE_BODY = 1024 * 1024
-#: Large bodies joined and decoded at once per event loop. The decoder holds the GIL, so more
-#: threads would not inspect faster; they would only hold more decoded bodies at once.
+#: Large bodies joined and decoded at once per event loop. The decoder holds the GIL for all
+#: but the long strings, so more threads would not inspect faster; they would only hold more
+#: decoded bodies at once.
 LARGE_BODY_WORKERS = 2
 #: How many allowed verdicts a guard keeps (one per route, model and needs seen; bounded).
 _ALLOWED_VERDICTS = 1024
@@ -282,7 +283,7 @@ class Guard:
                 read = await anyio.to_thread.run_sync(self._read_parts, route, headers, parts,
                                                       encodings, limiter=_large_limiter())
             else:
-                read = self._read(route, headers, _joined(parts), encodings)
+                read = self._read(route, headers, joined(parts), encodings)
             if isinstance(read, Verdict):
                 verdict = read
             elif type(self.source) is StaticSource:  # answers at once: no await needed
@@ -346,7 +347,7 @@ class Guard:
                     parts: Sequence[bytes],
                     encodings: list[str]) -> tuple[bytes, Features] | Verdict:
         """:meth:`_read` of a body in pieces (run in a worker thread for a large body)."""
-        return self._read(route, headers, _joined(parts), encodings)
+        return self._read(route, headers, joined(parts), encodings)
 
     def _read(self, route: Route, headers: list[tuple[str, str]], body: bytes,
               encodings: list[str]) -> tuple[bytes, Features] | Verdict:
@@ -512,10 +513,6 @@ class Guard:
                 _run_to_end(result)
         except Exception:
             logger.exception("modelguard: on_violation hook raised")
-
-
-def _joined(parts: Sequence[bytes]) -> bytes:
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 #: Per event loop: the worker threads inspecting large bodies (``inspect_parts``).
