@@ -1151,60 +1151,9 @@ strict_configure(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* b"".join(parts), with the copying done with the GIL released once the result is large: the
- * pieces of a large body are joined in a worker thread, and a 32 MiB copy holding the GIL would
- * stall the event loop as long. Same result and same errors as b"".join. */
-static PyObject *
-strict_join(PyObject *self, PyObject *parts)
-{
-    PyObject *seq = PySequence_Fast(parts, "can only join an iterable");
-    if (seq == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    if (n == 1 && PyBytes_CheckExact(items[0])) {
-        PyObject *only = Py_NewRef(items[0]);
-        Py_DECREF(seq);
-        return only;
-    }
-    /* each piece's buffer is held (and its object referenced) until the copy is done */
-    Py_buffer *views = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Py_buffer));
-    if (views == NULL) { Py_DECREF(seq); return PyErr_NoMemory(); }
-    PyObject *result = NULL;
-    Py_ssize_t held = 0, total = 0;
-    for (; held < n; held++) {
-        if (PyObject_GetBuffer(items[held], &views[held], PyBUF_SIMPLE) < 0) {
-            PyErr_Format(PyExc_TypeError, "sequence item %zd: expected a bytes-like object, "
-                         "%.80s found", held, Py_TYPE(items[held])->tp_name);
-            goto done;
-        }
-        if (views[held].len > PY_SSIZE_T_MAX - total) {
-            held++;
-            PyErr_SetString(PyExc_OverflowError, "join() result is too long for bytes");
-            goto done;
-        }
-        total += views[held].len;
-    }
-    result = PyBytes_FromStringAndSize(NULL, total);
-    if (result == NULL) goto done;
-    char *out = PyBytes_AS_STRING(result);
-    PyThreadState *released = total > RELEASE_AFTER ? PyEval_SaveThread() : NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        memcpy(out, views[i].buf, (size_t)views[i].len);
-        out += views[i].len;
-    }
-    if (released != NULL) PyEval_RestoreThread(released);
-done:
-    for (Py_ssize_t i = 0; i < held; i++) PyBuffer_Release(&views[i]);
-    PyMem_Free(views);
-    Py_DECREF(seq);
-    return result;
-}
-
 static PyMethodDef methods[] = {
     {"loads", (PyCFunction)(void (*)(void))strict_loads, METH_FASTCALL,
      "loads(data, max_depth, budget) -> value; raises StrictJSONError or StructureLimitError."},
-    {"join", strict_join, METH_O,
-     "join(parts) -> bytes: b''.join(parts), copying with the GIL released when large."},
     {"configure", strict_configure, METH_VARARGS,
      "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost)."},
     {NULL, NULL, 0, NULL},

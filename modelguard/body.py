@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import jiter
@@ -24,7 +24,7 @@ except ImportError:  # no compiler at install time: the pure-Python path below i
     _strictjson = None
 
 __all__ = ["ACCELERATED", "MAX_EXPANSION", "BodyError", "LongString", "SkippedArray",
-           "SkippedObject", "decode_content", "encoding_refusal", "joined", "parse_json",
+           "SkippedObject", "decode_content", "encoding_refusal", "parse_json",
            "unreadable_encoding", "worst_size"]
 
 ACCELERATED = _strictjson is not None
@@ -132,10 +132,8 @@ if _strictjson is not None:
     _accelerated_loads = _strictjson.loads
     _StrictJSONError = _strictjson.StrictJSONError
     _StructureLimitError = _strictjson.StructureLimitError
-    _join = _strictjson.join
 else:
     _accelerated_loads = None
-    _join = b"".join
 
 
 def structure_budget(size: int) -> int:
@@ -230,13 +228,7 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
             Reason.INVALID, f"The {coding} body is truncated or has trailing bytes."
         )
     out.append(tail)
-    return joined(out)
-
-
-def joined(parts: Sequence[bytes]) -> bytes:
-    """``b"".join(parts)``; the accelerator copies a large body with the GIL released, so a
-    worker thread joining 32 MiB does not stall the event loop meanwhile."""
-    return _join(parts)
+    return b"".join(out)  # copies with the GIL released when large (CPython 3.9+)
 
 
 def _too_expanded(limit: int, size: int, compressed: int) -> BodyError:

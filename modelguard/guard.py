@@ -21,7 +21,7 @@ from anyio.lowlevel import RunVar
 from . import rewrite
 from ._resume import resume
 from .actions import CLAMP, REFUSE, STRIP, resolve_actions
-from .body import BodyError, encoding_refusal, joined, too_large, unreadable_encoding, worst_size
+from .body import BodyError, encoding_refusal, too_large, unreadable_encoding, worst_size
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, StaticSource, as_source, no_credential
 from .errors import OPENAI, Reason
@@ -283,7 +283,7 @@ class Guard:
                 read = await anyio.to_thread.run_sync(self._read_parts, route, headers, parts,
                                                       encodings, limiter=_large_limiter())
             else:
-                read = self._read(route, headers, joined(parts), encodings)
+                read = self._read(route, headers, _joined(parts), encodings)
             if isinstance(read, Verdict):
                 verdict = read
             elif type(self.source) is StaticSource:  # answers at once: no await needed
@@ -347,7 +347,7 @@ class Guard:
                     parts: Sequence[bytes],
                     encodings: list[str]) -> tuple[bytes, Features] | Verdict:
         """:meth:`_read` of a body in pieces (run in a worker thread for a large body)."""
-        return self._read(route, headers, joined(parts), encodings)
+        return self._read(route, headers, _joined(parts), encodings)
 
     def _read(self, route: Route, headers: list[tuple[str, str]], body: bytes,
               encodings: list[str]) -> tuple[bytes, Features] | Verdict:
@@ -513,6 +513,12 @@ class Guard:
                 _run_to_end(result)
         except Exception:
             logger.exception("modelguard: on_violation hook raised")
+
+
+def _joined(parts: Sequence[bytes]) -> bytes:
+    """The body in one piece; ``bytes.join`` copies a large one with the GIL released, so
+    joining 32 MiB in a worker thread does not stall the event loop."""
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 #: Per event loop: the worker threads inspecting large bodies (``inspect_parts``).
