@@ -36,6 +36,13 @@
 #define MAX_DEPTH 200
 /* Integer parts longer than this are refused whatever follows (as Python's int() would). */
 #define MAX_INT_DIGITS 4300
+/* A string is scanned holding the GIL for this many bytes; the rest of a longer one is scanned
+ * with the GIL released (scan_string). Releasing costs about a microsecond when no other thread
+ * waits, and scanning this much about ten. */
+#define RELEASE_AFTER (64 * 1024)
+/* A body of many small values is read holding the GIL (its values are Python objects, or are
+ * checked against Python-side limits); every this many bytes other threads may take it. */
+#define YIELD_BYTES (64 * 1024)
 /* Keys of one skipped object kept in a plain array before a hash table is built. */
 #define SMALL_KEYS 8
 
@@ -53,7 +60,8 @@ typedef struct {
     Py_ssize_t cost;          /* bytes the values built so far are charged */
     Py_ssize_t budget;        /* what they may be charged */
     int over;                 /* the budget is spent: validate the rest, build nothing */
-    char *buf;                /* scratch for unescaping */
+    const unsigned char *next_yield;  /* where other threads next get a turn (let_others_run) */
+    char *buf;                /* scratch for unescaping (raw memory: see scan_string) */
     Py_ssize_t buf_cap;
     char *arena;              /* unescaped keys of the skipped objects being read */
     Py_ssize_t arena_len;
@@ -71,6 +79,9 @@ static Py_ssize_t cfg_value_cost = 64;
 
 static PyObject *StrictError;
 static PyObject *LimitError;
+
+/* The error of a scan that ran out of memory (set as MemoryError). */
+static const char NO_MEMORY[] = "out of memory";
 
 static void *
 fail(Parser *ps, const char *what)
@@ -91,6 +102,21 @@ skip_ws(Parser *ps)
         } else {
             break;
         }
+    }
+}
+
+/* Give other threads a turn every YIELD_BYTES of input. Releasing and taking back the GIL hands
+ * it over only to a thread that has asked for it (after waiting the switch interval), as the
+ * interpreter does between bytecodes: a 32 MiB body of small objects no longer holds it for
+ * its whole parse (a few hundred ms). Called only between values, where no borrowed reference
+ * is held. */
+static inline void
+let_others_run(Parser *ps)
+{
+    if (ps->p >= ps->next_yield) {
+        ps->next_yield = ps->p + YIELD_BYTES;
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
     }
 }
 
@@ -213,59 +239,95 @@ typedef struct {
     int ascii;
 } Str;
 
+/* Grow the scratch buffer (raw memory: it may grow while the GIL is released, see
+ * scan_string); -1 without an exception set when out of memory. */
+static int
+grow_scratch(Parser *ps, Py_ssize_t need)
+{
+    if (need <= ps->buf_cap) return 0;
+    Py_ssize_t n = ps->buf_cap ? ps->buf_cap : 256;
+    while (n < need) n *= 2;
+    char *grown = PyMem_RawRealloc(ps->buf, (size_t)n);
+    if (grown == NULL) return -1;
+    ps->buf = grown;
+    ps->buf_cap = n;
+    return 0;
+}
+
 /* Validate a string; ps->p is just past the opening quote and ends just past the closing one.
- * With `copy` 0 an escaped string is only measured, not unescaped. */
+ * With `copy` 0 an escaped string is only measured, not unescaped.
+ *
+ * A long string (base64 media, a pasted document) is most of a large body: past its first
+ * RELEASE_AFTER bytes the rest of it is scanned with the GIL released, so that other threads
+ * (the event loop of a server inspecting the body in a worker thread) run meanwhile. The scan
+ * touches only the input (kept alive by the caller's buffer) and the raw scratch buffer, and
+ * every error is set once the GIL is held again. */
 static int
 scan_string(Parser *ps, Str *out, int copy)
 {
     const unsigned char *begin = ps->p;
     const unsigned char *p = begin;
     const unsigned char *end = ps->end;
+    /* scanned holding the GIL up to here; past it, the GIL is released to the string's end */
+    const unsigned char *hold = end - begin > RELEASE_AFTER ? begin + RELEASE_AFTER : end;
+    PyThreadState *released = NULL;
+    const char *error = NULL;      /* a message for fail(), or NO_MEMORY */
     int ascii = 1;
+    Py_ssize_t outlen;
     /* fast path: no escapes */
     for (;;) {
-        p = scan_plain(p, end);
-        if (p >= end) { ps->p = p; fail(ps, "unterminated string"); return -1; }
+        p = scan_plain(p, hold);
+        if (p >= hold) {
+            if (hold == end) { ps->p = p; error = "unterminated string"; goto done; }
+            released = PyEval_SaveThread();
+            hold = end;
+            continue;
+        }
         unsigned char c = *p;
         if (c == '"') {
             ps->p = p + 1;
             out->text = (const char *)begin;
             out->len = p - begin;
             out->ascii = ascii;
-            return 0;
+            goto done;
         }
         if (c == '\\') break;
-        if (c < 0x20) { ps->p = p; fail(ps, "control character in string"); return -1; }
+        if (c < 0x20) { ps->p = p; error = "control character in string"; goto done; }
         int len = utf8_seq(p, end);
-        if (len == 0) { ps->p = p; fail(ps, "invalid UTF-8"); return -1; }
+        if (len == 0) { ps->p = p; error = "invalid UTF-8"; goto done; }
         ascii = 0;
         p += len;
     }
     /* slow path: unescape into the scratch buffer (or only measure) */
-    Py_ssize_t outlen = p - begin;
+    outlen = p - begin;
     if (copy) {
-        if (grow_buf(&ps->buf, &ps->buf_cap, outlen + 64) < 0) return -1;
+        if (grow_scratch(ps, outlen + 64) < 0) { error = NO_MEMORY; goto done; }
         memcpy(ps->buf, begin, (size_t)outlen);
     }
     ps->p = p;
     for (;;) {
-        const unsigned char *q = scan_plain(ps->p, end);
+        const unsigned char *q = scan_plain(ps->p, hold);
         if (q > ps->p) {
             Py_ssize_t run = q - ps->p;
             if (copy) {
-                if (grow_buf(&ps->buf, &ps->buf_cap, outlen + run + 8) < 0) return -1;
+                if (grow_scratch(ps, outlen + run + 8) < 0) { error = NO_MEMORY; goto done; }
                 memcpy(ps->buf + outlen, ps->p, (size_t)run);
             }
             outlen += run;
             ps->p = q;
         }
-        if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
+        if (ps->p >= hold) {
+            if (hold == end) { error = "unterminated string"; goto done; }
+            released = PyEval_SaveThread();
+            hold = end;
+            continue;
+        }
         unsigned char c = *ps->p;
         if (c == '"') { ps->p++; break; }
-        if (copy && grow_buf(&ps->buf, &ps->buf_cap, outlen + 8) < 0) return -1;
+        if (copy && grow_scratch(ps, outlen + 8) < 0) { error = NO_MEMORY; goto done; }
         if (c == '\\') {
             ps->p++;
-            if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
+            if (ps->p >= end) { error = "unterminated string"; goto done; }
             unsigned char e = *ps->p++;
             Py_UCS4 cp;
             switch (e) {
@@ -278,24 +340,24 @@ scan_string(Parser *ps, Str *out, int copy)
             case 'r': cp = '\r'; break;
             case 't': cp = '\t'; break;
             case 'u':
-                if (read_hex4(ps, &cp) < 0) { fail(ps, "bad \\u escape"); return -1; }
-                if (cp >= 0xDC00 && cp <= 0xDFFF) { fail(ps, "lone surrogate escape"); return -1; }
+                if (read_hex4(ps, &cp) < 0) { error = "bad \\u escape"; goto done; }
+                if (cp >= 0xDC00 && cp <= 0xDFFF) { error = "lone surrogate escape"; goto done; }
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     Py_UCS4 lo;
                     if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u') {
-                        fail(ps, "lone surrogate escape");
-                        return -1;
+                        error = "lone surrogate escape";
+                        goto done;
                     }
                     ps->p += 2;
-                    if (read_hex4(ps, &lo) < 0) { fail(ps, "bad \\u escape"); return -1; }
-                    if (lo < 0xDC00 || lo > 0xDFFF) { fail(ps, "lone surrogate escape"); return -1; }
+                    if (read_hex4(ps, &lo) < 0) { error = "bad \\u escape"; goto done; }
+                    if (lo < 0xDC00 || lo > 0xDFFF) { error = "lone surrogate escape"; goto done; }
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
                 break;
             default:
                 ps->p--;
-                fail(ps, "bad escape");
-                return -1;
+                error = "bad escape";
+                goto done;
             }
             if (cp >= 0x80) ascii = 0;
             if (copy) {
@@ -304,11 +366,11 @@ scan_string(Parser *ps, Str *out, int copy)
                 outlen += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
             }
         } else if (c < 0x20) {
-            fail(ps, "control character in string");
-            return -1;
+            error = "control character in string";
+            goto done;
         } else {
             int len = utf8_seq(ps->p, end);
-            if (len == 0) { fail(ps, "invalid UTF-8"); return -1; }
+            if (len == 0) { error = "invalid UTF-8"; goto done; }
             if (copy) memcpy(ps->buf + outlen, ps->p, (size_t)len);
             outlen += len;
             ps->p += len;
@@ -318,7 +380,12 @@ scan_string(Parser *ps, Str *out, int copy)
     out->text = copy ? ps->buf : NULL;
     out->len = outlen;
     out->ascii = ascii;
-    return 0;
+done:
+    if (released != NULL) PyEval_RestoreThread(released);
+    if (error == NULL) return 0;
+    if (error == NO_MEMORY) PyErr_NoMemory();
+    else fail(ps, error);
+    return -1;
 }
 
 /* A number's text, validated: range (no infinity as a double) and length rules. */
@@ -656,6 +723,7 @@ static int
 skip_value(Parser *ps, int *empty)
 {
     if (empty) *empty = 0;
+    let_others_run(ps);
     if (ps->p >= ps->end) { fail(ps, "unexpected end of input"); return -1; }
     switch (*ps->p) {
     case '{': {
@@ -1113,6 +1181,7 @@ build_skipped(Parser *ps)
 static PyObject *
 build_value(Parser *ps, int mode, PyObject *node)
 {
+    let_others_run(ps);
     if (ps->p >= ps->end) return fail(ps, "unexpected end of input");
     if (charge(ps, cfg_value_cost)) {
         if (skip_value(ps, NULL) < 0) return NULL;
@@ -1219,6 +1288,7 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     ps.end = ps.start + view.len;
     ps.max_depth = max_depth < MAX_DEPTH ? (int)max_depth : MAX_DEPTH;
     ps.budget = budget;
+    ps.next_yield = ps.start + YIELD_BYTES;
     PyObject *result = NULL;
     if (view.len >= 3 && memcmp(ps.p, "\xEF\xBB\xBF", 3) == 0) {
         fail(&ps, "byte order mark");
@@ -1241,7 +1311,7 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
 done:
-    PyMem_Free(ps.buf);
+    PyMem_RawFree(ps.buf);
     PyMem_Free(ps.arena);
     PyBuffer_Release(&view);
     return result;
