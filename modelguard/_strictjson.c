@@ -929,7 +929,8 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
     PyObject *strings = PyTuple_GET_ITEM(rule, 4);
     const unsigned char *save = ps->p;
     int save_depth = ps->depth;
-    PyObject *kind = NULL;            /* borrowed: the marker the type names */
+    PyObject *kind = NULL;            /* owned: the marker the type names (other threads may
+                                         run while members are skipped, see let_others_run) */
     int typed = 0;
     int by_key = type_key == Py_None; /* the kind is the one key of `kinds` present */
     int has_required = required == Py_None;
@@ -966,7 +967,7 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
             Py_DECREF(name);
             if (marker != NULL) {
                 if (typed) goto give_up;   /* two data keys: not one kind */
-                kind = marker;
+                kind = Py_NewRef(marker);
                 typed = 1;
             } else if (PyErr_Occurred()) {
                 goto give_up;
@@ -987,7 +988,7 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
             }
             PyObject *name = cached_key(value.text, value.len);
             if (name == NULL) goto give_up;
-            kind = PyDict_GetItemWithError(kinds, name);
+            kind = Py_XNewRef(PyDict_GetItemWithError(kinds, name));
             Py_DECREF(name);
             if (kind == NULL) goto give_up;
             typed = 1;
@@ -1009,13 +1010,14 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
         goto give_up;
     }
 members_done:
-    if (!typed && !by_key) kind = PyDict_GetItemWithError(kinds, Py_None);
+    if (!typed && !by_key) kind = Py_XNewRef(PyDict_GetItemWithError(kinds, Py_None));
     if (kind == NULL || !has_required) goto give_up;
     keyset_free(ps, &ks);
     ps->depth = save_depth;
-    *out = Py_NewRef(kind);
+    *out = kind;
     return 1;
 give_up:
+    Py_XDECREF(kind);
     keyset_free(ps, &ks);
 rewind:
     PyErr_Clear();   /* the building path meets the same input and reports it */
