@@ -36,6 +36,13 @@
 #define MAX_DEPTH 200
 /* Integer parts longer than this are refused whatever follows (as Python's int() would). */
 #define MAX_INT_DIGITS 4300
+/* A string is scanned holding the GIL for this many bytes; the rest of a longer one is scanned
+ * with the GIL released (scan_string). Releasing costs about a microsecond when no other thread
+ * waits, and scanning this much about ten. */
+#define RELEASE_AFTER (64 * 1024)
+/* A body of many small values is read holding the GIL (its values are Python objects, or are
+ * checked against Python-side limits); every this many bytes other threads may take it. */
+#define YIELD_BYTES (64 * 1024)
 /* Keys of one skipped object kept in a plain array before a hash table is built. */
 #define SMALL_KEYS 8
 
@@ -59,7 +66,8 @@ typedef struct {
     Py_ssize_t cost;          /* bytes the values built so far are charged */
     Py_ssize_t budget;        /* what they may be charged */
     int over;                 /* the budget is spent: validate the rest, build nothing */
-    char *buf;                /* scratch for unescaping */
+    const unsigned char *next_yield;  /* where other threads next get a turn (let_others_run) */
+    char *buf;                /* scratch for unescaping (raw memory: see scan_string) */
     Py_ssize_t buf_cap;
     char *arena;              /* unescaped keys of the skipped objects being read */
     Py_ssize_t arena_len;
@@ -77,6 +85,9 @@ static Py_ssize_t cfg_value_cost = 64;
 
 static PyObject *StrictError;
 static PyObject *LimitError;
+
+/* The error of a scan that ran out of memory (set as MemoryError). */
+static const char NO_MEMORY[] = "out of memory";
 
 static void *
 fail(Parser *ps, const char *what)
@@ -96,6 +107,21 @@ skip_ws(Parser *ps)
     const unsigned char *end = ps->end;
     while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
     ps->p = p;
+}
+
+/* Give other threads a turn every YIELD_BYTES of input. Releasing and taking back the GIL hands
+ * it over only to a thread that has asked for it (after waiting the switch interval), as the
+ * interpreter does between bytecodes: a 32 MiB body of small objects no longer holds it for
+ * its whole parse (a few hundred ms). Called only between values, where no borrowed reference
+ * is held. */
+static inline void
+let_others_run(Parser *ps)
+{
+    if (ps->p >= ps->next_yield) {
+        ps->next_yield = ps->p + YIELD_BYTES;
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
 }
 
 /* -- scanning (shared by building and validate-only reading) ------------------------------ */
@@ -222,59 +248,95 @@ typedef struct {
     int ascii;
 } Str;
 
+/* Grow the scratch buffer (raw memory: it may grow while the GIL is released, see
+ * scan_string); -1 without an exception set when out of memory. */
+static int
+grow_scratch(Parser *ps, Py_ssize_t need)
+{
+    if (need <= ps->buf_cap) return 0;
+    Py_ssize_t n = ps->buf_cap ? ps->buf_cap : 256;
+    while (n < need) n *= 2;
+    char *grown = PyMem_RawRealloc(ps->buf, (size_t)n);
+    if (grown == NULL) return -1;
+    ps->buf = grown;
+    ps->buf_cap = n;
+    return 0;
+}
+
 /* Validate a string; ps->p is just past the opening quote and ends just past the closing one.
- * With `copy` 0 an escaped string is only measured, not unescaped. */
+ * With `copy` 0 an escaped string is only measured, not unescaped.
+ *
+ * A long string (base64 media, a pasted document) is most of a large body: past its first
+ * RELEASE_AFTER bytes the rest of it is scanned with the GIL released, so that other threads
+ * (the event loop of a server inspecting the body in a worker thread) run meanwhile. The scan
+ * touches only the input (kept alive by the caller's buffer) and the raw scratch buffer, and
+ * every error is set once the GIL is held again. */
 static int
 scan_string(Parser *ps, Str *out, int copy)
 {
     const unsigned char *begin = ps->p;
     const unsigned char *p = begin;
     const unsigned char *end = ps->end;
+    /* scanned holding the GIL up to here; past it, the GIL is released to the string's end */
+    const unsigned char *hold = end - begin > RELEASE_AFTER ? begin + RELEASE_AFTER : end;
+    PyThreadState *released = NULL;
+    const char *error = NULL;      /* a message for fail(), or NO_MEMORY */
     int ascii = 1;
+    Py_ssize_t outlen;
     /* fast path: no escapes */
     for (;;) {
-        p = scan_plain(p, end);
-        if (p >= end) { ps->p = p; fail(ps, "unterminated string"); return -1; }
+        p = scan_plain(p, hold);
+        if (p >= hold) {
+            if (hold == end) { ps->p = p; error = "unterminated string"; goto done; }
+            released = PyEval_SaveThread();
+            hold = end;
+            continue;
+        }
         unsigned char c = *p;
         if (c == '"') {
             ps->p = p + 1;
             out->text = (const char *)begin;
             out->len = p - begin;
             out->ascii = ascii;
-            return 0;
+            goto done;
         }
         if (c == '\\') break;
-        if (c < 0x20) { ps->p = p; fail(ps, "control character in string"); return -1; }
+        if (c < 0x20) { ps->p = p; error = "control character in string"; goto done; }
         int len = utf8_seq(p, end);
-        if (len == 0) { ps->p = p; fail(ps, "invalid UTF-8"); return -1; }
+        if (len == 0) { ps->p = p; error = "invalid UTF-8"; goto done; }
         ascii = 0;
         p += len;
     }
     /* slow path: unescape into the scratch buffer (or only measure) */
-    Py_ssize_t outlen = p - begin;
+    outlen = p - begin;
     if (copy) {
-        if (grow_buf(&ps->buf, &ps->buf_cap, outlen + 64) < 0) return -1;
+        if (grow_scratch(ps, outlen + 64) < 0) { error = NO_MEMORY; goto done; }
         memcpy(ps->buf, begin, (size_t)outlen);
     }
     ps->p = p;
     for (;;) {
-        const unsigned char *q = scan_plain(ps->p, end);
+        const unsigned char *q = scan_plain(ps->p, hold);
         if (q > ps->p) {
             Py_ssize_t run = q - ps->p;
             if (copy) {
-                if (grow_buf(&ps->buf, &ps->buf_cap, outlen + run + 8) < 0) return -1;
+                if (grow_scratch(ps, outlen + run + 8) < 0) { error = NO_MEMORY; goto done; }
                 memcpy(ps->buf + outlen, ps->p, (size_t)run);
             }
             outlen += run;
             ps->p = q;
         }
-        if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
+        if (ps->p >= hold) {
+            if (hold == end) { error = "unterminated string"; goto done; }
+            released = PyEval_SaveThread();
+            hold = end;
+            continue;
+        }
         unsigned char c = *ps->p;
         if (c == '"') { ps->p++; break; }
-        if (copy && grow_buf(&ps->buf, &ps->buf_cap, outlen + 8) < 0) return -1;
+        if (copy && grow_scratch(ps, outlen + 8) < 0) { error = NO_MEMORY; goto done; }
         if (c == '\\') {
             ps->p++;
-            if (ps->p >= end) { fail(ps, "unterminated string"); return -1; }
+            if (ps->p >= end) { error = "unterminated string"; goto done; }
             unsigned char e = *ps->p++;
             Py_UCS4 cp;
             switch (e) {
@@ -287,24 +349,24 @@ scan_string(Parser *ps, Str *out, int copy)
             case 'r': cp = '\r'; break;
             case 't': cp = '\t'; break;
             case 'u':
-                if (read_hex4(ps, &cp) < 0) { fail(ps, "bad \\u escape"); return -1; }
-                if (cp >= 0xDC00 && cp <= 0xDFFF) { fail(ps, "lone surrogate escape"); return -1; }
+                if (read_hex4(ps, &cp) < 0) { error = "bad \\u escape"; goto done; }
+                if (cp >= 0xDC00 && cp <= 0xDFFF) { error = "lone surrogate escape"; goto done; }
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     Py_UCS4 lo;
                     if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u') {
-                        fail(ps, "lone surrogate escape");
-                        return -1;
+                        error = "lone surrogate escape";
+                        goto done;
                     }
                     ps->p += 2;
-                    if (read_hex4(ps, &lo) < 0) { fail(ps, "bad \\u escape"); return -1; }
-                    if (lo < 0xDC00 || lo > 0xDFFF) { fail(ps, "lone surrogate escape"); return -1; }
+                    if (read_hex4(ps, &lo) < 0) { error = "bad \\u escape"; goto done; }
+                    if (lo < 0xDC00 || lo > 0xDFFF) { error = "lone surrogate escape"; goto done; }
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
                 break;
             default:
                 ps->p--;
-                fail(ps, "bad escape");
-                return -1;
+                error = "bad escape";
+                goto done;
             }
             if (cp >= 0x80) ascii = 0;
             if (copy) {
@@ -313,11 +375,11 @@ scan_string(Parser *ps, Str *out, int copy)
                 outlen += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
             }
         } else if (c < 0x20) {
-            fail(ps, "control character in string");
-            return -1;
+            error = "control character in string";
+            goto done;
         } else {
             int len = utf8_seq(ps->p, end);
-            if (len == 0) { fail(ps, "invalid UTF-8"); return -1; }
+            if (len == 0) { error = "invalid UTF-8"; goto done; }
             if (copy) memcpy(ps->buf + outlen, ps->p, (size_t)len);
             outlen += len;
             ps->p += len;
@@ -327,7 +389,12 @@ scan_string(Parser *ps, Str *out, int copy)
     out->text = copy ? ps->buf : NULL;
     out->len = outlen;
     out->ascii = ascii;
-    return 0;
+done:
+    if (released != NULL) PyEval_RestoreThread(released);
+    if (error == NULL) return 0;
+    if (error == NO_MEMORY) PyErr_NoMemory();
+    else fail(ps, error);
+    return -1;
 }
 
 /* A number's text, validated: range (no infinity as a double) and length rules. */
@@ -658,10 +725,12 @@ measure_string(Parser *ps, Str *out)
     const unsigned char *begin = ps->p;
     const unsigned char *p = begin;
     const unsigned char *end = ps->end;
+    /* a string longer than this is left to scan_string, which releases the GIL past it */
+    const unsigned char *hold = end - begin > RELEASE_AFTER ? begin + RELEASE_AFTER : end;
     Py_ssize_t escapes = 0;   /* each one-character escape is one byte shorter unescaped */
     int ascii = 1;
 #if defined(__SSE2__)
-    while (end - p >= 16) {
+    while (hold - p >= 16) {
         const unsigned char *next = p + 16;
         unsigned mask = (unsigned)_mm_movemask_epi8(special_bytes(_mm_loadu_si128((const __m128i *)p)));
         while (mask) {
@@ -693,9 +762,9 @@ measure_string(Parser *ps, Str *out)
         p = next;
     }
 #endif
-    for (;;) {
-        p = scan_plain(p, end);
-        if (p >= end) goto slow;
+    while (p < hold) {
+        p = scan_plain(p, hold);
+        if (p >= hold) break;
         unsigned char c = *p;
         if (c == '"') goto closed;
         if (c == '\\') {
@@ -711,6 +780,7 @@ measure_string(Parser *ps, Str *out)
             goto slow;
         }
     }
+    goto slow;   /* unterminated, or longer than `hold` */
 closed:
     ps->p = p + 1;
     out->text = escapes ? NULL : (const char *)begin;
@@ -821,6 +891,7 @@ static int
 skip_value(Parser *ps, int *empty)
 {
     if (empty) *empty = 0;
+    let_others_run(ps);
     if (ps->p >= ps->end) { fail(ps, "unexpected end of input"); return -1; }
     switch (*ps->p) {
     case '{': {
@@ -967,8 +1038,8 @@ build_string(Parser *ps, const Str *s, int mode)
 }
 
 /* Keys repeat ("type", "text", "role"): plain ASCII keys come from a small cache, with their
- * hash already computed and their mode in the key table once looked up (-1: not yet).
- * Direct-mapped; a miss just builds the string. */
+ * hash already computed and their mode in the key table once looked up (-1: not yet; the
+ * slot is given to callers who want it). Direct-mapped; a miss just builds the string. */
 #define KEY_CACHE_SIZE 512
 #define KEY_CACHE_MAX_LEN 32
 typedef struct {
@@ -981,7 +1052,7 @@ static PyObject *
 cached_key(const char *text, Py_ssize_t n, KeySlot **slot_out)
 {
     KeySlot *slot = &key_cache[short_hash(text, n) & (KEY_CACHE_SIZE - 1)];
-    *slot_out = slot;
+    if (slot_out != NULL) *slot_out = slot;
     PyObject *hit = slot->key;
     if (hit != NULL && PyUnicode_GET_LENGTH(hit) == n &&
             same_bytes(PyUnicode_DATA(hit), text, n)) {
@@ -1037,10 +1108,156 @@ finish_object(Parser *ps, PyObject *dict, const Str *pending, int state)
     return rc;
 }
 
-static PyObject *build_value(Parser *ps, int mode);
+static PyObject *build_value(Parser *ps, int mode, PyObject *node);
+
+/* -- settling: objects whose kind is all the reader needs ------------------------------------
+ *
+ * A settle node (configured per call, see loads) is a tuple (children: dict key -> node,
+ * element node or None, rule or None); a rule is a tuple (type key (None: the kind is the one
+ * key of `kinds` the object has), allowed keys (a frozenset),
+ * kinds: dict type value (None: no type key) -> marker, required key or None, keys whose
+ * values must be strings (a frozenset)). An object at a node with a rule whose keys are all
+ * allowed, with the required key and those string values, and whose type names a kind is
+ * validated without being built and handed back as that kind's shared marker. Anything
+ * else (a key not allowed, a duplicate, invalid JSON, a type that is not a short ASCII string)
+ * rewinds and builds the object as usual, so errors are exactly those of the building path. */
+
+static inline PyObject *
+node_child(PyObject *node, PyObject *key)
+{
+    if (node == NULL) return NULL;
+    PyObject *children = PyTuple_GET_ITEM(node, 0);
+    if (PyDict_GET_SIZE(children) == 0) return NULL;
+    PyObject *child = PyDict_GetItemWithError(children, key);
+    if (child == NULL) PyErr_Clear();   /* str keys with a cached hash: cannot fail */
+    return child;
+}
+
+static inline PyObject *
+node_field(PyObject *node, Py_ssize_t i)
+{
+    if (node == NULL) return NULL;
+    PyObject *field = PyTuple_GET_ITEM(node, i);
+    return field == Py_None ? NULL : field;
+}
+
+static inline int
+same_ascii(PyObject *name, const char *text, Py_ssize_t len)
+{
+    return name != Py_None && PyUnicode_GET_LENGTH(name) == len &&
+           memcmp(PyUnicode_DATA(name), text, (size_t)len) == 0;
+}
+
+/* 1 with *out a new reference to the marker, 0 (rewound) if the object is not settled. */
+static int
+try_settle(Parser *ps, PyObject *rule, PyObject **out)
+{
+    PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
+    PyObject *allowed = PyTuple_GET_ITEM(rule, 1);
+    PyObject *kinds = PyTuple_GET_ITEM(rule, 2);
+    PyObject *required = PyTuple_GET_ITEM(rule, 3);
+    PyObject *strings = PyTuple_GET_ITEM(rule, 4);
+    const unsigned char *save = ps->p;
+    int save_depth = ps->depth;
+    PyObject *kind = NULL;            /* owned: the marker the type names (other threads may
+                                         run while members are skipped, see let_others_run) */
+    int typed = 0;
+    int by_key = type_key == Py_None; /* the kind is the one key of `kinds` present */
+    int has_required = required == Py_None;
+    if (++ps->depth > ps->max_depth) goto rewind;
+    ps->p++;  /* '{' */
+    KeySet ks;
+    keyset_init(ps, &ks);
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == '}') {
+        ps->p++;
+        goto members_done;
+    }
+    for (;;) {
+        if (ps->p >= ps->end || *ps->p != '"') goto give_up;
+        ps->p++;
+        Str text;
+        if (scan_string(ps, &text, 1) < 0 || !text.ascii || text.len > KEY_CACHE_MAX_LEN) {
+            goto give_up;
+        }
+        PyObject *key = cached_key(text.text, text.len, NULL);
+        if (key == NULL) goto give_up;
+        int known = PySet_Contains(allowed, key);
+        int string_only = known == 1 && PySet_GET_SIZE(strings) > 0 ?
+                          PySet_Contains(strings, key) : 0;
+        Py_DECREF(key);
+        if (known != 1 || string_only < 0 || keyset_add(ps, &ks, text.text, text.len) != 0) {
+            goto give_up;
+        }
+        int is_type = same_ascii(type_key, text.text, text.len);
+        if (by_key) {
+            PyObject *name = cached_key(text.text, text.len, NULL);
+            if (name == NULL) goto give_up;
+            PyObject *marker = PyDict_GetItemWithError(kinds, name);
+            Py_DECREF(name);
+            if (marker != NULL) {
+                if (typed) goto give_up;   /* two data keys: not one kind */
+                kind = Py_NewRef(marker);
+                typed = 1;
+            } else if (PyErr_Occurred()) {
+                goto give_up;
+            }
+        }
+        if (!has_required && same_ascii(required, text.text, text.len)) has_required = 1;
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != ':') goto give_up;
+        ps->p++;
+        skip_ws(ps);
+        if (is_type) {
+            if (ps->p >= ps->end || *ps->p != '"') goto give_up;
+            ps->p++;
+            Str value;
+            if (scan_string(ps, &value, 1) < 0 || !value.ascii ||
+                    value.len > KEY_CACHE_MAX_LEN) {
+                goto give_up;
+            }
+            PyObject *name = cached_key(value.text, value.len, NULL);
+            if (name == NULL) goto give_up;
+            kind = Py_XNewRef(PyDict_GetItemWithError(kinds, name));
+            Py_DECREF(name);
+            if (kind == NULL) goto give_up;
+            typed = 1;
+        } else if ((string_only && (ps->p >= ps->end || *ps->p != '"')) ||
+                   skip_value(ps, NULL) < 0) {
+            goto give_up;
+        }
+        skip_ws(ps);
+        if (ps->p >= ps->end) goto give_up;
+        if (*ps->p == ',') {
+            ps->p++;
+            skip_ws(ps);
+            continue;
+        }
+        if (*ps->p == '}') {
+            ps->p++;
+            break;
+        }
+        goto give_up;
+    }
+members_done:
+    if (!typed && !by_key) kind = Py_XNewRef(PyDict_GetItemWithError(kinds, Py_None));
+    if (kind == NULL || !has_required) goto give_up;
+    keyset_free(ps, &ks);
+    ps->depth = save_depth;
+    *out = kind;
+    return 1;
+give_up:
+    Py_XDECREF(kind);
+    keyset_free(ps, &ks);
+rewind:
+    PyErr_Clear();   /* the building path meets the same input and reports it */
+    ps->p = save;
+    ps->depth = save_depth;
+    return 0;
+}
 
 static PyObject *
-build_object(Parser *ps)
+build_object(Parser *ps, PyObject *node)
 {
     if (++ps->depth > ps->max_depth) return fail(ps, "nesting too deep");
     ps->p++;  /* '{' */
@@ -1087,7 +1304,7 @@ build_object(Parser *ps)
             mode = key_mode(key, slot);
             if (mode < 0) { Py_DECREF(key); Py_DECREF(dict); return NULL; }
         }
-        PyObject *value = build_value(ps, mode);
+        PyObject *value = build_value(ps, mode, node_child(node, key));
         if (value == NULL) { Py_DECREF(key); Py_DECREF(dict); return NULL; }
         if (ps->over) {
             /* the value was not built: the key must still be unique among the others */
@@ -1134,8 +1351,9 @@ build_object(Parser *ps)
 }
 
 static PyObject *
-build_array(Parser *ps)
+build_array(Parser *ps, PyObject *node)
 {
+    PyObject *element = node_field(node, 1);
     if (++ps->depth > ps->max_depth) return fail(ps, "nesting too deep");
     ps->p++;  /* '[' */
     PyObject *list = PyList_New(0);
@@ -1147,7 +1365,7 @@ build_array(Parser *ps)
         return list;
     }
     for (;;) {
-        PyObject *value = build_value(ps, 0);
+        PyObject *value = build_value(ps, 0, element);
         if (value == NULL) { Py_DECREF(list); return NULL; }
         if (ps->over) {
             Py_DECREF(value);
@@ -1208,20 +1426,25 @@ build_skipped(Parser *ps)
 
 /* One value, charged its cost first; once the budget is spent, validated only (None). */
 static PyObject *
-build_value(Parser *ps, int mode)
+build_value(Parser *ps, int mode, PyObject *node)
 {
+    let_others_run(ps);
     if (ps->p >= ps->end) return fail(ps, "unexpected end of input");
     if (charge(ps, cfg_value_cost)) {
         if (skip_value(ps, NULL) < 0) return NULL;
         Py_RETURN_NONE;
     }
     switch (*ps->p) {
-    case '{':
+    case '{': {
         if (mode & MODE_SKIP) return build_skipped(ps);
-        return build_object(ps);
+        PyObject *rule = node_field(node, 2);
+        PyObject *marker;
+        if (rule != NULL && try_settle(ps, rule, &marker)) return marker;
+        return build_object(ps, node);
+    }
     case '[':
         if (mode & MODE_SKIP) return build_skipped(ps);
-        return build_array(ps);
+        return build_array(ps, node);
     case '"': {
         ps->p++;
         const unsigned char *begin = ps->p;
@@ -1254,6 +1477,34 @@ build_value(Parser *ps, int mode)
 
 /* -- module ---------------------------------------------------------------------------------- */
 
+/* Whether `node` has the shape try_settle and the builders rely on (checked once per call). */
+static int
+valid_node(PyObject *node, int depth)
+{
+    if (depth > MAX_DEPTH || !PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != 3) return 0;
+    PyObject *children = PyTuple_GET_ITEM(node, 0);
+    PyObject *element = PyTuple_GET_ITEM(node, 1);
+    PyObject *rule = PyTuple_GET_ITEM(node, 2);
+    if (!PyDict_CheckExact(children)) return 0;
+    PyObject *key, *child;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(children, &pos, &key, &child)) {
+        if (!PyUnicode_CheckExact(key) || !valid_node(child, depth + 1)) return 0;
+    }
+    if (element != Py_None && !valid_node(element, depth + 1)) return 0;
+    if (rule == Py_None) return 1;
+    if (!PyTuple_CheckExact(rule) || PyTuple_GET_SIZE(rule) != 5 ||
+            !PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 4))) return 0;
+    PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
+    PyObject *required = PyTuple_GET_ITEM(rule, 3);
+    return (type_key == Py_None || (PyUnicode_CheckExact(type_key) &&
+                                    PyUnicode_IS_ASCII(type_key))) &&
+           PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 1)) &&
+           PyDict_CheckExact(PyTuple_GET_ITEM(rule, 2)) &&
+           (required == Py_None || (PyUnicode_CheckExact(required) &&
+                                    PyUnicode_IS_ASCII(required)));
+}
+
 static PyObject *
 strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1261,8 +1512,14 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "_strictjson.configure() was not called");
         return NULL;
     }
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "loads(data, max_depth, budget) takes 3 arguments");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "loads(data, max_depth, budget, settle=None) takes 3 or 4 arguments");
+        return NULL;
+    }
+    PyObject *settle = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
+    if (settle != NULL && !valid_node(settle, 0)) {
+        PyErr_SetString(PyExc_TypeError, "settle must be a settle node (see body.settle_table)");
         return NULL;
     }
     Py_buffer view;
@@ -1278,6 +1535,7 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     ps.end = ps.start + view.len;
     ps.max_depth = max_depth < MAX_DEPTH ? (int)max_depth : MAX_DEPTH;
     ps.budget = budget;
+    ps.next_yield = ps.start + YIELD_BYTES;
     PyObject *result = NULL;
     if (view.len >= 3 && memcmp(ps.p, "\xEF\xBB\xBF", 3) == 0) {
         fail(&ps, "byte order mark");
@@ -1287,7 +1545,7 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* Nothing built here can form a cycle, and the budget bounds what is built: a collection
      * in the middle of it would only walk the new objects. */
     int gc_was_on = PyGC_Disable();
-    result = build_value(&ps, 0);
+    result = build_value(&ps, 0, settle);
     if (gc_was_on) PyGC_Enable();
     if (result != NULL) {
         skip_ws(&ps);
@@ -1300,7 +1558,7 @@ strict_loads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
 done:
-    PyMem_Free(ps.buf);
+    PyMem_RawFree(ps.buf);
     PyMem_Free(ps.arena);
     PyBuffer_Release(&view);
     return result;
@@ -1331,7 +1589,8 @@ strict_configure(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"loads", (PyCFunction)(void (*)(void))strict_loads, METH_FASTCALL,
-     "loads(data, max_depth, budget) -> value; raises StrictJSONError or StructureLimitError."},
+     "loads(data, max_depth, budget, settle=None) -> value; raises StrictJSONError or "
+     "StructureLimitError."},
     {"configure", strict_configure, METH_VARARGS,
      "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost); "
      "the key table is copied: configure again to change it."},

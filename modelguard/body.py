@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jiter
@@ -23,9 +24,9 @@ try:
 except ImportError:  # no compiler at install time: the pure-Python path below is equivalent
     _strictjson = None
 
-__all__ = ["ACCELERATED", "MAX_EXPANSION", "BodyError", "LongString", "SkippedArray",
-           "SkippedObject", "decode_content", "encoding_refusal", "parse_json",
-           "unreadable_encoding", "worst_size"]
+__all__ = ["ACCELERATED", "MAX_EXPANSION", "BodyError", "LongString", "SettleRule", "Settled",
+           "SkippedArray", "SkippedObject", "decode_content", "encoding_refusal", "parse_json",
+           "settle_table", "unreadable_encoding", "worst_size"]
 
 ACCELERATED = _strictjson is not None
 
@@ -55,6 +56,96 @@ class SkippedArray(list):
         return True
 
 
+class Settled:
+    """Stands for an object whose kind is all the verdict reads (a plain text block, a
+    function tool): validated strictly, duplicate keys and all, but not built. One shared
+    marker per kind; its reader treats it as the object it replaces (the full reading of such
+    an object only looks at its kind)."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str | None) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"Settled({self.kind!r})"
+
+
+@dataclass(frozen=True)
+class SettleRule:
+    """When an object at one place of a body is settled: every key is one of ``keys``,
+    ``required`` (if any) is present, the values under ``strings`` are strings, and its
+    ``type_key`` holds a string naming one of ``kinds`` (``None`` in ``kinds``: the type may
+    be absent). Other values are never looked at, so a rule may only list keys whose values
+    the reader never reads for those kinds (beyond a string's being a string)."""
+
+    kinds: Mapping[str | None, Settled]
+    keys: frozenset[str]
+    #: None: the kind is the one key of ``kinds`` the object has (a Gemini part's data key).
+    type_key: str | None = "type"
+    required: str | None = None
+    #: Keys whose values, when present, must be strings (a tool result's ``content``).
+    strings: frozenset[str] = frozenset()
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.type_key, self.keys, dict(self.kinds), self.required, self.strings)
+
+
+#: Where a body's settled objects are: ``(children by key, the node of array elements,
+#: the rule of an object here)``; one per protocol, built by :func:`settle_table`.
+SettleNode = tuple[dict[str, "SettleNode"], "SettleNode | None", "tuple[Any, ...] | None"]
+
+
+def settle_table(rules: Mapping[tuple[str, ...], SettleRule]) -> SettleNode:
+    """The tree both decoders walk, from paths such as ``("messages", "*", "content", "*")``
+    (``"*"``: any element of an array) to the rule of the objects there."""
+    root: list[Any] = [{}, None, None]
+    for path, rule in rules.items():
+        if not path or any(len(key) > _MAX_RULE_KEY or not key.isascii()
+                           for key in (*rule.keys, rule.type_key or "")):
+            raise ValueError(f"bad settle rule at {path!r}")
+        node = root
+        for step in path:
+            if step == "*":
+                if node[1] is None:
+                    node[1] = [{}, None, None]
+                node = node[1]
+            else:
+                node = node[0].setdefault(step, [{}, None, None])
+        node[2] = rule.as_tuple()
+
+    def freeze(node: list[Any]) -> SettleNode:
+        return ({key: freeze(child) for key, child in node[0].items()},
+                None if node[1] is None else freeze(node[1]), node[2])
+
+    return freeze(root)
+
+
+#: Settle rules name short ASCII keys (the accelerator compares them as cached keys).
+_MAX_RULE_KEY = 32
+
+
+def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | None:
+    """The marker standing for ``obj`` under ``rule`` (see :class:`SettleRule`), or None."""
+    type_key, keys, kinds, required, strings = rule
+    if not keys.issuperset(obj) or (required is not None and required not in obj):
+        return None
+    for key in strings:
+        value = obj.get(key, _ABSENT)
+        if value is not _ABSENT and type(value) is not str:
+            return None
+    if type_key is None:
+        found = [kinds[key] for key in obj if key in kinds]
+        return found[0] if len(found) == 1 else None
+    kind = obj.get(type_key, _ABSENT)
+    if kind is _ABSENT:
+        return kinds.get(None)
+    return kinds.get(kind) if type(kind) is str else None
+
+
+_ABSENT = object()
+
+
 #: Keys whose string values the verdict never reads (content, base64, signatures): the
 #: decoders validate such a string but, when it is long, hand back DROPPED.
 _DROPPED_KEYS = (
@@ -74,6 +165,7 @@ SKIPPED_KEYS = frozenset({
     "parameters_json_schema", "properties", "schema", "json_schema", "jsonSchema",
     "responseSchema", "response_schema", "responseJsonSchema", "response_json_schema",
     "_responseJsonSchema", "responseJsonSchemaOrdered", "response_json_schema_ordered", "args",
+    "functionDeclarations", "function_declarations",
 })
 _DROP, _PREFIX, _SKIP = 1, 2, 4
 _KEY_MODES = ({key: _DROP for key in _DROPPED_KEYS} | {key: _PREFIX for key in _PREFIX_KEYS}
@@ -91,6 +183,10 @@ _MAX_CODINGS = 1
 #: A compressed body that inflates to more than this many times its size is a bomb (§11).
 MAX_EXPANSION = 200
 _CHUNK = 64 * 1024
+#: Compressed input is fed to zlib this many bytes at a time: what zlib has not consumed yet
+#: (``unconsumed_tail``) is copied on every call, so feeding all of a 3 MB body at once would
+#: copy it again for every 64 KiB inflated.
+_FEED = 16 * 1024
 #: The decoder's own nesting limit; ``max_depth`` above it cannot be honoured.
 DECODER_MAX_DEPTH = 200
 _MAX_DOUBLE_BITS = 1024  # ints this wide may round to infinity as a double
@@ -196,16 +292,20 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
     size = 0
     #: Whichever comes first: the size limit or the expansion ratio.
     ceiling = min(limit, MAX_EXPANSION * len(data))
+    view = memoryview(data)
+    trailing = False
     try:
-        pending = data
-        while pending:
-            piece = inflater.decompress(pending, _CHUNK)
-            size += len(piece)
-            if size > ceiling:
-                raise _too_expanded(limit, size, len(data))
-            out.append(piece)
-            pending = inflater.unconsumed_tail
+        for start in range(0, len(data), _FEED):
+            pending = view[start:start + _FEED]
+            while pending and not inflater.eof:
+                piece = inflater.decompress(pending, _CHUNK)
+                size += len(piece)
+                if size > ceiling:
+                    raise _too_expanded(limit, size, len(data))
+                out.append(piece)
+                pending = inflater.unconsumed_tail
             if inflater.eof:
+                trailing = start + _FEED < len(data)
                 break
         tail = inflater.flush()
     except zlib.error:
@@ -215,12 +315,12 @@ def _inflate(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
     size += len(tail)
     if size > ceiling:
         raise _too_expanded(limit, size, len(data))
-    if not inflater.eof or inflater.unused_data:
+    if not inflater.eof or inflater.unused_data or trailing:
         raise BodyError(
             Reason.INVALID, f"The {coding} body is truncated or has trailing bytes."
         )
     out.append(tail)
-    return b"".join(out)
+    return b"".join(out)  # copies with the GIL released when large (CPython 3.9+)
 
 
 def _too_expanded(limit: int, size: int, compressed: int) -> BodyError:
@@ -243,14 +343,16 @@ def too_large(limit: int, when: str = "") -> BodyError:
     )
 
 
-def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True) -> Any:
+def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True,
+               settle: SettleNode | None = None) -> Any:
     """Decode ``body`` as strict JSON, raising :class:`BodyError` on anything else.
 
     Both paths accept and refuse the same bodies (for the same reason) and hand back the same
     placeholders for skipped subtrees; the accelerated one also leaves long strings under
     :data:`BULKY_KEYS` as :class:`LongString` heads. Nesting deeper than
     :data:`DECODER_MAX_DEPTH` is refused whatever ``max_depth`` says; a body whose decoded form
-    would exceed its :func:`structure_budget` is a 413.
+    would exceed its :func:`structure_budget` is a 413. ``settle`` (a :func:`settle_table`)
+    puts :class:`Settled` markers in place of the objects its rules settle, in both paths.
     """
     if not body:
         raise BodyError(Reason.INVALID, "The request body is empty; send a JSON object.")
@@ -258,7 +360,7 @@ def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True) -> Any:
     budget = max(BUDGET_FLOOR, len(body) // BUDGET_SHARE)
     if accelerated and _accelerated_loads is not None:
         try:
-            return _accelerated_loads(body, max_depth, budget)
+            return _accelerated_loads(body, max_depth, budget, settle)
         except _StrictJSONError as exc:
             raise BodyError(Reason.INVALID, _explain(str(exc), body, max_depth)) from None
         except _StructureLimitError:
@@ -269,7 +371,7 @@ def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True) -> Any:
         )
     except ValueError as exc:
         raise BodyError(Reason.INVALID, _explain(str(exc), body, max_depth)) from None
-    if _check_tree(value, max_depth) > budget:
+    if _check_tree(value, max_depth, settle) > budget:
         raise _over_budget(len(body), budget)
     return value
 
@@ -310,10 +412,10 @@ def _too_deep(max_depth: int) -> str:
     return f"The body nests deeper than {max_depth} levels; flatten it."
 
 
-def _check_tree(root: Any, max_depth: int) -> int:
-    """Enforce the depth limit and double range on the decoded tree, put the placeholders in
-    (as the accelerated decoder does) and return what the tree is charged (see
-    :data:`VALUE_COST`): exactly what the accelerated decoder counts."""
+def _check_tree(root: Any, max_depth: int, settle: SettleNode | None = None) -> int:
+    """Enforce the depth limit and double range on the decoded tree, put the placeholders and
+    settled markers in (as the accelerated decoder does) and return what the tree is charged
+    (see :data:`VALUE_COST`): exactly what the accelerated decoder counts."""
     cost = VALUE_COST
     kind = type(root)
     if kind is str:
@@ -323,14 +425,16 @@ def _check_tree(root: Any, max_depth: int) -> int:
         return cost
     if max_depth < 1:
         raise BodyError(Reason.INVALID, _too_deep(max_depth))
-    stack = [(root, 1, True)]  # node, its depth, whether it is built (not in a skipped subtree)
+    # node, its depth, whether it is built (not in a skipped subtree), its settle node
+    stack: list[tuple[Any, int, bool, SettleNode | None]] = [(root, 1, True, settle)]
     pop, push = stack.pop, stack.append
     modes = _KEY_MODES
     while stack:
-        node, depth, built = pop()
+        node, depth, built, place = pop()
         if type(node) is dict:
             if built:
                 cost += VALUE_COST * len(node)
+            children = place[0] if place is not None else None
             for key, item in node.items():
                 if built and not key.isascii():
                     cost += _wide_extra(key)
@@ -338,9 +442,15 @@ def _check_tree(root: Any, max_depth: int) -> int:
                 if kind is dict or kind is list:
                     if depth >= max_depth:
                         raise BodyError(Reason.INVALID, _too_deep(max_depth))
-                    if item:
-                        skip = built and modes.get(key) == _SKIP
-                        push((item, depth + 1, built and not skip))
+                    skip = built and modes.get(key) == _SKIP
+                    child = children.get(key) if children and not skip else None
+                    marker = (_settled(item, child[2]) if child is not None and kind is dict
+                              and child[2] is not None else None)
+                    if marker is not None:
+                        node[key] = marker
+                        push((item, depth + 1, False, None))
+                    elif item:
+                        push((item, depth + 1, built and not skip, child))
                         if skip:
                             node[key] = SkippedObject() if kind is dict else SkippedArray()
                 elif kind is str:
@@ -351,13 +461,19 @@ def _check_tree(root: Any, max_depth: int) -> int:
         else:
             if built:
                 cost += VALUE_COST * len(node)
-            for item in node:
+            element = place[1] if place is not None and built else None
+            rule = element[2] if element is not None else None
+            for i, item in enumerate(node):
                 kind = type(item)
                 if kind is dict or kind is list:
                     if depth >= max_depth:
                         raise BodyError(Reason.INVALID, _too_deep(max_depth))
-                    if item:
-                        push((item, depth + 1, built))
+                    marker = _settled(item, rule) if rule is not None and kind is dict else None
+                    if marker is not None:
+                        node[i] = marker
+                        push((item, depth + 1, False, None))
+                    elif item:
+                        push((item, depth + 1, built, element))
                 elif kind is str:
                     if built and not item.isascii():
                         cost += _wide_extra(item)

@@ -40,6 +40,7 @@ from .policy import (
     Violation,
     decode_body,
     judge,
+    judgement_key,
     read_decoded,
     required_tags,
 )
@@ -59,11 +60,14 @@ WEBSOCKETS = ("refuse", "pass")
 #: Bodies that may decode to more than this are inspected in a worker thread (§11), so the
 #: event loop keeps serving other requests meanwhile.
 LARGE_BODY = 1024 * 1024
-#: Large bodies joined and decoded at once per event loop. The decoder holds the GIL, so more
-#: threads would not inspect faster; they would only hold more decoded bodies at once.
+#: Large bodies joined and decoded at once per event loop. The decoder holds the GIL for all
+#: but the long strings, so more threads would not inspect faster; they would only hold more
+#: decoded bodies at once.
 LARGE_BODY_WORKERS = 2
 #: How many allowed verdicts a guard keeps (one per route, model and needs seen; bounded).
 _ALLOWED_VERDICTS = 1024
+#: How many judgements of allowed requests a guard remembers (see :meth:`Guard._judged`).
+_JUDGEMENTS = 1024
 #: The refusal when the guard itself failed: fail closed, never a 500.
 _FAILED = "The request could not be inspected; it was refused to be safe."
 #: Where a request with no known route is answered when the check itself fails.
@@ -88,14 +92,16 @@ _Admitted = tuple[Route, list[tuple[str, str]], str, bytes]
 
 def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
     """(lower-case name, value) pairs from a mapping or pairs, str or bytes."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    kind = type(headers)
+    if kind is not tuple and kind is not list and (kind is dict or isinstance(headers, Mapping)):
+        headers = headers.items()  # type: ignore[union-attr]
     out = []
-    for name, value in items:
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        out.append((str(name).lower(), str(value)))
+    for name, value in headers:
+        if type(name) is not str:
+            name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+        if type(value) is not str:
+            value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        out.append((name.lower(), value))
     return out
 
 
@@ -133,6 +139,8 @@ class Guard:
                                actions=resolve_actions(actions))
         self.source = as_source(catalog)
         self._allowed_verdicts: dict[tuple[Any, ...], Verdict] = {}
+        self._judgements: dict[tuple[Any, ...], tuple[Catalog, tuple[int | None, ...],
+                                                      Verdict]] = {}
         self.mode = mode
         self.on_violation = on_violation
         #: The route families guarded (routes.md D0, D13).
@@ -373,6 +381,9 @@ class Guard:
             if self.source.needs_credential and credential is None:
                 raise no_credential()
             catalog = yield _Need(credential)
+            known = self._judged(route, features, catalog)
+            if known is not None:
+                return known
             violations = judge(route, features, catalog, self.options)
             if any(v.reason == Reason.UNSUPPORTED_MODEL for v in violations):
                 fresher = yield _Need(credential, refresh=True)
@@ -390,6 +401,9 @@ class Guard:
         """:meth:`_steps` for one fixed catalog, without the generator: it needs no
         credential, is never unavailable and has no fresher version, so the steps reduce
         to judging once (proven equal to the general path by differential tests)."""
+        known = self._judged(route, features, catalog)
+        if known is not None:
+            return known
         violations = judge(route, features, catalog, self.options)
         return self._conclude(route, headers, decoded, features, catalog, violations)
 
@@ -400,9 +414,43 @@ class Guard:
         entry = catalog.get(main) if main is not None else None
         required = required_tags(features, route)
         if not violations:
-            return self._allowed(route, main, entry, required)
+            verdict = self._allowed(route, main, entry, required)
+            self._remember(route, features, catalog, verdict)
+            return verdict
         return annotate(self._decide(route, catalog, violations, decoded, main, entry, required),
                         headers)
+
+    def _judged(self, route: Route, features: Features, catalog: Catalog) -> Verdict | None:
+        """The allowed verdict of a request judged before with the same route, models, needs
+        and catalog, if its output caps are still within the limits; else None (judge it).
+
+        ``judge`` is a pure function of (route, features, catalog, options) and an allowed
+        request's verdict depends on none of the features' paths or wording, so what an
+        allowed judgement read is its key: the models, every need's rule fields and the
+        caps against the limits remembered with it (differential tests hold it equal)."""
+        key = judgement_key(route, features)
+        if key is None:
+            return None
+        known = self._judgements.get(key)
+        if known is None or known[0] is not catalog:
+            return None
+        for ref, limit in zip(features.models, known[1], strict=True):
+            if limit is not None:
+                for _, requested in ref.caps:
+                    if requested > limit:
+                        return None
+        return known[2]
+
+    def _remember(self, route: Route, features: Features, catalog: Catalog,
+                  verdict: Verdict) -> None:
+        key = judgement_key(route, features)
+        if key is None:
+            return
+        limits = tuple(entry.max_output_tokens if (entry := catalog.get(ref.slug)) else None
+                       for ref in features.models)
+        if len(self._judgements) >= _JUDGEMENTS:
+            self._judgements.clear()
+        self._judgements[key] = (catalog, limits, verdict)
 
     def _allowed(self, route: Route, main: str | None, entry: Any,
                  required: frozenset[str]) -> Verdict:
@@ -515,6 +563,8 @@ class Guard:
 
 
 def _joined(parts: Sequence[bytes]) -> bytes:
+    """The body in one piece; ``bytes.join`` copies a large one with the GIL released, so
+    joining 32 MiB in a worker thread does not stall the event loop."""
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

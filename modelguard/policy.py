@@ -16,7 +16,7 @@ from typing import Any
 
 from . import rewrite
 from .actions import CLAMP, MAX_TOKENS, REFUSE, STRIP, resolve_actions
-from .body import DECODER_MAX_DEPTH, BodyError, decode_content, parse_json
+from .body import DECODER_MAX_DEPTH, BodyError, SettleNode, decode_content, parse_json
 from .catalog import Catalog, ModelInfo
 from .errors import Reason
 from .protocols import anthropic, gemini, multipart, openai, responses
@@ -38,7 +38,7 @@ from .routing import (
 from .wording import VENDORS, compose, vendor_name
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DEPTH", "Options", "Violation", "decode_body",
-           "judge", "read_decoded", "read_features"]
+           "judge", "judgement_key", "read_decoded", "read_features"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 128
@@ -168,7 +168,7 @@ def read_decoded(route: Route, body: bytes, options: Options,
     """:func:`read_features` for a body without content coding."""
     if route.multipart:
         return multipart.read(body, content_types, route.tag or "")
-    doc = parse_json(body, options.max_depth)
+    doc = parse_json(body, options.max_depth, settle=SETTLE.get(route.kind))
     if type(doc) is not dict:
         raise malformed(None, "the body must be a JSON object.")
     return READERS[route.kind](doc, route, options)
@@ -196,9 +196,35 @@ READERS: dict[str, Reader] = {
 }
 
 
+#: ``Route.kind`` → where its reader takes :class:`~modelguard.body.Settled` markers for
+#: objects (text blocks, function tools) the decoders need not build.
+SETTLE: dict[str, SettleNode] = {
+    GENERATE: gemini.SETTLE, STREAM: gemini.SETTLE, COUNT: gemini.SETTLE,
+    MESSAGES: anthropic.SETTLE, COUNT_TOKENS: anthropic.SETTLE,
+    CHAT: openai.SETTLE, RESPONSES: responses.SETTLE,
+}
+
+
 def required_tags(features: Features, route: Route) -> frozenset[str]:
     """The main model's needs; an any-of need is written ``a|b``."""
     return frozenset(n.label for n in _needs(features, route, None) if n.tag)
+
+
+def judgement_key(route: Route, features: Features) -> tuple[Any, ...] | None:
+    """Everything :func:`judge` reads from a request that it would allow, except the output
+    caps (compared with the limits by the caller); None when the request has unknown content
+    or stored state, which are judged every time."""
+    if features.unknown or features.stored:
+        return None
+    return (route.protocol, route.name, route.counts_only,
+            tuple([(ref.slug, ref.only, None if ref.thinking is None else
+                    tuple([_need_rule(n) for n in ref.thinking])) for ref in features.models]),
+            tuple([_need_rule(n) for n in features.needs]))
+
+
+def _need_rule(need: Need) -> tuple[Any, ...]:
+    """What the verdict of an allowed request reads of a need (not its path or wording)."""
+    return (need.tag, need.vendor, need.output, need.body_thinking, need.tool, need.any_of)
 
 
 def _needs(features: Features, route: Route, ref: ModelRef | None) -> list[Need]:

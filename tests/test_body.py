@@ -9,9 +9,10 @@ import random
 import zlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelguard import body as body_module
 from modelguard.body import (
     MAX_EXPANSION,
     BodyError,
@@ -104,6 +105,55 @@ def test_corrupt_compressed_bodies(data: bytes, coding: str) -> None:
     with pytest.raises(BodyError) as info:
         decode_content(data, [coding], 10_000)
     assert info.value.reason == Reason.INVALID
+
+
+def _inflated_whole(data: bytes, wbits: int, limit: int) -> bytes | str:
+    """What one unbounded zlib call makes of ``data``: the reference for the sliced reading."""
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data) + inflater.flush()
+    except zlib.error:
+        return Reason.INVALID
+    if len(out) > min(limit, MAX_EXPANSION * len(data)):
+        return Reason.TOO_LARGE
+    if not inflater.eof or inflater.unused_data:
+        return Reason.INVALID
+    return out
+
+
+@settings(max_examples=300)
+@given(raw=st.binary(max_size=3000) | st.text(max_size=3000).map(str.encode),
+       coding=st.sampled_from(["gzip", "deflate"]), feed=st.integers(1, 700),
+       cut=st.integers(0, 4), tail=st.binary(max_size=3))
+def test_compressed_input_fed_in_slices_reads_as_one_call(raw: bytes, coding: str, feed: int,
+                                                          cut: int, tail: bytes) -> None:
+    """The input is fed to zlib a slice at a time (so the unconsumed rest is never copied
+    whole): wherever the slices fall, a body reads as one unbounded call would read it,
+    truncated or with trailing bytes included."""
+    packed = gzip.compress(raw) if coding == "gzip" else zlib.compress(raw)
+    data = packed[:len(packed) - cut] + tail
+    wbits = 16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS
+    expected = _inflated_whole(data, wbits, 1 << 20)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(body_module, "_FEED", feed)
+        try:
+            got: bytes | str = decode_content(data, [coding], 1 << 20)
+        except BodyError as error:
+            got = error.reason
+    assert got == expected
+
+
+def test_trailing_bytes_right_after_the_last_slice_of_the_stream_are_refused(
+        monkeypatch) -> None:
+    """The stream ends exactly where a slice ends; what follows is in the next slice, which
+    zlib never sees, and must still be refused."""
+    packed = gzip.compress(b'{"a":1}')
+    monkeypatch.setattr(body_module, "_FEED", len(packed))
+    assert decode_content(packed, ["gzip"], 10_000) == b'{"a":1}'
+    for tail in (b"x", gzip.compress(b"{}")):
+        with pytest.raises(BodyError) as info:
+            decode_content(packed + tail, ["gzip"], 10_000)
+        assert info.value.reason == Reason.INVALID
 
 
 def test_unreadable_encodings() -> None:

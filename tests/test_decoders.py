@@ -190,16 +190,19 @@ def test_depth_is_capped_at_200_whatever_the_caller_asks(asked: int) -> None:
 def test_schemas_are_validated_but_not_built() -> None:
     schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
     raw = json.dumps({"tools": [{"name": "t", "input_schema": schema}],
-                      "functionDeclarations": [{"parameters": schema, "args": [1, 2]}],
+                      "calls": [{"parameters": schema, "args": [1, 2]}],
+                      "functionDeclarations": [{"name": "f", "parameters": schema}],
                       "empty": {"parameters": {}, "args": []},
                       "scalar": {"parameters": 3}}).encode()
     for accelerated in (True, False):
         value = parse_json(raw, 128, accelerated=accelerated)
         placeholder = value["tools"][0]["input_schema"]
         assert type(placeholder) is SkippedObject and not placeholder.keys() and placeholder
-        declaration = value["functionDeclarations"][0]
+        declaration = value["calls"][0]
         assert type(declaration["parameters"]) is SkippedObject
         assert type(declaration["args"]) is SkippedArray and declaration["args"]
+        # Gemini declarations are only counted (present or not): the whole array is skipped
+        assert type(value["functionDeclarations"]) is SkippedArray
         # empty containers and scalars are cheap: handed back as they are
         assert value["empty"] == {"parameters": {}, "args": []}
         assert type(value["empty"]["parameters"]) is dict
@@ -311,7 +314,7 @@ def _reading(route_path: str, raw: bytes, decoder: str, monkeypatch) -> tuple:
         if decoder == "slow":
             patch.setattr(body_module, "_accelerated_loads", None)
         elif decoder == "full":
-            patch.setattr(policy, "parse_json", lambda body, depth: json.loads(body))
+            patch.setattr(policy, "parse_json", lambda body, depth, **_: json.loads(body))
         try:
             features = read_features(match_route(route_path), raw, [], Options())
         except BodyError as error:

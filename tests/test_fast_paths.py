@@ -137,6 +137,61 @@ def test_static_fast_path_is_the_awaited_path_on_generated_bodies(body: dict, ta
     assert a == fast.check_sync("POST", target, headers, data)
 
 
+# -- remembered judgements of allowed requests -------------------------------------------------
+
+
+def test_remembered_judgements_are_fresh_judgements_on_captured_bodies() -> None:
+    """One long-lived guard (its judgements remembered) against a fresh guard per request,
+    over every captured body, twice, in two orders."""
+    warm, _ = _guards()
+    requests = [_record_request(path) for path in _RECORDS]
+    for order in (requests, requests[::-1]):
+        for target, headers, body in order:
+            fresh, _ = _guards()
+            expected = fresh.check_sync("POST", target, headers, body)
+            assert warm.check_sync("POST", target, headers, body) == expected
+            assert _run(warm.check("POST", target, headers, body)) == expected
+    assert warm._judgements  # the second round really was answered from memory
+
+
+@settings(max_examples=300, deadline=None)
+@given(bodies=st.lists(st.tuples(_BODIES, st.sampled_from(
+    ["/v1/messages", "/v1/chat/completions", "/v1/responses",
+     "/v1beta/models/gemini-3-1-pro:generateContent"])), min_size=1, max_size=6))
+def test_remembered_judgements_are_fresh_judgements_on_generated_bodies(
+        bodies: list[tuple[dict, str]]) -> None:
+    warm, warm_awaited = _guards()
+    headers = {"content-type": "application/json"}
+    for body, target in bodies * 2:
+        data = json.dumps(body).encode()
+        fresh, _ = _guards()
+        expected = fresh.check_sync("POST", target, headers, data)
+        assert warm.check_sync("POST", target, headers, data) == expected
+        assert _run(warm_awaited.check("POST", target, headers, data)) == expected
+
+
+def test_a_remembered_judgement_still_compares_output_caps_and_follows_the_catalog() -> None:
+    catalog = Catalog.default()
+    limit = catalog.get("claude-sonnet-4-6").max_output_tokens
+    assert limit is not None
+    source = _Awaited(catalog)
+    guard = Guard(source)
+
+    def check(max_tokens: int) -> Any:
+        body = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": max_tokens,
+                           "messages": [{"role": "user", "content": "hi"}]}).encode()
+        return _run(guard.check("POST", "/v1/messages", {}, body))
+
+    assert check(limit).allowed and check(limit).allowed  # remembered
+    over = check(limit + 1)
+    assert not over.allowed and over.violations[0].reason == "max_tokens_exceeded"
+    assert check(16).allowed
+    # a new catalog (a refresh) without the model: nothing remembered for the old one applies
+    source.catalog = Catalog(data=tuple(m for m in catalog.data if m.id != "claude-sonnet-4-6"))
+    gone = check(16)
+    assert not gone.allowed and gone.violations[0].reason == "unsupported_model"
+
+
 # -- the readers' settled-block fast paths ------------------------------------------------------
 
 from modelguard.body import BodyError  # noqa: E402

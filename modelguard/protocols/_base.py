@@ -103,6 +103,7 @@ def _fold(key: str) -> str:
 
 
 _SEEN_LIMIT = 2048
+_ABSENT = object()
 
 
 class Keys:
@@ -165,10 +166,15 @@ class Keys:
         """Gemini: the camelCase name of a snake_case key (other keys as they are)."""
         return self._snake.get(key, key)
 
+    def snake(self, name: str) -> str:
+        """Gemini: the snake_case name of a camelCase field (other names as they are)."""
+        return self._to_snake.get(name, name)
+
     def get(self, obj: dict[str, Any], name: str) -> tuple[str, Any]:
         """Gemini: the value under either spelling of ``name``, with the spelling used."""
-        if name in obj:
-            return name, obj[name]
+        value = obj.get(name, _ABSENT)
+        if value is not _ABSENT:
+            return name, value
         snake = self._to_snake.get(name, name)
         return snake, obj.get(snake)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..body import Settled, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -99,6 +100,31 @@ DOCUMENT_SOURCES: dict[str, str | None] = {
 SERVER_TOOLS = ("web_search_", "web_fetch_", "code_execution_", "tool_search_tool_", "mcp_toolset")
 CLIENT_TOOLS = ("bash_", "text_editor_", "memory_", "computer_", "browser_")
 
+#: What the decoders hand back as :class:`Settled` markers (never built): content blocks of a
+#: simple kind holding only keys whose values no reading looks at, and plain custom tools.
+#: Blocks with nested content settle when that content is a string (it needs nothing).
+_NESTED = {kind: (rule.tag, VENDOR, False, kind, ()) if rule.server else rule.need_key
+           for kind, rule in BLOCKS.items() if rule.nested == "content"}
+_BLOCK_RULE = SettleRule(
+    {kind: Settled(kind) for kind in (*_SIMPLE, *_NESTED)},
+    frozenset({"type", "text", "id", "name", "input", "thinking", "signature", "data",
+               "citations", "tool_use_id", "content", "is_error"}),
+    strings=frozenset({"content"}))
+#: Each settled block kind's marker and the key of its need.
+_MARKER_NEEDS = tuple((marker, (_SIMPLE | _NESTED)[kind])
+                      for kind, marker in _BLOCK_RULE.kinds.items())
+_MARKER_KEYS = {marker.kind: key for marker, key in _MARKER_NEEDS}
+_QUIET_ALWAYS = frozenset(id(marker) for marker, key in _MARKER_NEEDS if key[0] is None)
+_CUSTOM_TOOL = Settled("custom")
+_TOOL_RULE = SettleRule({None: _CUSTOM_TOOL, "custom": _CUSTOM_TOOL}, frozenset({
+    "type", "name", "description", "input_schema", "strict", "defer_loading"}))
+SETTLE = settle_table({
+    ("messages", "*", "content", "*"): _BLOCK_RULE,
+    ("messages", "*", "content", "*", "content", "*"): _BLOCK_RULE,
+    ("system", "*"): _BLOCK_RULE,
+    ("tools", "*"): _TOOL_RULE,
+})
+
 THINKING_ON = frozenset({"enabled", "adaptive", "between_tools"})
 THINKING_OFF = frozenset({"disabled"})
 TOOL_CHOICES = frozenset({"auto", "any", "tool", "none"})
@@ -134,15 +160,19 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     if messages is None:
         raise malformed("messages", "the messages field is required.")
     accepts = MESSAGE.accepts
+    quiet = _quiet(f)
     for i, message in enumerate(need_list(messages, "messages")):
         if type(message) is not dict or not accepts(message):
             path = f"messages[{i}]"
             MESSAGE.check(need_dict(message, path), path)
         content = message.get("content")
         if type(content) is list:
+            if quiet.issuperset(map(id, content)):
+                continue  # settled blocks whose needs are none or already recorded
             first = _first_unsettled(f, content)
             if first < len(content):  # the path is built only when a block is read in full
                 _blocks(f, content, f"messages[{i}].content", first)
+                quiet = _quiet(f)
         elif not isinstance(content, str):
             _content(f, content, f"messages[{i}].content", required=True)
     _tools(f, body)
@@ -173,6 +203,17 @@ def _blocks(f: Features, blocks: list[Any], path: str, start: int = 0) -> None:
         i = _first_unsettled(f, blocks, i + 1)
 
 
+def _quiet(f: Features) -> frozenset[int]:
+    """The ids of the settled blocks whose reading would add nothing now (their need is none
+    or already recorded): a content list of them only is skipped in one set test (by id, so
+    that a built block, a dict, is simply not in it)."""
+    recorded = f.recorded
+    if not recorded:
+        return _QUIET_ALWAYS
+    return frozenset(id(marker) for marker, key in _MARKER_NEEDS
+                     if key[0] is None or key in recorded)
+
+
 def _first_unsettled(f: Features, blocks: list[Any], start: int = 0) -> int:
     """The index of the first block from ``start`` on that needs the full reading (or the
     length): the common case is decided without building a path. A settled block is a
@@ -183,6 +224,11 @@ def _first_unsettled(f: Features, blocks: list[Any], start: int = 0) -> int:
     simple = _SIMPLE.get
     for i in range(start, len(blocks)):
         block = blocks[i]
+        if type(block) is Settled:  # a simple kind with plain keys, never built
+            key = _MARKER_KEYS[block.kind]
+            if key[0] is None or key in recorded:
+                continue
+            return i
         if type(block) is dict and accepts(block) and block.get("cache_control") is None:
             kind = block.get("type")
             key = simple(kind) if type(kind) is str else None
@@ -193,6 +239,12 @@ def _first_unsettled(f: Features, blocks: list[Any], start: int = 0) -> int:
 
 
 def _block(f: Features, block: Any, path: str) -> None:
+    if type(block) is Settled:  # all its full reading would look at is its kind
+        rule = BLOCKS[block.kind]
+        if rule.tag is not None:
+            f.need(rule.tag, path, f"the {block.kind} block",
+                   *((VENDOR, False, block.kind) if rule.server else ()))
+        return
     BLOCK.check(need_dict(block, path, "a content block object"), path)
     kind = block.get("type")
     rule = BLOCKS.get(kind) if type(kind) is str else None
@@ -279,8 +331,8 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
         f.need(TOOL_USE, "tools", "tool definitions")
     accepts = TOOL.accepts
     for i, tool in enumerate(tools):
-        if type(tool) is dict and accepts(tool) and tool.get("type") is None and tool.get(
-                "cache_control") is None:
+        if type(tool) is Settled or (type(tool) is dict and accepts(tool) and tool.get(
+                "type") is None and tool.get("cache_control") is None):
             continue  # a plain custom tool
         path = f"tools[{i}]"
         TOOL.check(need_dict(tool, path), path)

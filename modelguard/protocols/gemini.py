@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..body import Settled, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -100,6 +101,19 @@ THINKING_CONFIG = Keys("thinkingBudget", "thinkingLevel", "includeThoughts", gem
 FORMAT = Keys("text", "image", "audio", "video", gemini=True)
 FORMAT_TEXT = Keys("mimeType", "jsonSchema", gemini=True)
 
+#: Plain text parts (and thought summaries): the decoders hand them back as one
+#: :class:`Settled` marker, never built (their full reading needs nothing).
+_TEXT = Settled("text")
+#: A function call part: it needs tool use, at ``...parts[i].functionCall``.
+_CALL = Settled("functionCall")
+_PART_RULE = SettleRule({"text": _TEXT, "functionCall": _CALL},
+                        frozenset({"text", "thought", "thoughtSignature", "functionCall"}),
+                        type_key=None)
+SETTLE = settle_table({
+    ("contents", "*", "parts", "*"): _PART_RULE,
+    ("systemInstruction", "parts", "*"): _PART_RULE,
+})
+
 _YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
 
 
@@ -109,7 +123,8 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
     f = Features()
     ref = ModelRef("model", model)
     f.models.append(ref)
-    key, nested = ROOT.get(body, "generateContentRequest")
+    rare = not _ROOT_RARE.isdisjoint(body)
+    key, nested = ROOT.get(body, "generateContentRequest") if rare else ("", None)
     if nested is not None:
         if not counting:
             raise malformed(key, "generateContentRequest belongs in countTokens bodies only.")
@@ -119,8 +134,9 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
         _same_model(nested, model, key, required=True)
         _request(f, nested, key, counting=True)
     else:
-        _same_model(body, model, "", required=False)
-        _request(f, body, "", counting=counting)
+        if rare:
+            _same_model(body, model, "", required=False)
+        _request(f, body, "", counting=counting, rare=rare)
     if not counting:
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
@@ -145,7 +161,13 @@ def _same_model(body: dict[str, Any], model: str, path: str, *, required: bool) 
         raise malformed(where, f"the body names model {value!r} but the URL names {model!r}.")
 
 
-def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) -> None:
+#: Root fields few bodies carry (both spellings): without any, their readings are skipped.
+_ROOT_RARE = frozenset(name for key in ("generateContentRequest", "model", "cachedContent",
+                                        "toolConfig") for name in (key, ROOT.snake(key)))
+
+
+def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
+             rare: bool = True) -> None:
     key, system = ROOT.get(body, "systemInstruction")
     if system is not None and not isinstance(system, str):
         _content(f, system, join(path, key))
@@ -158,8 +180,8 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool) ->
             for i, content in enumerate(need_list(contents, cpath)):
                 if not _plain_text(content):
                     _content(f, content, f"{cpath}[{i}]")
-    _tools(f, body, path)
-    key, cached = ROOT.get(body, "cachedContent")
+    _tools(f, body, path, rare)
+    key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:
         f.need(CACHE_CONTROL, join(path, key), "a cached content reference")
     if not counting:
@@ -176,6 +198,8 @@ def _plain_text(content: Any) -> bool:
     if type(parts) is not list:
         return False
     for part in parts:
+        if part is _TEXT:
+            continue
         if type(part) is not dict or "text" not in part or not _TEXT_PART.issuperset(part) \
                 or _BOTH_SIGNATURES.issubset(part):
             return False
@@ -190,6 +214,12 @@ def _content(f: Features, content: Any, path: str) -> None:
     ppath = f"{path}.{key}"
     accepts = PART.accepts
     for i, part in enumerate(need_list(parts, ppath)):
+        if part is _TEXT:
+            continue  # a plain text part, never built
+        if part is _CALL:  # a function call part, never built
+            if _TOOL_NEED not in f.recorded:
+                f.need(TOOL_USE, f"{ppath}[{i}].functionCall", "functionCall")
+            continue
         if type(part) is dict:
             if ("text" in part and accepts(part) and _TEXT_PART.issuperset(part)
                     and not _BOTH_SIGNATURES.issubset(part)):
@@ -301,8 +331,8 @@ def _uri_tags(uri: Any) -> set[str | None]:
     return uri_tags(uri)
 
 
-def _tools(f: Features, body: dict[str, Any], path: str) -> None:
-    key, config = ROOT.get(body, "toolConfig")
+def _tools(f: Features, body: dict[str, Any], path: str, rare: bool = True) -> None:
+    key, config = ROOT.get(body, "toolConfig") if rare else ("toolConfig", None)
     mode = None
     names = None
     cpath = join(path, key)
@@ -354,7 +384,12 @@ def _enum(value: Any, path: str) -> str | int | None:
 
 def _generation(f: Features, config: dict[str, Any], path: str) -> None:
     GENERATION.check(config, path)
-    _, modalities = GENERATION.get(config, "responseModalities")
+    # Only the fields present are read, in this fixed order (sampling knobs need nothing).
+    present = {GENERATION.camel(key) for key in _GENERATION_READ.intersection(config)}
+    if not present:
+        return
+    _, modalities = GENERATION.get(config, "responseModalities") \
+        if "responseModalities" in present else (None, None)
     if modalities is not None:
         for modality in need_list(modalities, path):
             modality = _enum(modality, path)
@@ -362,11 +397,12 @@ def _generation(f: Features, config: dict[str, Any], path: str) -> None:
                 f.unknown.append((path, f"response modality {modality}"))
             elif MODALITIES[modality] is not None:
                 f.need(MODALITIES[modality], path, f"{modality} output", output=True)
-    if GENERATION.get(config, "speechConfig")[1] is not None:
+    if "speechConfig" in present and GENERATION.get(config, "speechConfig")[1] is not None:
         f.need(AUDIO, path, "speech output (speechConfig)", output=True)
-    if GENERATION.get(config, "imageConfig")[1] is not None:
+    if "imageConfig" in present and GENERATION.get(config, "imageConfig")[1] is not None:
         f.need(IMAGE_GEN, path, "image output (imageConfig)", output=True)
-    _, formats = GENERATION.get(config, "responseFormat")
+    _, formats = GENERATION.get(config, "responseFormat") \
+        if "responseFormat" in present else (None, None)
     if formats is not None:
         for fmt in need_list(formats, path):
             FORMAT.check(need_dict(fmt, path), path)
@@ -378,21 +414,32 @@ def _generation(f: Features, config: dict[str, Any], path: str) -> None:
                 FORMAT_TEXT.check(need_dict(text, path), path)
                 if FORMAT_TEXT.get(text, "jsonSchema")[1] is not None:
                     f.need(JSON_SCHEMA, path, "a response JSON schema", output=True)
-    if any(GENERATION.get(config, key)[1] is not None for key in SCHEMA_KEYS):
+    if not present.isdisjoint(SCHEMA_KEYS) and any(
+            GENERATION.get(config, key)[1] is not None for key in SCHEMA_KEYS):
         f.need(JSON_SCHEMA, path, "a response schema", output=True)
-    key, logprobs = GENERATION.get(config, "responseLogprobs")
-    if need_bool(logprobs, f"{path}.{key}"):
-        f.need(LOGPROBS, path, "responseLogprobs", output=True)
-    key, top = GENERATION.get(config, "logprobs")
-    top = token_count(top, f"{path}.{key}", strings=True)
-    if top is not None and top > 0:
-        f.need(LOGPROBS, path, "logprobs", output=True)
-    key, thinking = GENERATION.get(config, "thinkingConfig")
+    if "responseLogprobs" in present:
+        key, logprobs = GENERATION.get(config, "responseLogprobs")
+        if need_bool(logprobs, f"{path}.{key}"):
+            f.need(LOGPROBS, path, "responseLogprobs", output=True)
+    if "logprobs" in present:
+        key, top = GENERATION.get(config, "logprobs")
+        top = token_count(top, f"{path}.{key}", strings=True)
+        if top is not None and top > 0:
+            f.need(LOGPROBS, path, "logprobs", output=True)
+    key, thinking = GENERATION.get(config, "thinkingConfig") \
+        if "thinkingConfig" in present else (None, None)
     if thinking is not None:
         tpath = f"{path}.{key}"
         THINKING_CONFIG.check(need_dict(thinking, tpath), tpath)
         if _thinks(thinking, tpath):
             f.need(THINKING, path, "thinking (thinkingConfig)", output=True)
+
+
+#: The generationConfig fields :func:`_generation` reads, in both spellings.
+_GENERATION_READ = frozenset(
+    name for key in ("responseModalities", "speechConfig", "imageConfig", "responseFormat",
+                     *SCHEMA_KEYS, "responseLogprobs", "logprobs", "thinkingConfig")
+    for name in (key, GENERATION.snake(key)))
 
 
 def _thinks(config: dict[str, Any], path: str) -> bool:

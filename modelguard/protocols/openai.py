@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..body import Settled, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -93,6 +94,16 @@ TYPED = Keys("type")
 REASONING = Keys("enabled", "effort", "max_tokens")
 TEMPLATE = Keys("enable_thinking")
 TOOL = Keys("type", "cache_control")
+#: What the decoders hand back as :class:`Settled` markers (never built): plain text parts
+#: and function (or custom) tools, whose full reading needs nothing.
+_TEXT_PART = Settled("text")
+_TOOL = Settled("function")
+SETTLE = settle_table({
+    ("messages", "*", "content", "*"): SettleRule({"text": _TEXT_PART},
+                                                  frozenset({"type", "text"})),
+    ("tools", "*"): SettleRule({None: _TOOL, "function": _TOOL, "custom": _TOOL},
+                               frozenset({"type", "function", "custom"})),
+})
 
 
 def read(body: dict[str, Any], *, counting: bool = False) -> Features:
@@ -266,6 +277,8 @@ def _message(f: Features, message: Any, path: str) -> None:
         cpath = f"{path}.content"
         accepts = PART.accepts
         for i, part in enumerate(need_list(content, cpath)):
+            if part is _TEXT_PART:
+                continue  # a plain text part, never built
             if (type(part) is dict and accepts(part) and part.get("type") == "text"
                     and part.get("cache_control") is None
                     and part.get("prompt_cache_breakpoint") is None):
@@ -388,6 +401,8 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
     if tools and not off:
         f.need(TOOL_USE, "tools", "tool definitions")
     for i, tool in enumerate(tools):
+        if tool is _TOOL:
+            continue  # a function tool with plain keys, never built
         path = f"tools[{i}]"
         TOOL.check(need_dict(tool, path), path)
         kind = need_str(tool.get("type", "function"), f"{path}.type")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..body import Settled, SettleRule, settle_table
 from . import openai
 from ._base import (
     AUDIO,
@@ -181,6 +182,29 @@ TOOL = Keys("type", "tools", "model", "svg", "function")
 #: (their full reading, on a tool with only known keys, adds nothing).
 _INERT_TOOLS = frozenset(kind for kind, runner in TOOLS.items()
                          if runner is None and kind not in ("namespace", "image_generation"))
+#: What the decoders hand back as :class:`Settled` markers (never built): text parts of
+#: messages and function tools with plain keys, whose full reading needs nothing.
+_TEXT_PART = Settled("input_text")
+_TOOL = Settled("function")
+_PART_RULE = SettleRule({"input_text": _TEXT_PART, "output_text": _TEXT_PART},
+                        frozenset({"type", "text", "annotations", "logprobs"}))
+_TOOL_RULE = SettleRule({None: _TOOL, **{kind: _TOOL for kind in _INERT_TOOLS}},
+                        frozenset({"type", "name", "description", "parameters", "strict"}))
+#: Tool calls and their plain-text outputs in the history: they need tool_use, nothing more.
+_CALL_ITEMS = ("function_call", "function_call_output", "custom_tool_call",
+               "custom_tool_call_output")
+_ITEM_RULE = SettleRule({kind: Settled(kind) for kind in _CALL_ITEMS},
+                        frozenset({"type", "id", "status", "name", "arguments", "call_id",
+                                   "output", "input"}), strings=frozenset({"output"}))
+_TOOL_NEED = (TOOL_USE, None, False)
+SETTLE = settle_table({
+    ("input", "*"): _ITEM_RULE,
+    ("instructions", "*"): _ITEM_RULE,
+    ("input", "*", "content", "*"): _PART_RULE,
+    ("instructions", "*", "content", "*"): _PART_RULE,
+    ("tools", "*"): _TOOL_RULE,
+    ("tools", "*", "tools", "*"): _TOOL_RULE,
+})
 TYPED = Keys("type")
 CHOICE = Keys("type", "mode", "tools", "name", "server_label")
 TEXT = Keys("format", "verbosity")
@@ -214,8 +238,11 @@ def read(body: dict[str, Any], *, counting: bool = False,
         if type(value) is not list:
             raise malformed(key, f"{key} must be a string or a list of items.")
         for i, item in enumerate(value):
-            if type(item) is dict and _plain_message(item):
-                continue
+            if type(item) is dict:
+                if _plain_message(item):
+                    continue
+            elif type(item) is Settled and _TOOL_NEED in f.recorded:
+                continue  # a tool call or output, and tool use is already needed
             reader.item(item, f"{key}[{i}]")
     choice = body.get("tool_choice")
     reader.tools(body.get("tools"), "tools", off=choice == "none", body_level=True)
@@ -227,6 +254,18 @@ def read(body: dict[str, Any], *, counting: bool = False,
         f.need(LOGPROBS, "top_logprobs", "top_logprobs", output=True)
     if need_bool(body.get("stream"), "stream"):
         f.need(STREAMING, "stream", "streaming", output=True)
+    if not _RARE.isdisjoint(body):  # each reading below is a no-op for an absent field
+        _rare(f, reader, body)
+    return f
+
+
+#: Top-level fields few bodies carry, read by :func:`_rare` in this order.
+_RARE = frozenset({"background", "prompt", "prompt_cache_options", "multi_agent",
+                   "previous_response_id", "conversation", "response_format", "modalities",
+                   "audio", "grounding"})
+
+
+def _rare(f: Features, reader: _Reader, body: dict[str, Any]) -> None:
     need_bool(body.get("background"), "background")
     _prompt(reader, body.get("prompt"))
     _cache_options(f, body.get("prompt_cache_options"))
@@ -237,7 +276,6 @@ def read(body: dict[str, Any], *, counting: bool = False,
     openai._response_format(f, body.get("response_format"))
     openai._output_modalities(f, body)
     openai.grounding(f, body)
-    return f
 
 
 _MESSAGE_KEYS = frozenset({"type", "role", "content", "id", "status", "phase"}).issuperset
@@ -260,6 +298,8 @@ def _plain_message(item: dict[str, Any]) -> bool:
     if type(content) is not list:
         return False
     for part in content:
+        if part is _TEXT_PART:
+            continue
         if type(part) is not dict or not _TEXT_PART_KEYS(part):
             return False
         kind = part.get("type")
@@ -278,6 +318,9 @@ class _Reader:
         self.refuse_stored = refuse_stored
 
     def item(self, item: Any, path: str) -> None:
+        if type(item) is Settled:  # a tool call or its plain output: its kind is all it needs
+            self.f.need(TOOL_USE, path, f"the {item.kind} item (tool traffic in the history)")
+            return
         ITEM.check(need_dict(item, path, "an input item object"), path)
         kind = item.get("type")
         if kind is None:
@@ -314,6 +357,8 @@ class _Reader:
             self.part(part, f"{path}[{i}]")
 
     def part(self, part: Any, path: str) -> None:
+        if part is _TEXT_PART:
+            return  # a text part, never built
         PART.check(need_dict(part, path, "a content part object"), path)
         kind = part.get("type")
         if kind is None:
@@ -345,13 +390,16 @@ class _Reader:
         tools = [] if tools is None else need_list(tools, path)
         if off:
             for i, tool in enumerate(tools):  # still read strictly, never needed
-                self._tool_kind(tool, f"{path}[{i}]")
+                if tool is not _TOOL:
+                    self._tool_kind(tool, f"{path}[{i}]")
             return
         if tools:
             self.f.need(TOOL_USE, path, "tool definitions" if body_level else
                         f"tool definitions at {path}")
         accepts = TOOL.accepts
         for i, tool in enumerate(tools):
+            if tool is _TOOL:
+                continue  # a function tool with plain keys, never built
             if type(tool) is dict and accepts(tool):
                 kind = tool.get("type", "function")
                 if type(kind) is str and kind in _INERT_TOOLS:

@@ -1,0 +1,283 @@
+"""Settled objects: both decoders hand back the same markers, and every reader answers as if
+the objects had been built.
+
+A settle table (``body.settle_table``) names where, in one protocol's body, an object whose kind
+is all its reader needs (a plain text block, a function tool) may stay unbuilt. These tests hold
+the accelerated decoder and its pure-Python twin to the same markers, errors and structure
+budget on bodies written around those places, and hold the readers to the same features with
+markers as with an ordinary ``json.loads`` of the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modelguard import body as body_module
+from modelguard import policy
+from modelguard.body import (
+    ACCELERATED,
+    BodyError,
+    Settled,
+    SettleRule,
+    parse_json,
+    settle_table,
+)
+from modelguard.errors import Reason
+from modelguard.policy import SETTLE, Options, read_features
+from modelguard.protocols import anthropic, gemini, openai, responses
+from modelguard.routing import match_route
+
+from .test_decoders import same_value
+
+pytestmark = pytest.mark.skipif(not ACCELERATED, reason="the C accelerator is not built here")
+
+_TABLES = {"anthropic": anthropic.SETTLE, "openai": openai.SETTLE,
+           "responses": responses.SETTLE, "gemini": gemini.SETTLE}
+_ROUTES = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions",
+           "responses": "/v1/responses",
+           "gemini": "/v1beta/models/gemini-3-1-pro:generateContent"}
+
+
+def outcome(raw: bytes, table: Any, accelerated: bool) -> tuple[str, Any]:
+    try:
+        return ("ok", parse_json(raw, 128, accelerated=accelerated, settle=table))
+    except BodyError as error:
+        return ("refused", error.reason)
+
+
+def agree(raw: bytes, table: Any) -> tuple[str, Any]:
+    fast, slow = outcome(raw, table, True), outcome(raw, table, False)
+    assert fast[0] == slow[0], (raw[:300], fast, slow)
+    if fast[0] == "ok":
+        assert same_value(fast[1], slow[1]), (raw[:300], fast[1], slow[1])
+    else:
+        assert fast[1] == slow[1]
+    return fast
+
+
+def reading(protocol: str, raw: bytes, decoder: str, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """What the reader makes of ``raw``: with markers from either decoder ("fast", "slow"),
+    or from an ordinary json.loads with nothing settled, skipped or cut ("full")."""
+    with monkeypatch.context() as patch:
+        if decoder == "slow":
+            patch.setattr(body_module, "_accelerated_loads", None)
+        elif decoder == "full":
+            patch.setattr(policy, "parse_json", lambda body, depth, **_: json.loads(body))
+        try:
+            features = read_features(match_route(_ROUTES[protocol]), raw, [], Options())
+        except BodyError as error:
+            return ("refused", error.reason, error.message, error.path)
+    return ("ok", features.models, features.needs, features.unknown)
+
+
+def readers_agree(protocol: str, raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = reading(protocol, raw, "fast", monkeypatch)
+    slow = reading(protocol, raw, "slow", monkeypatch)
+    strict = "The body is not strict JSON"
+    if fast[0] == slow[0] == "refused" and fast[1] == slow[1] and \
+            fast[2].startswith(strict) and slow[2].startswith(strict):
+        return  # not strict JSON: the two decoders word where it broke differently
+    assert fast == slow, raw[:300]
+    assert fast == reading(protocol, raw, "full", monkeypatch), raw[:300]
+
+
+# -- bodies written around the settle places -----------------------------------------------------
+
+#: Keys a settled object may have, keys that stop it settling (cache_control, a look-alike,
+#: a media source), and some that are simply unknown.
+_KEYS = st.sampled_from([
+    "type", "text", "id", "name", "input", "thinking", "signature", "data", "content",
+    "tool_use_id", "is_error", "citations", "description", "input_schema", "parameters",
+    "strict", "function", "custom", "annotations", "logprobs", "thought", "thoughtSignature",
+    "thought_signature", "cache_control", "Type", "TEXT", "source", "image_url",
+    "prompt_cache_breakpoint", "defer_loading", "x", "inlineData", "functionCall",
+    "call_id", "arguments", "output", "status", "role",
+])
+_KINDS = st.sampled_from([
+    "text", "tool_use", "tool_result", "thinking", "image", "document", "server_tool_use",
+    "search_result", "mcp_tool_result", "input_text", "output_text", "input_image",
+    "function", "custom", "namespace", "web_search", "Text", "tëxt", "x" * 40, "",
+    "function_call", "function_call_output", "custom_tool_call", "message", "reasoning",
+])
+_LEAVES = st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6) | _KINDS
+_VALUES = st.recursive(_LEAVES, lambda kids: st.lists(kids, max_size=3)
+                       | st.dictionaries(_KEYS, kids, max_size=3), max_leaves=8)
+
+
+@st.composite
+def _objects(draw: st.DrawFn) -> dict[str, Any]:
+    obj = draw(st.dictionaries(_KEYS, _VALUES, max_size=4))
+    if draw(st.booleans()):
+        obj["type"] = draw(_KINDS | _LEAVES)
+    if draw(st.booleans()):
+        obj["text"] = draw(st.text(max_size=8) | _LEAVES)
+    return obj
+
+
+_BLOCKS = st.lists(_objects() | _VALUES, max_size=4)
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    protocol = draw(st.sampled_from(sorted(_TABLES)))
+    blocks = draw(_BLOCKS)
+    tools = draw(st.one_of(st.none(), _BLOCKS))
+    nested = draw(_BLOCKS)
+    if protocol == "anthropic":
+        body: dict[str, Any] = {"model": "claude-sonnet-4-6", "max_tokens": 8, "messages": [
+            {"role": "user", "content": blocks},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                          "content": nested}]}]}
+        if draw(st.booleans()):
+            body["system"] = draw(_BLOCKS)
+    elif protocol == "openai":
+        body = {"model": "gpt-5-4", "messages": [{"role": "user", "content": blocks}]}
+    elif protocol == "responses":
+        body = {"model": "gpt-5-4", "input": [{"role": "user", "content": blocks},
+                                              {"type": "message", "role": "assistant",
+                                               "content": nested}, *draw(_BLOCKS)]}
+        if draw(st.booleans()):
+            tools = [{"type": "namespace", "name": "n", "tools": tools or []}]
+    else:
+        body = {"contents": [{"role": "user", "parts": blocks}],
+                "systemInstruction": {"parts": nested}}
+    if tools is not None:
+        body["tools"] = tools if protocol != "gemini" else [{"functionDeclarations": tools}]
+    return protocol, body
+
+
+_ESCAPABLE = "typextnmcsu"
+
+
+def _escaped(raw: str, rng: random.Random) -> str:
+    """The same JSON with some ASCII letters written as \\u escapes (keys and values)."""
+    out = []
+    in_string = False
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if in_string and ch == "\\":  # an escape already there: copied whole
+            width = 6 if raw[i + 1] == "u" else 2
+            out.append(raw[i:i + width])
+            i += width
+            continue
+        if ch == '"':
+            in_string = not in_string
+        elif in_string and ch in _ESCAPABLE and rng.random() < 0.3:
+            ch = f"\\u{ord(ch):04x}"
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+@settings(max_examples=600, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(_bodies(), st.integers(0, 2**32), st.booleans())
+def test_decoders_and_readers_agree_around_settle_places(
+        monkeypatch: pytest.MonkeyPatch, case: tuple[str, dict[str, Any]], seed: int,
+        escape: bool) -> None:
+    protocol, body = case
+    text = json.dumps(body)
+    if escape:
+        text = _escaped(text, random.Random(seed))
+    raw = text.encode()
+    agree(raw, _TABLES[protocol])
+    readers_agree(protocol, raw, monkeypatch)
+
+
+@pytest.mark.parametrize("protocol", sorted(_TABLES))
+@pytest.mark.parametrize("damage", [
+    b'"type":"text","type":"text"',             # a duplicate key inside a candidate
+    b'"type":"text","text":"\\ud800"',           # a lone surrogate
+    b'"type":"text","text":01',                 # a bad number
+    b'"type":"text","text":[1,]',               # a trailing comma
+    b'"type":"text","text":"a"\x00',            # a control byte
+    b'"type":"t\\u0065xt","te\\u0078t":"x"',    # escapes that read as a settled block
+    b'"type":"text","text":1e999',              # out of double range
+])
+def test_a_damaged_candidate_is_refused_or_read_alike(protocol: str, damage: bytes,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    block = b"{" + damage + b"}"
+    raw = {
+        "anthropic": b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[%s]}]}',
+        "openai": b'{"model":"m","messages":[{"role":"user","content":[%s]}]}',
+        "responses": b'{"model":"m","input":[{"role":"user","content":[%s]}]}',
+        "gemini": b'{"contents":[{"role":"user","parts":[%s]}]}',
+    }[protocol] % block
+    agree(raw, _TABLES[protocol])
+    readers_agree(protocol, raw, monkeypatch)
+
+
+def test_settled_objects_are_markers_and_nothing_else_is() -> None:
+    raw = json.dumps({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hi"},
+        {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}},
+        {"type": "tool_use", "id": "a", "name": "n", "input": {"q": [1, 2]}},
+        {"type": "tool_result", "tool_use_id": "a", "content": "done"},
+        {"type": "tool_result", "tool_use_id": "a", "content": [{"type": "text", "text": "x"}]},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": ""}},
+    ]}], "tools": [{"name": "t", "input_schema": {"type": "object"}}], "metadata": {
+        "messages": [{"content": [{"type": "text", "text": "not a message"}]}]}}).encode()
+    doc = parse_json(raw, 128, settle=anthropic.SETTLE)
+    content = doc["messages"][0]["content"]
+    kinds = [b.kind if type(b) is Settled else None for b in content]
+    assert kinds == ["text", None, "tool_use", "tool_result", None, None]
+    assert type(content[4]["content"][0]) is Settled  # nested content settles too
+    assert type(doc["tools"][0]) is Settled
+    # the same shape elsewhere in the body is built: the table names places, not shapes
+    assert doc["metadata"]["messages"][0]["content"][0] == {"type": "text", "text": "not a message"}
+    assert parse_json(raw, 128, settle=anthropic.SETTLE, accelerated=False) == doc
+
+
+def test_every_route_kind_with_a_json_reader_has_its_table() -> None:
+    for kind in ("generateContent", "streamGenerateContent", "countTokens", "messages",
+                 "count_tokens", "chat", "responses"):
+        assert any(key == kind for key in SETTLE), kind
+
+
+def test_a_settled_object_costs_one_value_in_both_decoders() -> None:
+    block = b'{"type":"text","text":"' + b"x" * 40 + b'"}'
+    values = body_module.BUDGET_FLOOR // body_module.VALUE_COST
+
+    def body(count: int) -> bytes:
+        return (b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":['
+                + b",".join([block] * count) + b"]}]}")
+
+    # each settled block is one value (its marker); built, it would be three
+    raw = body(values - 20)
+    assert agree(raw, anthropic.SETTLE)[0] == "ok"
+    assert outcome(raw, None, True) == outcome(raw, None, False) == ("refused",
+                                                                       Reason.TOO_LARGE)
+    assert agree(body(values + 5), anthropic.SETTLE) == ("refused", Reason.TOO_LARGE)
+
+
+def test_settle_tables_refuse_bad_rules() -> None:
+    with pytest.raises(ValueError):
+        settle_table({(): SettleRule({None: Settled(None)}, frozenset({"a"}))})
+    with pytest.raises(ValueError):
+        settle_table({("x",): SettleRule({None: Settled(None)}, frozenset({"k" * 40}))})
+    with pytest.raises(TypeError):
+        parse_json(b"{}", 8, settle=({}, None, ("type",)))  # type: ignore[arg-type]
+
+
+_FIXTURES = Path(__file__).parent / "fixtures"
+_RECORDS = sorted((_FIXTURES / "sdk").glob("*.json")) + sorted(
+    (_FIXTURES / "agents").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", _RECORDS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_captured_bodies_decode_alike_with_their_table(path: Path) -> None:
+    record = json.loads(path.read_text())
+    route = match_route(record["path"])
+    body = record["body"]
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    if route is None or route.kind not in SETTLE:
+        pytest.skip("no JSON reader with a settle table on this route")
+    agree(raw, SETTLE[route.kind])
