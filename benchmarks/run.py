@@ -511,6 +511,9 @@ def sidecar(catalog: Catalog, smoke: bool) -> dict | None:
         "rounds": rounds, "bare": med["bare"], "guarded": med["guarded"],
         "throughput_ratio": round(statistics.median(ratios), 3),
         "round_ratios": [round(r, 3) for r in ratios],
+        "round_rps": {kind: [r["rps"] for r in rs] for kind, rs in runs.items()},
+        "round_cpu_us": {kind: [round(r["cpu_us"], 1) for r in rs if "cpu_us" in r]
+                         for kind, rs in runs.items()},
         # Bare / guarded CPU per request: the throughput ratio of a sidecar that has a core
         # to itself; and the CPU the guarded one adds per request.
         "cpu_ratio": round(statistics.median(b / g for g, b in cpu), 3) if cpu else None,
