@@ -1014,5 +1014,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out}")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
