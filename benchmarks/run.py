@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # the full run (a few minutes)
     python benchmarks/run.py --smoke    # tiny counts: checks that the benchmarks still run
+    python benchmarks/run.py --only sidecar   # one section, its numbers printed as JSON
 
     # "before": the same benchmarks against another checkout of modelguard (e.g. main), kept in
     # a file; a later run shows it side by side with its own numbers
@@ -67,6 +68,9 @@ LARGE = 15_000
 #: The worst-shaped body at the default limit (issue 10): 32 MiB of ``[{},{},...]``.
 WORST_BYTES = 32 * 1024 * 1024
 BEFORE = HERE / "results-before.json"
+#: The sidecar's alternating wrk rounds: many short ones, so that the median of the per-round
+#: ratios holds still on a noisy shared machine (about 45 s in all, warm-up included).
+SIDECAR_ROUNDS, SIDECAR_SECONDS = 9, 2
 
 
 # -- micro benchmarks -----------------------------------------------------------------------------
@@ -340,6 +344,30 @@ def _wrk(wrk: str, port: int, lua: Path, seconds: int, target: str = "/v1/messag
             result["p" + parts[0].rstrip("%")] = _millis(parts[1])
         elif "Non-2xx" in line:
             result["errors"] = float(parts[-1])
+        elif len(parts) > 2 and parts[1:3] == ["requests", "in"]:
+            result["requests"] = float(parts[0])
+    return result
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk_cpu(wrk: str, proc: subprocess.Popen, port: int, lua: Path, seconds: int,
+             target: str) -> dict:
+    """:func:`_wrk`, plus the server's CPU time per request (``cpu_us``): the server is the
+    bottleneck, and its CPU cost per request is steadier than requests/s on a shared
+    machine, where other processes take turns on the cores."""
+    before = _cpu_seconds(proc.pid)
+    result = _wrk(wrk, port, lua, seconds, target)
+    after = _cpu_seconds(proc.pid)
+    if before is not None and after is not None and result.get("requests"):
+        result["cpu_us"] = (after - before) / result["requests"] * 1e6
     return result
 
 
@@ -438,7 +466,8 @@ def sidecar(catalog: Catalog, smoke: bool) -> dict | None:
         print("  wrk not available: sidecar throughput skipped")
         return None
     shape = _agent_request()
-    seconds, rounds = (1, 1) if smoke else (5, 3)
+    seconds, rounds = (1, 1) if smoke else (SIDECAR_SECONDS, SIDECAR_ROUNDS)
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "catalog.json").write_text(catalog.model_dump_json())
@@ -459,25 +488,43 @@ def sidecar(catalog: Catalog, smoke: bool) -> dict | None:
                 status = _post_status(port, b'{"model":"no-such-model","max_tokens":8,'
                                       b'"messages":[{"role":"user","content":"hi"}]}')
                 assert (status == 200) == (kind == "bare"), (kind, status)
+            for _, port in servers.values():  # connections, caches and code paths warm
+                _wrk(wrk, port, lua, 1, shape.target)
             runs: dict[str, list[dict]] = {"bare": [], "guarded": []}
             for _ in range(rounds):
                 for kind in random.sample(list(servers), 2):
-                    runs[kind].append(_wrk(wrk, servers[kind][1], lua, seconds,
-                                           shape.target))
+                    runs[kind].append(_wrk_cpu(wrk, *servers[kind], lua, seconds,
+                                               shape.target))
         finally:
             for proc, _ in servers.values():
                 _stop(proc)
             _stop(upstream)
+    load.append(os.getloadavg()[0])
     med = {kind: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")}
            for kind, rs in runs.items()}
-    ratios = [g["rps"] / b["rps"] for g, b in zip(runs["guarded"], runs["bare"], strict=True)]
+    pairs = list(zip(runs["guarded"], runs["bare"], strict=True))
+    ratios = [g["rps"] / b["rps"] for g, b in pairs]
+    cpu = [(g["cpu_us"], b["cpu_us"]) for g, b in pairs if "cpu_us" in g and "cpu_us" in b]
     return {
         "shape": shape.label, "body_bytes": len(shape.body), "seconds": seconds,
         "rounds": rounds, "bare": med["bare"], "guarded": med["guarded"],
         "throughput_ratio": round(statistics.median(ratios), 3),
+        "round_ratios": [round(r, 3) for r in ratios],
+        "round_rps": {kind: [r["rps"] for r in rs] for kind, rs in runs.items()},
+        "round_cpu_us": {kind: [round(r["cpu_us"], 1) for r in rs if "cpu_us" in r]
+                         for kind, rs in runs.items()},
+        # Bare / guarded CPU per request: the throughput ratio of a sidecar that has a core
+        # to itself; and the CPU the guarded one adds per request.
+        "cpu_ratio": round(statistics.median(b / g for g, b in cpu), 3) if cpu else None,
+        "cpu_us": {kind: round(statistics.median(c[i] for c in cpu), 1)
+                   for i, kind in enumerate(("guarded", "bare"))} if cpu else None,
+        "added_cpu_us": round(statistics.median(g - b for g, b in cpu), 1) if cpu else None,
         "added_p50_ms": round(med["guarded"]["p50"] - med["bare"]["p50"], 3),
         "added_p99_ms": round(med["guarded"]["p99"] - med["bare"]["p99"], 3),
         "errors": sum(r.get("errors", 0) for rs in runs.values() for r in rs),
+        # The machine's 1-minute load average before and after: above its core count, other
+        # work takes turns with the sidecars and single rounds can be off by 2× either way.
+        "load": [round(x, 2) for x in load], "cores": os.cpu_count(),
     }
 
 
@@ -722,6 +769,10 @@ def _targets(data: dict) -> list[tuple[str, float | None, float | None, float, b
         ("guarded / bare throughput, `modelguard serve` (guarding off), captured agent "
          "request under wrk", side["throughput_ratio"] if side else None,
          b_side["throughput_ratio"] if b_side else None, TARGETS["throughput"], True),
+        ("the same two sidecars' CPU time per request, guarding off / guarded (the throughput "
+         "ratio with a core each; steadier on a shared machine)",
+         side.get("cpu_ratio") if side else None,
+         b_side.get("cpu_ratio") if b_side else None, TARGETS["throughput"], True),
         ("no event-loop stall: tiny request p99 while large / decompression-heavy bodies are "
          "inspected, over its unloaded p99 (worst load)", st["ratio"] if st else None,
          b_st["ratio"] if b_st else None, TARGETS["stall"], False),
@@ -839,9 +890,19 @@ def report(data: dict, out: Path) -> None:
             "| sidecar | requests/s | p50 (ms) | p99 (ms) |", "| --- | ---: | ---: | ---: |",
             *(f"| {kind} | {side[kind]['rps']:.0f} | {side[kind]['p50']:.2f} | "
               f"{side[kind]['p99']:.2f} |" for kind in ("bare", "guarded")), "",
-            f"Throughput ratio guarded / guarding off: **{side['throughput_ratio']:.3f}**; "
-            f"non-2xx responses: {side['errors']:.0f}.",
+            f"Throughput ratio guarded / guarding off: **{side['throughput_ratio']:.3f}** "
+            f"(each round: {', '.join(f'{r:.2f}' for r in side.get('round_ratios', ()))}); "
+            f"non-2xx responses: {side['errors']:.0f}."
+            + (f" Load average {side['load'][0]:.1f} before and {side['load'][1]:.1f} after, on "
+               f"{side['cores']} cores." if side.get("load") else ""),
         ]
+        if side.get("cpu_ratio") is not None:
+            lines += ["", (
+                f"The sidecars' own CPU time per request (median): guarding off "
+                f"{side['cpu_us']['bare']:.0f} µs, guarded {side['cpu_us']['guarded']:.0f} µs; "
+                f"the guarded one adds {side['added_cpu_us']:.0f} µs, a CPU ratio of "
+                f"**{side['cpu_ratio']:.3f}** (the throughput ratio of a sidecar with a core to "
+                "itself, steadier than requests/s on a shared machine).")]
     else:
         lines.append("Not measured (wrk unavailable).")
     st = data.get("stall")
@@ -908,8 +969,28 @@ def report(data: dict, out: Path) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+#: The sections ``--only`` can pick, in the order a full run measures them.
+SECTIONS = ("micro", "catalog", "e2e", "sidecar", "stall", "memory", "worst_rss")
+
+
+def _sections(catalog: Catalog, rounds: int, smoke: bool) -> dict[str, tuple[str, Callable]]:
+    """Each section's progress line and its measurement (run lazily, in :data:`SECTIONS` order)."""
+    shapes = lambda: all_shapes() + agent_shapes() + dense_shapes()  # noqa: E731
+    return {
+        "micro": ("micro benchmarks", lambda: micro(shapes(), catalog, rounds, smoke)),
+        "catalog": ("catalog scale", lambda: catalog_scale(rounds, smoke)),
+        "e2e": ("end to end", lambda: end_to_end(smoke)),
+        "sidecar": ("sidecar throughput (modelguard serve, wrk)",
+                    lambda: sidecar(catalog, smoke)),
+        "stall": ("event-loop stall", lambda: stall(smoke)),
+        "memory": ("memory", lambda: memory(smoke)),
+        "worst_rss": ("worst-shaped body at the limit", worst_rss),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--label", default="now", help="what this run measures")
@@ -917,35 +998,33 @@ def main(argv: list[str] | None = None) -> int:
                         help="a results.json of an earlier run, shown side by side")
     parser.add_argument("--no-e2e", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
+                        help=f"run only this section (repeatable; one of {', '.join(SECTIONS)}) "
+                        "and print its numbers as JSON; RESULTS.md is not written")
     args = parser.parse_args(argv)
     random.seed(1)
     logging.getLogger("modelguard").setLevel(logging.CRITICAL)  # refusals are benchmarked too
     gc.collect()
     rounds = 3 if args.smoke else 21
     catalog = bench_catalog()
-    shapes = all_shapes() + agent_shapes() + dense_shapes()
-    print("micro benchmarks", flush=True)
+    skipped = {*(("e2e", "sidecar", "stall") if args.no_e2e else ()),
+               *(("memory", "worst_rss") if args.no_memory else ())}
+    chosen = [name for name in SECTIONS if name in args.only] if args.only else \
+        [name for name in SECTIONS if name not in skipped]
     data: dict[str, Any] = {
         "label": args.label, "when": time.strftime("%Y-%m-%d"),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "accelerated": ACCELERATED, "rounds": rounds,
-        "micro": micro(shapes, catalog, rounds, args.smoke),
     }
-    print("catalog scale", flush=True)
-    data["catalog"] = catalog_scale(rounds, args.smoke)
-    if not args.no_e2e:
-        print("end to end", flush=True)
-        data["e2e"] = end_to_end(args.smoke)
-        print("sidecar throughput (modelguard serve, wrk)", flush=True)
-        data["sidecar"] = sidecar(catalog, args.smoke)
-        print("event-loop stall", flush=True)
-        data["stall"] = stall(args.smoke)
-    if not args.no_memory:
-        print("memory", flush=True)
-        data["memory"] = memory(args.smoke)
-        print("worst-shaped body at the limit", flush=True)
-        data["worst_rss"] = worst_rss()
+    sections = _sections(catalog, rounds, args.smoke)
+    for name in chosen:
+        title, measure = sections[name]
+        print(title, flush=True)
+        data[name] = measure()
+    if args.only:
+        print(json.dumps({name: data[name] for name in chosen}, indent=2))
+        return 0
     if args.label != "before" and args.before.is_file():
         data["before"] = json.loads(args.before.read_text())
     out: Path = args.out

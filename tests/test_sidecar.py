@@ -641,6 +641,40 @@ def test_metrics_count_what_was_sent(env):
     assert all(k[0] != "modelguard_catalog_fetches_total" for k in metrics)  # a file catalog
 
 
+
+def test_metrics_count_the_same_with_the_access_log_off(env, caplog):
+    """With the access log off (``--log-level warning``) no line is built, and every request
+    is still counted, under the same labels, each time the same label set comes round again."""
+    caplog.set_level(logging.WARNING, logger="modelguard.access")
+    app = create_app(env.direct, str(CATALOG_FILE))
+    with serve(app, **SERVE) as sidecar:
+        claude = claude_at(sidecar.url)
+        for _ in range(3):
+            claude.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=HI)
+        for _ in range(2):
+            with pytest.raises(anthropic.BadRequestError):
+                claude.messages.create(model="claude-sonnet-4.6", max_tokens=10, messages=HI)
+        for _ in range(2):
+            assert httpx.get(sidecar.url + "/v1/files", timeout=TIMEOUT).status_code == 200
+        quiet = metrics_of(sidecar.url)
+        assert not [r for r in caplog.records if r.name == "modelguard.access"]
+        caplog.set_level(logging.INFO, logger="modelguard.access")
+        claude.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=HI)
+        (line,) = access_lines(caplog, 1)
+        loud = metrics_of(sidecar.url)
+    assert sample(quiet, "modelguard_requests_total", protocol="anthropic", outcome="allowed") == 3
+    assert sample(quiet, "modelguard_requests_total", protocol="anthropic",
+                  outcome="rejected") == 2
+    assert sample(quiet, "modelguard_requests_total", protocol="none", outcome="passthrough") == 2
+    assert sample(quiet, "modelguard_route_requests_total", route="/v1/messages",
+                  outcome="allowed") == 3
+    assert sample(quiet, "modelguard_guard_seconds_count", protocol="anthropic") == 5
+    assert sample(quiet, "modelguard_upstream_responses_total", code="200") == 5
+    assert sample(loud, "modelguard_requests_total", protocol="anthropic", outcome="allowed") == 4
+    assert sample(loud, "modelguard_guard_seconds_count", protocol="anthropic") == 6
+    assert line["verdict"] == "allowed" and line["model"] == "claude-sonnet-4-6"
+    assert line["status"] == 200 and line["route"] == "/v1/messages"
+
 def test_report_mode_forwards_and_counts_violations(env):
     seen = []
     app = create_app(env.direct, str(CATALOG_FILE), mode="report", on_violation=seen.append)

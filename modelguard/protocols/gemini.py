@@ -109,6 +109,10 @@ _CALL = Settled("functionCall")
 _PART_RULE = SettleRule({"text": _TEXT, "functionCall": _CALL},
                         frozenset({"text", "thought", "thoughtSignature", "functionCall"}),
                         type_key=None)
+#: The ids of the settled parts a turn may hold and be skipped whole (by id, so that a
+#: built part, a dict, is simply not among them): text, and calls once tool use is needed.
+_QUIET_TEXT = frozenset({id(_TEXT)})
+_QUIET_CALLS = frozenset({id(_TEXT), id(_CALL)})
 SETTLE = settle_table({
     ("contents", "*", "parts", "*"): _PART_RULE,
     ("systemInstruction", "parts", "*"): _PART_RULE,
@@ -177,9 +181,16 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
         if type(contents) is dict:  # a single Content, as some clients send
             _content(f, contents, cpath)
         else:
+            quiet = _QUIET_CALLS if _TOOL_NEED in f.recorded else _QUIET_TEXT
             for i, content in enumerate(need_list(contents, cpath)):
+                if type(content) is dict and _PLAIN_CONTENT.issuperset(content):
+                    parts = content.get("parts")
+                    if type(parts) is list and quiet.issuperset(map(id, parts)):
+                        continue  # settled parts whose reading adds nothing now
                 if not _plain_text(content):
                     _content(f, content, f"{cpath}[{i}]")
+                    if _TOOL_NEED in f.recorded:
+                        quiet = _QUIET_CALLS
     _tools(f, body, path, rare)
     key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:

@@ -138,6 +138,24 @@ class _CatalogFetches(Collector):
         return self.collect()
 
 
+class _Children:
+    """The labelled children of one metric, kept once made: ``labels()`` validates its
+    arguments and takes a lock on every call, which a per-request counter need not pay. The
+    label values are bounded sets (see the module docstring), and so is this cache."""
+
+    __slots__ = ("children", "metric")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        return child
+
+
 class GuardMetrics:
     """Verdict counters, guard time and catalog gauges, in their own registry."""
 
@@ -176,6 +194,9 @@ class GuardMetrics:
         self.reloads = Counter(
             "modelguard_catalog_reloads", "Catalog file reloads (SIGHUP), by outcome.",
             ["outcome"], registry=r)
+        self._requests = _Children(self.requests)
+        self._route_requests = _Children(self.route_requests)
+        self._guard_seconds = _Children(self.guard_seconds)
         if source is not None:
             r.register(_CatalogState(source, lambda: self._loaded_at))
         if source is not None and isinstance(getattr(source, "fetches", None), dict):
@@ -189,18 +210,19 @@ class GuardMetrics:
                 verdict: Verdict | None, guard_seconds: float | None,
                 route: str | None = None) -> None:
         label = protocol or UNGUARDED
-        self.requests.labels(label, outcome).inc()
+        self._requests(label, outcome).inc()
         if route:
-            self.route_requests.labels(route, outcome).inc()
+            self._route_requests(route, outcome).inc()
         if outcome == "rejected":
             model = model_label(verdict, self.source)
             reasons = verdict.reasons if verdict is not None and verdict.reasons else ()
             for each in reasons or (reason or "unknown",):
                 self.rejections.labels(label, each, model).inc()
-        if verdict is not None and outcome != "rejected":
+        if verdict is not None and outcome != "rejected" \
+                and (verdict.violations or verdict.adjustments):
             self.count_adjustments(verdict)
         if protocol is not None and guard_seconds is not None:
-            self.guard_seconds.labels(label).observe(guard_seconds)
+            self._guard_seconds(label).observe(guard_seconds)
 
     def count_adjustments(self, verdict: Verdict) -> None:
         """One count per (key, action) an action applied to in this request (and for a
@@ -230,6 +252,7 @@ class SidecarMetrics(GuardMetrics):
         self.upstream_responses = Counter(
             "modelguard_upstream_responses", "Responses from the upstream, by status code.",
             ["code"], registry=r)
+        self._upstream_responses = _Children(self.upstream_responses)
         self.upstream_seconds = Histogram(
             "modelguard_upstream_seconds", "Time from forwarding a request to the upstream's "
             "response headers.", buckets=UPSTREAM_BUCKETS, registry=r)
@@ -241,7 +264,7 @@ class SidecarMetrics(GuardMetrics):
             "could be had).", registry=r)
 
     def upstream_answered(self, status: int, seconds: float) -> None:
-        self.upstream_responses.labels(str(status)).inc()
+        self._upstream_responses(str(status)).inc()
         self.upstream_seconds.observe(seconds)
         self.upstream_last_status.set(status)
         self.upstream_up.set(1 if status < 500 else 0)

@@ -545,6 +545,8 @@ class Sidecar:
                              verdict=verdict, guard_seconds=exchange.guard_seconds
                              if guarded and outcome != "disconnected" else None,
                              route=route_name)
+        if not access_logger.isEnabledFor(logging.INFO):
+            return  # nobody reads the line: neither hash the key nor build it
         entry: dict[str, Any] = {
             "ts": _timestamp(),
             "request_id": exchange.request_id,
@@ -563,7 +565,7 @@ class Sidecar:
             "guard_ms": round(exchange.guard_seconds * 1000, 3),
             "duration_ms": round((time.perf_counter() - exchange.start) * 1000, 3),
         }
-        if verdict is not None and len(verdict.reasons) > 1:
+        if verdict is not None and verdict.violations and len(verdict.reasons) > 1:
             entry["reasons"] = list(verdict.reasons)
         if verdict is not None and verdict.adjustments:
             entry["adjustments"] = list(verdict.adjustments)
