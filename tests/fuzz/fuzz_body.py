@@ -12,7 +12,8 @@ Input layout (so a saved input replays the same way under pytest, with or withou
 
 Checked on every input:
 * ``parse_json`` accelerated and pure-Python agree (both refuse with the same reason, or both
-  accept and give the same value, a ``LongString`` standing for a long string's head);
+  accept and give the same value, a ``LongString`` standing for a long string's head), with
+  and without the route's settle table (the same ``Settled`` markers in the same places);
 * ``decode_content`` returns bytes or raises ``BodyError`` (400/413/415 reasons), nothing else;
 * ``Guard.check`` never raises, never answers 5xx, refuses in its protocol's envelope, never
   with an internal error, and an allowed body is strict JSON the oracle in
@@ -45,6 +46,7 @@ with atheris.instrument_imports(include=["modelguard"]) if INSTRUMENT else nullc
         decode_content,
         parse_json,
     )
+    from modelguard.policy import SETTLE
     from modelguard.routing import match_route
 
 # Imported after the instrumented block: they import modelguard too, which would otherwise be
@@ -85,15 +87,15 @@ DECODE_LIMIT = 1 << 16
 REASONS = {"invalid_request", "request_too_large", "unsupported_media_type"}
 
 
-def outcome(body: bytes, depth: int, accelerated: bool) -> tuple[str, Any]:
+def outcome(body: bytes, depth: int, accelerated: bool, settle: Any = None) -> tuple[str, Any]:
     try:
-        return "ok", parse_json(body, depth, accelerated=accelerated)
+        return "ok", parse_json(body, depth, accelerated=accelerated, settle=settle)
     except BodyError as error:
         return "refused", error.reason
 
 
-def check_decoders(body: bytes, depth: int) -> None:
-    fast, slow = outcome(body, depth, True), outcome(body, depth, False)
+def check_decoders(body: bytes, depth: int, settle: Any = None) -> None:
+    fast, slow = outcome(body, depth, True, settle), outcome(body, depth, False, settle)
     assert fast[0] == slow[0], ("decoders disagree", fast, slow)
     if fast[0] == "ok":
         assert same_value(fast[1], slow[1]), "decoders read different values"
@@ -143,6 +145,9 @@ def test_one_input(data: bytes, tolerate_known: bool = True) -> None:
     body = reader.rest()
 
     check_decoders(body, depth)
+    route = match_route(target)
+    if route is not None and route.kind in SETTLE:  # and with the route's settled objects
+        check_decoders(body, depth, SETTLE[route.kind])
     try:
         decoded = decode_content(body, codings, DECODE_LIMIT)
         assert isinstance(decoded, bytes)
