@@ -98,13 +98,14 @@ _KEYS = st.sampled_from([
     "strict", "function", "custom", "annotations", "logprobs", "thought", "thoughtSignature",
     "thought_signature", "cache_control", "Type", "TEXT", "source", "image_url",
     "prompt_cache_breakpoint", "defer_loading", "x", "inlineData", "functionCall",
-    "call_id", "arguments", "output", "status", "role",
+    "call_id", "arguments", "output", "status", "role", "tool_calls",
 ])
 _KINDS = st.sampled_from([
     "text", "tool_use", "tool_result", "thinking", "image", "document", "server_tool_use",
     "search_result", "mcp_tool_result", "input_text", "output_text", "input_image",
     "function", "custom", "namespace", "web_search", "Text", "tëxt", "x" * 40, "",
     "function_call", "function_call_output", "custom_tool_call", "message", "reasoning",
+    "user", "assistant", "system", "developer", "tool", "User",
 ])
 _LEAVES = st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6) | _KINDS
 _VALUES = st.recursive(_LEAVES, lambda kids: st.lists(kids, max_size=3)
@@ -134,11 +135,14 @@ def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": "claude-sonnet-4-6", "max_tokens": 8, "messages": [
             {"role": "user", "content": blocks},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
-                                          "content": nested}]}]}
+                                          "content": nested}]}, *draw(_BLOCKS)]}
         if draw(st.booleans()):
             body["system"] = draw(_BLOCKS)
     elif protocol == "openai":
-        body = {"model": "gpt-5-4", "messages": [{"role": "user", "content": blocks}]}
+        body = {"model": "gpt-5-4", "messages": [
+            {"role": "user", "content": blocks},
+            {"role": "assistant", "content": draw(st.none() | st.text(max_size=4)),
+             "tool_calls": nested}, *draw(_BLOCKS)]}
     elif protocol == "responses":
         body = {"model": "gpt-5-4", "input": [{"role": "user", "content": blocks},
                                               {"type": "message", "role": "assistant",
@@ -281,3 +285,29 @@ def test_captured_bodies_decode_alike_with_their_table(path: Path) -> None:
     if route is None or route.kind not in SETTLE:
         pytest.skip("no JSON reader with a settle table on this route")
     agree(raw, SETTLE[route.kind])
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "openai"])
+@pytest.mark.parametrize("message", [
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": ""},
+    {"role": "user"},
+    {"role": "user", "content": None},
+    {"role": "user", "content": 3},
+    {"role": "tool", "content": "out", "tool_call_id": "c"},
+    {"role": "system", "content": "be brief", "name": "x"},
+    {"role": "User", "content": "hi"},
+    {"role": "user", "content": "hi", "cache_control": {"type": "ephemeral"}},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+    {"role": "assistant", "content": "x", "tool_calls": []},
+    {"role": "assistant", "tool_calls": [{"id": "c", "type": "custom", "custom": {}}]},
+])
+def test_whole_turns_settle_only_when_their_reading_needs_nothing(
+        protocol: str, message: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"model": "m", "messages": [message, message]}
+    if protocol == "anthropic":
+        body["max_tokens"] = 1
+    raw = json.dumps(body).encode()
+    agree(raw, _TABLES[protocol])
+    readers_agree(protocol, raw, monkeypatch)

@@ -118,7 +118,12 @@ _QUIET_ALWAYS = frozenset(id(marker) for marker, key in _MARKER_NEEDS if key[0] 
 _CUSTOM_TOOL = Settled("custom")
 _TOOL_RULE = SettleRule({None: _CUSTOM_TOOL, "custom": _CUSTOM_TOOL}, frozenset({
     "type", "name", "description", "input_schema", "strict", "defer_loading"}))
+#: A turn whose content is a string: it needs nothing.
+_PLAIN = Settled("message")
 SETTLE = settle_table({
+    ("messages", "*"): SettleRule({"user": _PLAIN, "assistant": _PLAIN},
+                                  frozenset({"role", "content"}), type_key="role",
+                                  required="content", strings=frozenset({"content"})),
     ("messages", "*", "content", "*"): _BLOCK_RULE,
     ("messages", "*", "content", "*", "content", "*"): _BLOCK_RULE,
     ("system", "*"): _BLOCK_RULE,
@@ -162,6 +167,8 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     accepts = MESSAGE.accepts
     quiet = _quiet(f)
     for i, message in enumerate(need_list(messages, "messages")):
+        if message is _PLAIN:
+            continue  # a turn with string content, never built
         if type(message) is not dict or not accepts(message):
             path = f"messages[{i}]"
             MESSAGE.check(need_dict(message, path), path)

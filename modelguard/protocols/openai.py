@@ -98,7 +98,15 @@ TOOL = Keys("type", "cache_control")
 #: and function (or custom) tools, whose full reading needs nothing.
 _TEXT_PART = Settled("text")
 _TOOL = Settled("function")
+#: A chat turn of a plain role with string content (or none): it needs nothing.
+_PLAIN = Settled("message")
+#: A tool call of an assistant turn: only the list's being non-empty is read.
+_CALL = Settled("tool_call")
 SETTLE = settle_table({
+    ("messages", "*"): SettleRule({role: _PLAIN for role in PLAIN_ROLES}, _PLAIN_MESSAGE,
+                                  type_key="role", strings=frozenset({"content"})),
+    ("messages", "*", "tool_calls", "*"): SettleRule({"function": _CALL},
+                                                     frozenset({"id", "type", "function"})),
     ("messages", "*", "content", "*"): SettleRule({"text": _TEXT_PART},
                                                   frozenset({"type", "text"})),
     ("tools", "*"): SettleRule({None: _TOOL, "function": _TOOL, "custom": _TOOL},
@@ -119,6 +127,8 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
         raise malformed("messages", "the messages field is required.")
     plain = _PLAIN_MESSAGE.issuperset
     for i, message in enumerate(need_list(messages, "messages")):
+        if message is _PLAIN:
+            continue  # a plain turn with string content, never built
         # The common case, decided without building a path: a chat turn with string content.
         if type(message) is dict and plain(message):
             role = message.get("role")
