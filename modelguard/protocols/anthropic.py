@@ -115,6 +115,11 @@ _MARKER_NEEDS = tuple((marker, (_SIMPLE | _NESTED)[kind])
                       for kind, marker in _BLOCK_RULE.kinds.items())
 _MARKER_KEYS = {marker.kind: key for marker, key in _MARKER_NEEDS}
 _QUIET_ALWAYS = frozenset(id(marker) for marker, key in _MARKER_NEEDS if key[0] is None)
+#: A recorded need's key → the ids of the settled blocks that need exactly it.
+_QUIET_WHEN: dict[tuple[Any, ...], frozenset[int]] = {}
+for _marker, _key in _MARKER_NEEDS:
+    if _key[0] is not None:
+        _QUIET_WHEN[_key] = _QUIET_WHEN.get(_key, frozenset()) | {id(_marker)}
 _CUSTOM_TOOL = Settled("custom")
 _TOOL_RULE = SettleRule({None: _CUSTOM_TOOL, "custom": _CUSTOM_TOOL}, frozenset({
     "type", "name", "description", "input_schema", "strict", "defer_loading"}))
@@ -214,11 +219,12 @@ def _quiet(f: Features) -> frozenset[int]:
     """The ids of the settled blocks whose reading would add nothing now (their need is none
     or already recorded): a content list of them only is skipped in one set test (by id, so
     that a built block, a dict, is simply not in it)."""
-    recorded = f.recorded
-    if not recorded:
-        return _QUIET_ALWAYS
-    return frozenset(id(marker) for marker, key in _MARKER_NEEDS
-                     if key[0] is None or key in recorded)
+    quiet = _QUIET_ALWAYS
+    for key in f.recorded:
+        ids = _QUIET_WHEN.get(key)
+        if ids is not None:
+            quiet = quiet | ids
+    return quiet
 
 
 def _first_unsettled(f: Features, blocks: list[Any], start: int = 0) -> int:
