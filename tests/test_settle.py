@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelguard import body as body_module
-from modelguard import policy
 from modelguard.body import (
     ACCELERATED,
     BodyError,
@@ -30,11 +29,11 @@ from modelguard.body import (
     settle_table,
 )
 from modelguard.errors import Reason
-from modelguard.policy import SETTLE, Options, read_features
+from modelguard.policy import SETTLE
 from modelguard.protocols import anthropic, gemini, openai, responses
 from modelguard.routing import match_route
 
-from .test_decoders import same_value
+from .test_decoders import _reading, same_value
 
 pytestmark = pytest.mark.skipif(not ACCELERATED, reason="the C accelerator is not built here")
 
@@ -65,16 +64,7 @@ def agree(raw: bytes, table: Any) -> tuple[str, Any]:
 def reading(protocol: str, raw: bytes, decoder: str, monkeypatch: pytest.MonkeyPatch) -> tuple:
     """What the reader makes of ``raw``: with markers from either decoder ("fast", "slow"),
     or from an ordinary json.loads with nothing settled, skipped or cut ("full")."""
-    with monkeypatch.context() as patch:
-        if decoder == "slow":
-            patch.setattr(body_module, "_accelerated_loads", None)
-        elif decoder == "full":
-            patch.setattr(policy, "parse_json", lambda body, depth, **_: json.loads(body))
-        try:
-            features = read_features(match_route(_ROUTES[protocol]), raw, [], Options())
-        except BodyError as error:
-            return ("refused", error.reason, error.message, error.path)
-    return ("ok", features.models, features.needs, features.unknown)
+    return _reading(_ROUTES[protocol], raw, decoder, monkeypatch)
 
 
 def readers_agree(protocol: str, raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
