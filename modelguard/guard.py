@@ -66,8 +66,10 @@ LARGE_BODY = 1024 * 1024
 LARGE_BODY_WORKERS = 2
 #: How many allowed verdicts a guard keeps (one per route, model and needs seen; bounded).
 _ALLOWED_VERDICTS = 1024
-#: How many judgements of allowed requests a guard remembers (see :meth:`Guard._judged`).
+#: How many judgements of allowed requests a guard remembers per catalog, and for how many
+#: catalogs at once (see :meth:`Guard._judged`).
 _JUDGEMENTS = 1024
+_JUDGED_CATALOGS = 8
 #: The refusal when the guard itself failed: fail closed, never a 500.
 _FAILED = "The request could not be inspected; it was refused to be safe."
 #: Where a request with no known route is answered when the check itself fails.
@@ -139,8 +141,10 @@ class Guard:
                                actions=resolve_actions(actions))
         self.source = as_source(catalog)
         self._allowed_verdicts: dict[tuple[Any, ...], Verdict] = {}
-        self._judgements: dict[tuple[Any, ...], tuple[Catalog, tuple[int | None, ...],
-                                                      Verdict]] = {}
+        #: id(catalog) → (that catalog, judgement key → (limits, verdict)); see _judged.
+        self._judgements: dict[int, tuple[Catalog, dict[tuple[Any, ...],
+                                                        tuple[tuple[int | None, ...],
+                                                              Verdict]]]] = {}
         self.mode = mode
         self.on_violation = on_violation
         #: The route families guarded (routes.md D0, D13).
@@ -428,18 +432,19 @@ class Guard:
         request's verdict depends on none of the features' paths or wording, so what an
         allowed judgement read is its key: the models, every need's rule fields and the
         caps against the limits remembered with it (differential tests hold it equal)."""
+        slot = self._judgements.get(id(catalog))
+        if slot is None or slot[0] is not catalog:
+            return None
         key = judgement_key(route, features)
-        if key is None:
+        known = None if key is None else slot[1].get(key)
+        if known is None:
             return None
-        known = self._judgements.get(key)
-        if known is None or known[0] is not catalog:
-            return None
-        for ref, limit in zip(features.models, known[1], strict=True):
+        for ref, limit in zip(features.models, known[0], strict=True):
             if limit is not None:
                 for _, requested in ref.caps:
                     if requested > limit:
                         return None
-        return known[2]
+        return known[1]
 
     def _remember(self, route: Route, features: Features, catalog: Catalog,
                   verdict: Verdict) -> None:
@@ -448,9 +453,16 @@ class Guard:
             return
         limits = tuple(entry.max_output_tokens if (entry := catalog.get(ref.slug)) else None
                        for ref in features.models)
-        if len(self._judgements) >= _JUDGEMENTS:
-            self._judgements.clear()
-        self._judgements[key] = (catalog, limits, verdict)
+        slot = self._judgements.get(id(catalog))
+        if slot is None or slot[0] is not catalog:
+            # A few catalogs at a time (one per caller key with a remote catalog): what is
+            # remembered must not keep every catalog ever seen alive.
+            if len(self._judgements) >= _JUDGED_CATALOGS:
+                self._judgements.clear()
+            slot = self._judgements[id(catalog)] = (catalog, {})
+        if len(slot[1]) >= _JUDGEMENTS:
+            slot[1].clear()
+        slot[1][key] = (limits, verdict)
 
     def _allowed(self, route: Route, main: str | None, entry: Any,
                  required: frozenset[str]) -> Verdict:

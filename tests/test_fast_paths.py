@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +192,25 @@ def test_a_remembered_judgement_still_compares_output_caps_and_follows_the_catal
     source.catalog = Catalog(data=tuple(m for m in catalog.data if m.id != "claude-sonnet-4-6"))
     gone = check(16)
     assert not gone.allowed and gone.violations[0].reason == "unsupported_model"
+
+
+def test_remembered_judgements_keep_only_a_few_catalogs_alive() -> None:
+    """One catalog per caller key (a remote catalog): what is remembered for old catalogs
+    must not keep them all alive."""
+    base = Catalog.default()
+    source = _Awaited(base)
+    guard = Guard(source)
+    body = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 8,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    refs = []
+    for _ in range(40):
+        source.catalog = Catalog(data=base.data)
+        refs.append(weakref.ref(source.catalog))
+        assert _run(guard.check("POST", "/v1/messages", {}, body)).allowed
+        assert _run(guard.check("POST", "/v1/messages", {}, body)).allowed  # remembered
+    source.catalog = base
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) <= 8
 
 
 # -- the readers' settled-block fast paths ------------------------------------------------------
