@@ -366,8 +366,8 @@ class Guard:
         a body that cannot be read is refused."""
         try:
             decoded = decode_body(route, body, encodings, self.options)
-            return decoded, read_decoded(route, decoded, self.options,
-                                         header_values(headers, "content-type"))
+            types = header_values(headers, "content-type") if route.multipart else ()
+            return decoded, read_decoded(route, decoded, self.options, types)
         except BodyError as error:
             return self.refuse(route, error.reason, error.message, error.path)
 
