@@ -1116,7 +1116,8 @@ static PyObject *build_value(Parser *ps, int mode, PyObject *node);
  * element node or None, rule or None); a rule is a tuple (type key (None: the kind is the one
  * key of `kinds` the object has), allowed keys (a frozenset),
  * kinds: dict type value (None: no type key) -> marker, required key or None, keys whose
- * values must be strings (a frozenset)). An object at a node with a rule whose keys are all
+ * values must be strings (a frozenset), a flag key or None, the markers for objects whose
+ * flag is set (not null)). An object at a node with a rule whose keys are all
  * allowed, with the required key and those string values, and whose type names a kind is
  * validated without being built and handed back as that kind's shared marker. Anything
  * else (a key not allowed, a duplicate, invalid JSON, a type that is not a short ASCII string)
@@ -1157,13 +1158,15 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
     PyObject *kinds = PyTuple_GET_ITEM(rule, 2);
     PyObject *required = PyTuple_GET_ITEM(rule, 3);
     PyObject *strings = PyTuple_GET_ITEM(rule, 4);
+    PyObject *flag = PyTuple_GET_ITEM(rule, 5);
+    PyObject *flagged = PyTuple_GET_ITEM(rule, 6);
     const unsigned char *save = ps->p;
     int save_depth = ps->depth;
-    PyObject *kind = NULL;            /* owned: the marker the type names (other threads may
-                                         run while members are skipped, see let_others_run) */
-    int typed = 0;
+    PyObject *name = NULL;            /* owned: the kind's name (other threads may run while
+                                         members are skipped, see let_others_run) */
     int by_key = type_key == Py_None; /* the kind is the one key of `kinds` present */
     int has_required = required == Py_None;
+    int flag_set = 0;
     if (++ps->depth > ps->max_depth) goto rewind;
     ps->p++;  /* '{' */
     KeySet ks;
@@ -1185,29 +1188,24 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
         int known = PySet_Contains(allowed, key);
         int string_only = known == 1 && PySet_GET_SIZE(strings) > 0 ?
                           PySet_Contains(strings, key) : 0;
+        int data_key = known == 1 && by_key ? PyDict_Contains(kinds, key) : 0;
+        if (data_key == 1) {
+            if (name != NULL) data_key = -1;   /* two data keys: not one kind */
+            else name = Py_NewRef(key);
+        }
         Py_DECREF(key);
-        if (known != 1 || string_only < 0 || keyset_add(ps, &ks, text.text, text.len) != 0) {
+        if (known != 1 || string_only < 0 || data_key < 0 ||
+                keyset_add(ps, &ks, text.text, text.len) != 0) {
             goto give_up;
         }
         int is_type = same_ascii(type_key, text.text, text.len);
-        if (by_key) {
-            PyObject *name = cached_key(text.text, text.len, NULL);
-            if (name == NULL) goto give_up;
-            PyObject *marker = PyDict_GetItemWithError(kinds, name);
-            Py_DECREF(name);
-            if (marker != NULL) {
-                if (typed) goto give_up;   /* two data keys: not one kind */
-                kind = Py_NewRef(marker);
-                typed = 1;
-            } else if (PyErr_Occurred()) {
-                goto give_up;
-            }
-        }
+        int is_flag = same_ascii(flag, text.text, text.len);
         if (!has_required && same_ascii(required, text.text, text.len)) has_required = 1;
         skip_ws(ps);
         if (ps->p >= ps->end || *ps->p != ':') goto give_up;
         ps->p++;
         skip_ws(ps);
+        if (is_flag && !(ps->p < ps->end && *ps->p == 'n')) flag_set = 1;  /* else null */
         if (is_type) {
             if (ps->p >= ps->end || *ps->p != '"') goto give_up;
             ps->p++;
@@ -1216,12 +1214,8 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
                     value.len > KEY_CACHE_MAX_LEN) {
                 goto give_up;
             }
-            PyObject *name = cached_key(value.text, value.len, NULL);
-            if (name == NULL) goto give_up;
-            kind = Py_XNewRef(PyDict_GetItemWithError(kinds, name));
-            Py_DECREF(name);
-            if (kind == NULL) goto give_up;
-            typed = 1;
+            name = cached_key(value.text, value.len, NULL);
+            if (name == NULL || PyDict_Contains(kinds, name) != 1) goto give_up;
         } else if ((string_only && (ps->p >= ps->end || *ps->p != '"')) ||
                    skip_value(ps, NULL) < 0) {
             goto give_up;
@@ -1240,14 +1234,17 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
         goto give_up;
     }
 members_done:
-    if (!typed && !by_key) kind = Py_XNewRef(PyDict_GetItemWithError(kinds, Py_None));
-    if (kind == NULL || !has_required) goto give_up;
+    if (!has_required || (by_key && name == NULL)) goto give_up;
+    PyObject *marker = PyDict_GetItemWithError(flag_set ? flagged : kinds,
+                                               name != NULL ? name : Py_None);
+    if (marker == NULL) goto give_up;
+    Py_XDECREF(name);
     keyset_free(ps, &ks);
     ps->depth = save_depth;
-    *out = kind;
+    *out = Py_NewRef(marker);
     return 1;
 give_up:
-    Py_XDECREF(kind);
+    Py_XDECREF(name);
     keyset_free(ps, &ks);
 rewind:
     PyErr_Clear();   /* the building path meets the same input and reports it */
@@ -1493,8 +1490,11 @@ valid_node(PyObject *node, int depth)
     }
     if (element != Py_None && !valid_node(element, depth + 1)) return 0;
     if (rule == Py_None) return 1;
-    if (!PyTuple_CheckExact(rule) || PyTuple_GET_SIZE(rule) != 5 ||
-            !PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 4))) return 0;
+    if (!PyTuple_CheckExact(rule) || PyTuple_GET_SIZE(rule) != 7 ||
+            !PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 4)) ||
+            !PyDict_CheckExact(PyTuple_GET_ITEM(rule, 6))) return 0;
+    PyObject *flag = PyTuple_GET_ITEM(rule, 5);
+    if (flag != Py_None && !(PyUnicode_CheckExact(flag) && PyUnicode_IS_ASCII(flag))) return 0;
     PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
     PyObject *required = PyTuple_GET_ITEM(rule, 3);
     return (type_key == Py_None || (PyUnicode_CheckExact(type_key) &&

@@ -12,7 +12,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jiter
@@ -62,13 +62,15 @@ class Settled:
     marker per kind; its reader treats it as the object it replaces (the full reading of such
     an object only looks at its kind)."""
 
-    __slots__ = ("kind",)
+    __slots__ = ("kind", "flagged")
 
-    def __init__(self, kind: str | None) -> None:
+    def __init__(self, kind: str | None, flagged: bool = False) -> None:
         self.kind = kind
+        #: The object also had its rule's ``flag`` key, not null (a cache breakpoint).
+        self.flagged = flagged
 
     def __repr__(self) -> str:
-        return f"Settled({self.kind!r})"
+        return f"Settled({self.kind!r}{', flagged' if self.flagged else ''})"
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,15 @@ class SettleRule:
     required: str | None = None
     #: Keys whose values, when present, must be strings (a tool result's ``content``).
     strings: frozenset[str] = frozenset()
+    #: A key (one of ``keys``) whose presence with a value other than null selects the
+    #: marker from ``flagged`` instead of ``kinds`` (``cache_control``: the breakpoint is a
+    #: need of its own, its value is not read).
+    flag: str | None = None
+    flagged: Mapping[str | None, Settled] = field(default_factory=dict)
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (self.type_key, self.keys, dict(self.kinds), self.required, self.strings)
+        return (self.type_key, self.keys, dict(self.kinds), self.required, self.strings,
+                self.flag, dict(self.flagged))
 
 
 #: Where a body's settled objects are: ``(children by key, the node of array elements,
@@ -127,7 +135,7 @@ _MAX_RULE_KEY = 32
 
 def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | None:
     """The marker standing for ``obj`` under ``rule`` (see :class:`SettleRule`), or None."""
-    type_key, keys, kinds, required, strings = rule
+    type_key, keys, kinds, required, strings, flag, flagged = rule
     if not keys.issuperset(obj) or (required is not None and required not in obj):
         return None
     for key in strings:
@@ -135,12 +143,17 @@ def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | None:
         if value is not _ABSENT and type(value) is not str:
             return None
     if type_key is None:
-        found = [kinds[key] for key in obj if key in kinds]
-        return found[0] if len(found) == 1 else None
-    kind = obj.get(type_key, _ABSENT)
-    if kind is _ABSENT:
-        return kinds.get(None)
-    return kinds.get(kind) if type(kind) is str else None
+        found = [key for key in obj if key in kinds]
+        if len(found) != 1:
+            return None
+        name = found[0]
+    else:
+        name = obj.get(type_key)
+        if name is None and type_key in obj or name is not None and type(name) is not str:
+            return None
+    if flag is not None and obj.get(flag) is not None:
+        return flagged.get(name)
+    return kinds.get(name)
 
 
 _ABSENT = object()

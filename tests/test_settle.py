@@ -195,6 +195,10 @@ def test_decoders_and_readers_agree_around_settle_places(
     b'"type":"text","text":"a"\x00',            # a control byte
     b'"type":"t\\u0065xt","te\\u0078t":"x"',    # escapes that read as a settled block
     b'"type":"text","text":1e999',              # out of double range
+    b'"type":"text","text":"a","cache_control":null',                  # a null flag
+    b'"cache_control":{"type":"ephemeral"},"type":"text","text":"a"',  # a flag first
+    b'"type":"tool_use","id":"u","cache_control":nul',                 # a broken null
+    b'"type":"text","cache_control":{"type":"ephemeral","ttl":"1h"},"text":"a"',
 ])
 def test_a_damaged_candidate_is_refused_or_read_alike(protocol: str, damage: bytes,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,8 +225,9 @@ def test_settled_objects_are_markers_and_nothing_else_is() -> None:
         "messages": [{"content": [{"type": "text", "text": "not a message"}]}]}}).encode()
     doc = parse_json(raw, 128, settle=anthropic.SETTLE)
     content = doc["messages"][0]["content"]
-    kinds = [b.kind if type(b) is Settled else None for b in content]
-    assert kinds == ["text", None, "tool_use", "tool_result", None, None]
+    kinds = [(b.kind, b.flagged) if type(b) is Settled else None for b in content]
+    assert kinds == [("text", False), ("text", True), ("tool_use", False),
+                     ("tool_result", False), None, None]
     assert type(content[4]["content"][0]) is Settled  # nested content settles too
     assert type(doc["tools"][0]) is Settled
     # the same shape elsewhere in the body is built: the table names places, not shapes

@@ -105,21 +105,24 @@ CLIENT_TOOLS = ("bash_", "text_editor_", "memory_", "computer_", "browser_")
 #: Blocks with nested content settle when that content is a string (it needs nothing).
 _NESTED = {kind: (rule.tag, VENDOR, False, kind, ()) if rule.server else rule.need_key
            for kind, rule in BLOCKS.items() if rule.nested == "content"}
+_KINDS = (*_SIMPLE, *_NESTED)
+#: A block with a cache_control breakpoint (not null) settles as its kind's flagged marker:
+#: the breakpoint is a need of its own, its value is never read.
 _BLOCK_RULE = SettleRule(
-    {kind: Settled(kind) for kind in (*_SIMPLE, *_NESTED)},
+    {kind: Settled(kind) for kind in _KINDS},
     frozenset({"type", "text", "id", "name", "input", "thinking", "signature", "data",
-               "citations", "tool_use_id", "content", "is_error"}),
-    strings=frozenset({"content"}))
-#: Each settled block kind's marker and the key of its need.
-_MARKER_NEEDS = tuple((marker, (_SIMPLE | _NESTED)[kind])
-                      for kind, marker in _BLOCK_RULE.kinds.items())
-_MARKER_KEYS = {marker.kind: key for marker, key in _MARKER_NEEDS}
-_QUIET_ALWAYS = frozenset(id(marker) for marker, key in _MARKER_NEEDS if key[0] is None)
-#: A recorded need's key → the ids of the settled blocks that need exactly it.
-_QUIET_WHEN: dict[tuple[Any, ...], frozenset[int]] = {}
-for _marker, _key in _MARKER_NEEDS:
-    if _key[0] is not None:
-        _QUIET_WHEN[_key] = _QUIET_WHEN.get(_key, frozenset()) | {id(_marker)}
+               "citations", "tool_use_id", "content", "is_error", "cache_control"}),
+    strings=frozenset({"content"}), flag="cache_control",
+    flagged={kind: Settled(kind, flagged=True) for kind in _KINDS})
+_CACHE_NEED = (CACHE_CONTROL, None, False)
+#: Each settled block's marker → the keys of the needs its full reading records.
+_MARKER_NEEDS: dict[int, tuple[tuple[Any, ...], ...]] = {
+    id(marker): ((_CACHE_NEED,) if marker.flagged else ()) + (
+        () if key[0] is None else (key,))
+    for markers in (_BLOCK_RULE.kinds, _BLOCK_RULE.flagged)
+    for marker, key in ((m, (_SIMPLE | _NESTED)[m.kind]) for m in markers.values())}
+#: ``Features.recorded`` (frozen) → the ids of the settled blocks with nothing left to add.
+_QUIET: dict[frozenset[tuple[Any, ...]], frozenset[int]] = {}
 _CUSTOM_TOOL = Settled("custom")
 _TOOL_RULE = SettleRule({None: _CUSTOM_TOOL, "custom": _CUSTOM_TOOL}, frozenset({
     "type", "name", "description", "input_schema", "strict", "defer_loading"}))
@@ -216,14 +219,17 @@ def _blocks(f: Features, blocks: list[Any], path: str, start: int = 0) -> None:
 
 
 def _quiet(f: Features) -> frozenset[int]:
-    """The ids of the settled blocks whose reading would add nothing now (their need is none
-    or already recorded): a content list of them only is skipped in one set test (by id, so
-    that a built block, a dict, is simply not in it)."""
-    quiet = _QUIET_ALWAYS
-    for key in f.recorded:
-        ids = _QUIET_WHEN.get(key)
-        if ids is not None:
-            quiet = quiet | ids
+    """The ids of the settled blocks whose reading would add nothing now (their needs are
+    none or already recorded): a content list of them only is skipped in one set test (by id,
+    so that a built block, a dict, is simply not in it)."""
+    recorded = frozenset(f.recorded)
+    quiet = _QUIET.get(recorded)
+    if quiet is None:
+        quiet = frozenset(marker for marker, keys in _MARKER_NEEDS.items()
+                          if recorded.issuperset(keys))
+        if len(_QUIET) >= 256:
+            _QUIET.clear()
+        _QUIET[recorded] = quiet
     return quiet
 
 
@@ -238,8 +244,7 @@ def _first_unsettled(f: Features, blocks: list[Any], start: int = 0) -> int:
     for i in range(start, len(blocks)):
         block = blocks[i]
         if type(block) is Settled:  # a simple kind with plain keys, never built
-            key = _MARKER_KEYS[block.kind]
-            if key[0] is None or key in recorded:
+            if recorded.issuperset(_MARKER_NEEDS[id(block)]):
                 continue
             return i
         if type(block) is dict and accepts(block) and block.get("cache_control") is None:
@@ -253,6 +258,8 @@ def _first_unsettled(f: Features, blocks: list[Any], start: int = 0) -> int:
 
 def _block(f: Features, block: Any, path: str) -> None:
     if type(block) is Settled:  # all its full reading would look at is its kind
+        if block.flagged:
+            f.need(CACHE_CONTROL, path, "a cache_control breakpoint")
         rule = BLOCKS[block.kind]
         if rule.tag is not None:
             f.need(rule.tag, path, f"the {block.kind} block",
