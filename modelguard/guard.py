@@ -227,11 +227,7 @@ class Guard:
         ``verdict.guarded`` False: check it when a prefix is involved. Never raises: a failure
         of the check itself refuses the request (fail closed).
         """
-        try:
-            start = self._start(method, target, headers, body, root_path)
-        except Exception:
-            logger.exception("modelguard: internal error while checking a request")
-            start = self.failed(None)
+        start = self._start(method, target, headers, body, root_path)
         if isinstance(start, Verdict):
             await self.notify(start)
             return start
@@ -242,11 +238,7 @@ class Guard:
         """:meth:`check` without an event loop (WSGI, Flask, Django, threads): the same
         verdict; a catalog that must be fetched is fetched blocking (``RemoteCatalog``
         shares one cache and one fetch per key between threads and coroutines)."""
-        try:
-            start = self._start(method, target, headers, body, root_path)
-        except Exception:
-            logger.exception("modelguard: internal error while checking a request")
-            start = self.failed(None)
+        start = self._start(method, target, headers, body, root_path)
         if isinstance(start, Verdict):
             self.notify_sync(start)
             return start
@@ -254,12 +246,17 @@ class Guard:
 
     def _start(self, method: str, target: str, headers: Headers, body: bytes,
                root_path: str | None) -> Verdict | _Admitted:
-        """Everything before the catalog: the route and the refusals that need no catalog."""
-        pairs = normalize_headers(headers)
-        route = self.route(method, (target,), pairs, root_path)
-        if route is None:
-            return PASS
-        return self.admit(route, pairs, target.partition("?")[2], body)
+        """Everything before the catalog: the route and the refusals that need no catalog.
+        Never raises: a failure of its own refuses the request (fail closed)."""
+        try:
+            pairs = normalize_headers(headers)
+            route = self.route(method, (target,), pairs, root_path)
+            if route is None:
+                return PASS
+            return self.admit(route, pairs, target.partition("?")[2], body)
+        except Exception:
+            logger.exception("modelguard: internal error while checking a request")
+            return self.failed(None)
 
     def admit(self, route: Route, headers: list[tuple[str, str]], query: str,
               body: bytes) -> Verdict | _Admitted:

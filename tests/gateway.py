@@ -9,6 +9,8 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,3 +108,31 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+# -- two callers of one stand-in gateway (shared by the remote-catalog tests) -----------------
+
+#: Alice may use both models, Bob the text one only.
+ALICE, BOB = "sk-byts-alice-0001", "sk-byts-bob-0002"
+VISION = model_entry("vision-model", {"vision", "streaming"}, "openai", max_output_tokens=4096)
+TEXT = model_entry("text-model", {"streaming"}, "openai", max_output_tokens=4096)
+
+
+@contextmanager
+def two_callers() -> Iterator[tuple[Gateway, str]]:
+    """A served stand-in gateway where Alice sees VISION and TEXT, Bob TEXT; and its URL."""
+    from .upstream import serve
+
+    gw = Gateway()
+    gw.set_models(ALICE, VISION, TEXT)
+    gw.set_models(BOB, TEXT)
+    with serve(gw.app()) as served:
+        yield gw, served.url
+
+
+def chat(model: str, image: bool = False) -> bytes:
+    """A chat body for ``model``, with an image part when ``image``."""
+    content: object = "hi"
+    if image:
+        content = [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": content}]}).encode()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -16,29 +15,15 @@ from modelguard import CatalogUnavailable, Guard, ModelGuardMiddleware, RemoteCa
 from modelguard.catalog.remote import RETRY_AFTER
 
 from .conftest import model_entry
-from .gateway import FakeClock, Gateway
-from .upstream import serve
+from .gateway import ALICE, BOB, TEXT, VISION, FakeClock, Gateway, chat, two_callers
 
 SECRET = "sk-byts-SECRET-7f3a9c1e-do-not-leak"
-ALICE, BOB = "sk-byts-alice-0001", "sk-byts-bob-0002"
-VISION = model_entry("vision-model", {"vision", "streaming"}, "openai", max_output_tokens=4096)
-TEXT = model_entry("text-model", {"streaming"}, "openai", max_output_tokens=4096)
 
 
 @pytest.fixture
 def gateway() -> Iterator[tuple[Gateway, str]]:
-    gw = Gateway()
-    gw.set_models(ALICE, VISION, TEXT)
-    gw.set_models(BOB, TEXT)
-    with serve(gw.app()) as served:
-        yield gw, served.url
-
-
-def chat(model: str, image: bool = False) -> bytes:
-    content: object = "hi"
-    if image:
-        content = [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]
-    return json.dumps({"model": model, "messages": [{"role": "user", "content": content}]}).encode()
+    with two_callers() as served:
+        yield served
 
 
 async def check(guard: Guard, body: bytes, headers: dict[str, str] | None = None,

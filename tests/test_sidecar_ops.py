@@ -37,6 +37,7 @@ from modelguard.serve.sidecar import LogFormatter, create_app
 
 from .conftest import model_entry
 from .gateway import Gateway
+from .test_sidecar import metrics_of
 from .upstream import StandIn, serve
 
 TIMEOUT = 10.0
@@ -52,19 +53,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def metrics_of(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        text = httpx.get(url + "/metrics", timeout=TIMEOUT).text
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        if out.get(("modelguard_in_flight_requests", ())) == 0 or time.monotonic() > deadline:
-            return out
-        time.sleep(0.01)
 
 
 def sample(metrics: dict, name: str, **labels: str) -> float | None:

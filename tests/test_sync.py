@@ -18,30 +18,16 @@ from modelguard import Catalog, CatalogUnavailable, Guard, RedisCatalogStore, Re
 from modelguard.catalog.store import SECRET_ENV
 
 from .conftest import catalog_of, model_entry
-from .gateway import FakeClock, Gateway
+from .gateway import ALICE, BOB, TEXT, VISION, FakeClock, Gateway, chat, two_callers
 from .redis_server import REDIS_SERVER, RedisServer
-from .upstream import serve
 
-ALICE, BOB = "sk-byts-alice-0001", "sk-byts-bob-0002"
-TEXT = model_entry("text-model", {"streaming"}, "openai", max_output_tokens=4096)
-VISION = model_entry("vision-model", {"vision", "streaming"}, "openai", max_output_tokens=4096)
 CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture
 def gateway() -> Iterator[tuple[Gateway, str]]:
-    gw = Gateway()
-    gw.set_models(ALICE, VISION, TEXT)
-    gw.set_models(BOB, TEXT)
-    with serve(gw.app()) as served:
-        yield gw, served.url
-
-
-def chat(model: str, image: bool = False) -> bytes:
-    content: object = "hi"
-    if image:
-        content = [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]
-    return json.dumps({"model": model, "messages": [{"role": "user", "content": content}]}).encode()
+    with two_callers() as served:
+        yield served
 
 
 def check(guard: Guard, key: str | None, body: bytes, target: str = CHAT):
