@@ -37,7 +37,7 @@ from modelguard.serve.sidecar import LogFormatter, create_app
 
 from .conftest import model_entry
 from .gateway import Gateway
-from .test_sidecar import metrics_of
+from .test_sidecar import access_lines, metrics_of
 from .upstream import StandIn, serve
 
 TIMEOUT = 10.0
@@ -57,16 +57,6 @@ def free_port() -> int:
 
 def sample(metrics: dict, name: str, **labels: str) -> float | None:
     return metrics.get((name, tuple(sorted(labels.items()))))
-
-
-def access_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        lines = [json.loads(r.getMessage()) for r in caplog.records
-                 if r.name == "modelguard.access"]
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.01)
 
 
 def listing(*ids: str) -> dict[str, Any]:
