@@ -74,6 +74,11 @@ _JUDGED_CATALOGS = 8
 _FAILED = "The request could not be inspected; it was refused to be safe."
 #: Where a request with no known route is answered when the check itself fails.
 _NO_ROUTE = Route(OPENAI, "unknown")
+#: Targets whose POST route a guard remembers (see :meth:`Guard._route_of`), and the
+#: longest one remembered (as :func:`~modelguard.routing.match_route` caches).
+_ROUTED_TARGETS = 4096
+_ROUTED_TARGET_CHARS = 512
+_UNDECIDED: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,8 @@ class Guard:
         self.families = families(route_families, embeddings=embeddings)
         #: ``"refuse"``: a websocket to a guarded route is closed before it is accepted (D10).
         self.websockets = websockets
+        #: The families the routes were decided for, and target → route (see _route_of).
+        self._routes: tuple[frozenset[str], dict[str, Route | None]] = (self.families, {})
 
     @property
     def actions(self) -> Mapping[str, str]:
@@ -182,15 +189,27 @@ class Guard:
 
     def precheck(self, route: Route, headers: list[tuple[str, str]], query: str) -> Verdict | None:
         """Refusals that need no body: encoding, media type, framing, size and credential."""
+        head = self._head(route, headers, query, 0)
+        return None if type(head) is list else head
+
+    def _head(self, route: Route, headers: list[tuple[str, str]], query: str,
+              size: int) -> Verdict | list[str]:
+        """:meth:`precheck`, then the size of a body of ``size`` bytes: a refusal, or the
+        content codings (gathered by the same scan of the headers, so read once)."""
         try:
-            self._check_head(route, headers, query)
+            encodings = self._check_head(route, headers, query)
         except HeadError as error:
             return self.refuse(route, error.reason, error.message)
         except BodyError as error:
             return self.refuse(route, error.reason, error.message, error.path)
-        return None
+        limit = self.options.max_body_bytes
+        if size > limit:
+            error = too_large(limit)
+            return self.refuse(route, error.reason, error.message)
+        return encodings
 
-    def _check_head(self, route: Route, headers: list[tuple[str, str]], query: str) -> None:
+    def _check_head(self, route: Route, headers: list[tuple[str, str]], query: str) -> list[str]:
+        """Raise the refusal the head calls for; else the content codings."""
         encodings, media_types, lengths = [], [], []
         for name, value in headers:
             if name == "content-encoding":
@@ -203,17 +222,19 @@ class Guard:
             bad = unreadable_encoding(encodings)
             if bad is not None:
                 raise encoding_refusal(bad)
-        if "$ct" in query or "%24ct" in query.lower():
+        if query and ("$ct" in query or "%24ct" in query.lower()):
             media_types += [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "$ct"]
-        problem = media_type_problem(media_types,
-                                     reads_multipart=route.multipart)
-        if problem is not None:
-            raise HeadError(Reason.MEDIA_TYPE, problem)
-        declared = declared_length(lengths)
-        if declared is not None and declared > self.options.max_body_bytes:
-            raise too_large(self.options.max_body_bytes)
+        if media_types:
+            problem = media_type_problem(media_types, reads_multipart=route.multipart)
+            if problem is not None:
+                raise HeadError(Reason.MEDIA_TYPE, problem)
+        if lengths:
+            declared = declared_length(lengths)
+            if declared is not None and declared > self.options.max_body_bytes:
+                raise too_large(self.options.max_body_bytes)
         if self.source.needs_credential:
             credential_of(headers, query)  # a refused credential is refused before the body
+        return encodings
 
     # -- the whole check ----------------------------------------------------------------------
 
@@ -238,11 +259,21 @@ class Guard:
         """:meth:`check` without an event loop (WSGI, Flask, Django, threads): the same
         verdict; a catalog that must be fetched is fetched blocking (``RemoteCatalog``
         shares one cache and one fetch per key between threads and coroutines)."""
-        start = self._start(method, target, headers, body, root_path)
-        if isinstance(start, Verdict):
-            self.notify_sync(start)
-            return start
-        return self.inspect_sync(*start)
+        # _start, admit and inspect_sync in one frame: a tiny request pays little else.
+        try:
+            pairs = normalize_headers(headers)
+            route = self._route_of(method, target, pairs, root_path)
+            if route is None:
+                return PASS
+            query = target.partition("?")[2]
+            head = self._head(route, pairs, query, len(body))
+        except Exception:
+            logger.exception("modelguard: internal error while checking a request")
+            head = self.failed(None)
+        if type(head) is not list:
+            self.notify_sync(head)
+            return head
+        return self._inspect_sync(route, pairs, query, body, head)
 
     def _start(self, method: str, target: str, headers: Headers, body: bytes,
                root_path: str | None) -> Verdict | _Admitted:
@@ -250,7 +281,7 @@ class Guard:
         Never raises: a failure of its own refuses the request (fail closed)."""
         try:
             pairs = normalize_headers(headers)
-            route = self.route(method, (target,), pairs, root_path)
+            route = self._route_of(method, target, pairs, root_path)
             if route is None:
                 return PASS
             return self.admit(route, pairs, target.partition("?")[2], body)
@@ -258,16 +289,31 @@ class Guard:
             logger.exception("modelguard: internal error while checking a request")
             return self.failed(None)
 
+    def _route_of(self, method: str, target: str, pairs: list[tuple[str, str]],
+                  root_path: str | None) -> Route | None:
+        """:meth:`route` of one target; a POST without a root path is decided once per
+        target (a pure function of it and :attr:`families`), bounded like the route cache."""
+        if method != "POST" or root_path != "":
+            return self.route(method, (target,), pairs, root_path)
+        routes = self._routes
+        if routes[0] is not self.families:
+            routes = self._routes = (self.families, {})
+        route = routes[1].get(target, _UNDECIDED)
+        if route is _UNDECIDED:
+            route = self.route(method, (target,), pairs, root_path)
+            if len(target) <= _ROUTED_TARGET_CHARS:
+                if len(routes[1]) >= _ROUTED_TARGETS:
+                    routes[1].clear()
+                routes[1][target] = route
+        return route
+
     def admit(self, route: Route, headers: list[tuple[str, str]], query: str,
               body: bytes) -> Verdict | _Admitted:
         """A refusal that needs no catalog (encoding, media type, size), or the arguments of
         :meth:`inspect` / :meth:`inspect_sync` for a request on ``route``."""
-        early = self.precheck(route, headers, query)
-        if early is None and len(body) > self.options.max_body_bytes:
-            error = too_large(self.options.max_body_bytes)
-            early = self.refuse(route, error.reason, error.message)
-        if early is not None:
-            return early
+        head = self._head(route, headers, query, len(body))
+        if type(head) is not list:
+            return head
         return route, headers, query, body
 
     async def inspect(self, route: Route, headers: list[tuple[str, str]], query: str,
@@ -308,10 +354,16 @@ class Guard:
     def inspect_sync(self, route: Route, headers: list[tuple[str, str]], query: str,
                      body: bytes) -> Verdict:
         """:meth:`inspect` without an event loop."""
+        return self._inspect_sync(route, headers, query, body, None)
+
+    def _inspect_sync(self, route: Route, headers: list[tuple[str, str]], query: str,
+                      body: bytes, encodings: list[str] | None) -> Verdict:
+        """:meth:`inspect_sync` given the content codings, when the head was already read."""
         try:
-            read = self._read(route, headers, body,
-                              header_values(headers, "content-encoding"))
-            if isinstance(read, Verdict):
+            if encodings is None:
+                encodings = header_values(headers, "content-encoding")
+            read = self._read(route, headers, body, encodings)
+            if type(read) is not tuple:
                 verdict = read
             elif type(self.source) is StaticSource:
                 verdict = self._static(route, headers, *read, self.source.catalog)
@@ -320,7 +372,8 @@ class Guard:
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.failed(route)
-        self.notify_sync(verdict)
+        if verdict.violations:
+            self.notify_sync(verdict)
         return verdict
 
     async def _drive(self, steps: _Steps) -> Verdict:
@@ -362,7 +415,8 @@ class Guard:
         """Decode the body and read its features (pure, so it may run in a worker thread);
         a body that cannot be read is refused."""
         try:
-            decoded = decode_body(route, body, encodings, self.options)
+            decoded = (decode_body(route, body, encodings, self.options)
+                       if encodings or route.ambiguous else body)
             types = header_values(headers, "content-type") if route.multipart else ()
             return decoded, read_decoded(route, decoded, self.options, types)
         except BodyError as error:

@@ -218,13 +218,14 @@ def judgement_key(route: Route, features: Features) -> tuple[Any, ...] | None:
         return None
     return (route.protocol, route.name, route.counts_only,
             tuple([(ref.slug, ref.only, None if ref.thinking is None else
-                    tuple([_need_rule(n) for n in ref.thinking])) for ref in features.models]),
-            tuple([_need_rule(n) for n in features.needs]))
+                    _need_rules(ref.thinking)) for ref in features.models]),
+            _need_rules(features.needs))
 
 
-def _need_rule(need: Need) -> tuple[Any, ...]:
-    """What the verdict of an allowed request reads of a need (not its path or wording)."""
-    return (need.tag, need.vendor, need.output, need.body_thinking, need.tool, need.any_of)
+def _need_rules(needs: list[Need]) -> tuple[tuple[Any, ...], ...]:
+    """What the verdict of an allowed request reads of each need (not its path or wording)."""
+    return tuple([(n.tag, n.vendor, n.output, n.body_thinking, n.tool, n.any_of)
+                  for n in needs])
 
 
 def _needs(features: Features, route: Route, ref: ModelRef | None) -> list[Need]:
