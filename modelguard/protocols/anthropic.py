@@ -154,17 +154,25 @@ FALLBACK = Keys("model", "max_tokens", "thinking")
 TOOL = Keys("type", "cache_control", "strict")
 
 
+#: Top-level fields few bodies carry: a body with none of them skips their readings (each a
+#: no-op for an absent field) in one set test.
+_RARE = frozenset({"tool_choice", "mcp_servers", "container", "thinking", "output_config",
+                   "output_format", "fallbacks", "cache_control"})
+
+
 def read(body: dict[str, Any], *, counting: bool = False) -> Features:
-    ROOT.check(body, "")
+    if not ROOT.accepts(body):
+        ROOT.check(body, "")
     f = Features()
     model = body.get("model")
     if model is None:
         raise malformed("model", "the model field is required.")
     cap = None if counting else token_count(body.get("max_tokens"), "max_tokens")
     caps = [] if cap is None else [("max_tokens", cap)]
-    f.models.append(ModelRef("model", need_str(model, "model"), caps))
-
-    if body.get("cache_control") is not None:
+    f.models.append(ModelRef("model", model if type(model) is str else need_str(model, "model"),
+                             caps))
+    rare = not _RARE.isdisjoint(body)
+    if rare and body.get("cache_control") is not None:
         f.need(CACHE_CONTROL, "cache_control", "automatic prompt caching")
     system = body.get("system")
     if system is not None and not isinstance(system, str):
@@ -190,17 +198,24 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
                 quiet = _quiet(f)
         elif not isinstance(content, str):
             _content(f, content, f"messages[{i}].content", required=True)
-    _tools(f, body)
-    thinking = _thinking(f, body.get("thinking"), "thinking")
-    for need in thinking:
-        need.body_thinking = True
-    f.needs.extend(thinking)
-    _output_format(f, body)
-    if need_bool(body.get("stream"), "stream"):
+    if rare:
+        _tools(f, body)
+        thinking = _thinking(f, body.get("thinking"), "thinking")
+        for need in thinking:
+            need.body_thinking = True
+        f.needs.extend(thinking)
+        _output_format(f, body)
+    else:  # no tool_choice, MCP servers or container: the tools alone
+        tools = body.get("tools")
+        if tools is not None:
+            _tool_list(f, need_list(tools, "tools"), False)
+    stream = body.get("stream")
+    if stream is True or (stream is not None and need_bool(stream, "stream")):
         f.need(STREAMING, "stream", "streaming", output=True)
-    fallbacks = body.get("fallbacks")
-    if fallbacks is not None:
-        _fallbacks(f, need_list(fallbacks, "fallbacks"), caps)
+    if rare:
+        fallbacks = body.get("fallbacks")
+        if fallbacks is not None:
+            _fallbacks(f, need_list(fallbacks, "fallbacks"), caps)
     return f
 
 
@@ -345,8 +360,19 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
         if choice_type not in TOOL_CHOICES:
             f.unknown.append(("tool_choice", choice_type))
     tools = body.get("tools")
-    tools = [] if tools is None else need_list(tools, "tools")
-    off = choice_type == "none"
+    _tool_list(f, [] if tools is None else need_list(tools, "tools"), choice_type == "none")
+    if choice_type in ("any", "tool"):
+        f.need(TOOL_USE, "tool_choice", f"tool_choice {choice_type}")
+    servers = body.get("mcp_servers")
+    if servers is not None and need_list(servers, "mcp_servers"):
+        f.need(TOOL_USE, "mcp_servers", "MCP servers", VENDOR, tool="mcp_servers")
+    if body.get("container") is not None:
+        f.need(TOOL_USE, "container", "a code-execution container", VENDOR,
+               tool="container")
+
+
+def _tool_list(f: Features, tools: list[Any], off: bool) -> None:
+    """The tool definitions; ``off``: tool_choice none (they are not offered)."""
     if tools and not off:
         f.need(TOOL_USE, "tools", "tool definitions")
     accepts = TOOL.accepts
@@ -372,14 +398,6 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
             continue
         if not off:
             f.need(TOOL_USE, path, what, VENDOR, tool=kind)
-    if choice_type in ("any", "tool"):
-        f.need(TOOL_USE, "tool_choice", f"tool_choice {choice_type}")
-    servers = body.get("mcp_servers")
-    if servers is not None and need_list(servers, "mcp_servers"):
-        f.need(TOOL_USE, "mcp_servers", "MCP servers", VENDOR, tool="mcp_servers")
-    if body.get("container") is not None:
-        f.need(TOOL_USE, "container", "a code-execution container", VENDOR,
-               tool="container")
 
 
 def _thinking(f: Features, thinking: Any, path: str) -> list[Need]:

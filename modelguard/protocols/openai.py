@@ -114,14 +114,24 @@ SETTLE = settle_table({
 })
 
 
+#: Top-level fields few bodies carry: a body with none of them skips their readings (each a
+#: no-op for an absent field) in one set test.
+_RARE = frozenset({"functions", "function_call", "response_format", "logprobs", "top_logprobs",
+                   "reasoning_effort", "reasoning", "thinking", "enable_thinking",
+                   "chat_template_kwargs", "modalities", "audio", "grounding"})
+
+
 def read(body: dict[str, Any], *, counting: bool = False) -> Features:
-    ROOT.check(body, "")
+    if not ROOT.accepts(body):
+        ROOT.check(body, "")
     f = Features()
     _model(f, body)
     for name in ("max_completion_tokens", "max_tokens"):
-        cap = token_count(body.get(name), name)
-        if cap is not None:
-            f.models[0].caps.append((name, cap))
+        value = body.get(name)
+        if value is not None:
+            cap = token_count(value, name)
+            if cap is not None:
+                f.models[0].caps.append((name, cap))
     messages = body.get("messages")
     if messages is None:
         raise malformed("messages", "the messages field is required.")
@@ -138,15 +148,18 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
                 continue
         _message(f, message, f"messages[{i}]")
     _tools(f, body)
-    _response_format(f, body.get("response_format"))
-    if need_bool(body.get("logprobs"), "logprobs"):
-        f.need(LOGPROBS, "logprobs", "logprobs", output=True)
-    if body.get("top_logprobs") is not None:
-        f.need(LOGPROBS, "top_logprobs", "top_logprobs", output=True)
-    _thinking(f, body)
-    _output_modalities(f, body)
-    grounding(f, body)
-    if need_bool(body.get("stream"), "stream"):
+    if not _RARE.isdisjoint(body):
+        _functions(f, body)
+        _response_format(f, body.get("response_format"))
+        if need_bool(body.get("logprobs"), "logprobs"):
+            f.need(LOGPROBS, "logprobs", "logprobs", output=True)
+        if body.get("top_logprobs") is not None:
+            f.need(LOGPROBS, "top_logprobs", "top_logprobs", output=True)
+        _thinking(f, body)
+        _output_modalities(f, body)
+        grounding(f, body)
+    stream = body.get("stream")
+    if stream is True or (stream is not None and need_bool(stream, "stream")):
         f.need(STREAMING, "stream", "streaming", output=True)
     return f
 
@@ -422,6 +435,10 @@ def _tools(f: Features, body: dict[str, Any]) -> None:
             f.need(CACHE_CONTROL, path, "a cache_control breakpoint on a tool")
     if forced:
         f.need(TOOL_USE, "tool_choice", "a forced tool_choice")
+
+
+def _functions(f: Features, body: dict[str, Any]) -> None:
+    """The legacy ``functions`` / ``function_call`` (read after the tools)."""
     functions = body.get("functions")
     call = body.get("function_call")
     if call is not None and type(call) is not str:
