@@ -1,0 +1,262 @@
+"""The fixed-cost fast paths give exactly the full path's answers: the readers' skip of the rare
+top-level fields, the one-frame ``check_sync``, the per-guard route decisions and the short
+judgement keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelguard import Catalog, Guard
+from modelguard.body import BodyError
+from modelguard.guard import normalize_headers
+from modelguard.policy import Options, judgement_key, read_decoded
+from modelguard.protocols import anthropic, openai
+from modelguard.protocols._base import Features, ModelRef, Need
+from modelguard.routing import DEFAULT_FAMILIES, FAMILIES, match_route
+from modelguard.verdict import PASS, Verdict
+
+
+class _Everything(frozenset):
+    """A "rare field" set that meets every body: the readers take their full path."""
+
+    def isdisjoint(self, other: Any) -> bool:
+        return False
+
+
+def _read(target: str, body: bytes) -> Any:
+    route = match_route(target)
+    assert route is not None
+    try:
+        return read_decoded(route, body, Options())
+    except BodyError as error:
+        return ("refused", error.reason, str(error), error.path)
+
+
+def _fast_and_full(module: Any, target: str, body: bytes) -> tuple[Any, Any]:
+    fast = _read(target, body)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(module, "_RARE", _Everything())
+        full = _read(target, body)
+    return fast, full
+
+
+#: A field's value: absent is the key left out; else null, a valid value or a malformed one.
+def _field(*valid: Any) -> st.SearchStrategy[Any]:
+    return st.sampled_from([None, *valid, "x", 3, [], {}, {"type": 7}, True])
+
+
+_BLOCKS = st.sampled_from([
+    "hi", [{"type": "text", "text": "hi"}], [{"type": "image", "source": {"type": "url"}}],
+    [{"type": "tool_use", "id": "t", "name": "f", "input": {}}],
+    [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}], 5])
+_ANTHROPIC_TOOLS = [{"name": "f", "input_schema": {}},
+                    {"type": "web_search_20250305", "name": "web_search"},
+                    {"name": "g", "input_schema": {}, "cache_control": {"type": "ephemeral"}},
+                    {"type": "mystery"}]
+
+_ANTHROPIC = st.fixed_dictionaries(
+    {"model": st.sampled_from(["claude-sonnet-4-6", 7]),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.just("user"), "content": _BLOCKS}),
+                          max_size=2)},
+    optional={
+        "max_tokens": st.sampled_from([8, None, "8", 2.0]),
+        "system": st.sampled_from(["be brief", [{"type": "text", "text": "s"}], 3]),
+        "tools": st.sampled_from([[], _ANTHROPIC_TOOLS[:1], _ANTHROPIC_TOOLS, None, "x",
+                                  [3]]),
+        "stream": st.sampled_from([True, False, None, "yes", 1]),
+        "tool_choice": _field({"type": "auto"}, {"type": "any"}, {"type": "none"},
+                              {"type": "tool", "name": "f"}, {"type": "mystery"}),
+        "mcp_servers": _field([{"type": "url", "url": "https://m", "name": "m"}]),
+        "container": _field("c-1"),
+        "thinking": _field({"type": "enabled", "budget_tokens": 2048}, {"type": "disabled"},
+                           {"type": "adaptive"}, {"type": "sideways"}),
+        "output_config": _field({"format": {"type": "json_schema", "schema": {}}},
+                                {"effort": "high"}),
+        "output_format": _field({"type": "json_schema", "schema": {}}, {"type": "yaml"}),
+        "fallbacks": _field([{"model": "claude-haiku-4-5", "max_tokens": 9}],
+                            [{"model": "default"}],
+                            [{"model": "m", "thinking": {"type": "enabled"}}]),
+        "cache_control": _field({"type": "ephemeral"}),
+        "metadata": st.just({"user_id": "u"}),
+    })
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=_ANTHROPIC, counting=st.booleans())
+def test_anthropic_rare_fields_skip_reads_as_the_full_reader(body: dict[str, Any],
+                                                             counting: bool) -> None:
+    target = "/v1/messages/count_tokens" if counting else "/v1/messages"
+    fast, full = _fast_and_full(anthropic, target, json.dumps(body).encode())
+    assert fast == full
+
+
+_CHAT = st.fixed_dictionaries(
+    {"model": st.sampled_from(["gpt-5-4", 7]),
+     "messages": st.lists(st.fixed_dictionaries(
+         {"role": st.sampled_from(["user", "tool"]),
+          "content": st.sampled_from(["hi", [{"type": "text", "text": "t"}],
+                                      [{"type": "image_url", "image_url": {"url": "u"}}]])}),
+         max_size=2)},
+    optional={
+        "max_tokens": st.sampled_from([8, None, "8", 2.0]),
+        "max_completion_tokens": st.sampled_from([9, None, -1, "9"]),
+        "tools": st.sampled_from([[], [{"type": "function", "function": {"name": "f"}}],
+                                  [{"type": "mystery"}], None, "x"]),
+        "tool_choice": st.sampled_from(["auto", "none", "required", "sometimes", None,
+                                        {"type": "function"}, {"type": 3}, 4]),
+        "stream": st.sampled_from([True, False, None, "yes", 1]),
+        "stream_options": st.just({"include_usage": True}),
+        "functions": _field([{"name": "f"}]),
+        "function_call": _field("auto", "none", {"name": "f"}),
+        "response_format": _field({"type": "json_schema"}, {"type": "text"},
+                                  {"type": "yaml"}),
+        "logprobs": _field(False),
+        "top_logprobs": _field(2),
+        "reasoning_effort": _field("high", "none"),
+        "reasoning": _field({"enabled": True}, {"effort": "none"}, {"max_tokens": 9}),
+        "thinking": _field({"type": "enabled"}, {"type": "disabled"}, {"type": "odd"}),
+        "enable_thinking": _field(False),
+        "chat_template_kwargs": _field({"enable_thinking": True}),
+        "modalities": _field(["text", "audio"], ["image"], ["smell"]),
+        "audio": _field({"voice": "alloy"}),
+        "grounding": _field(False, {"x": 1}),
+    })
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=_CHAT)
+def test_chat_rare_fields_skip_reads_as_the_full_reader(body: dict[str, Any]) -> None:
+    fast, full = _fast_and_full(openai, "/v1/chat/completions", json.dumps(body).encode())
+    assert fast == full
+
+
+def test_the_skip_is_taken_only_without_rare_fields() -> None:
+    """The common bodies do take the skip (else the property tests above prove nothing)."""
+    plain = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}],
+             "tools": [{"name": "f", "input_schema": {}}], "stream": True}
+    assert anthropic._RARE.isdisjoint(plain) and openai._RARE.isdisjoint(plain)
+    assert not anthropic._RARE.isdisjoint({**plain, "thinking": None})
+    assert not openai._RARE.isdisjoint({**plain, "audio": None})
+
+
+# -- check_sync in one frame, against the public steps it stands for --------------------------
+
+
+def _stepwise(guard: Guard, method: str, target: str, headers: Any, body: bytes,
+              root_path: str | None) -> Verdict:
+    """``check_sync`` spelled out with the public steps: route, admit, inspect_sync."""
+    pairs = normalize_headers(headers)
+    route = guard.route(method, (target,), pairs, root_path)
+    if route is None:
+        return PASS
+    admitted = guard.admit(route, pairs, target.partition("?")[2], body)
+    if isinstance(admitted, Verdict):
+        return admitted
+    return guard.inspect_sync(*admitted)
+
+
+_HEADERS = st.lists(st.sampled_from([
+    ("content-type", "application/json"), ("Content-Type", "application/json; charset=utf-8"),
+    ("content-type", "text/plain; charset=latin-1"), ("content-type", "multipart/form-data"),
+    ("content-encoding", "identity"), ("content-encoding", "br"), ("content-encoding", "zz"),
+    ("content-length", "12"), ("content-length", "99999999999"), ("content-length", "1x"),
+    ("x-http-method-override", "POST"), ("authorization", "Bearer k")]), max_size=4)
+_TARGETS = st.sampled_from([
+    "/v1/messages", "/v1/messages?beta=true", "/v1/chat/completions", "/v1/responses",
+    "/v1beta/models/gemini-3-1-pro:generateContent", "/v1/messages?$ct=text/plain",
+    "/v1/messages?%24ct=application/x-www-form-urlencoded", "/gw/v1/messages", "/v1/models",
+    "/v1/images/edits", "/V1/Messages", "/v1/messages/../chat/completions"])
+_BODY = st.sampled_from([
+    b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}',
+    b'{"model":"gpt-5-4","messages":[{"role":"user","content":"hi"}],"stream":true}',
+    b'{"contents":[{"parts":[{"text":"hi"}]}]}', b"", b"{", b"[]",
+    b'{"model":"nope","input":"hi"}'])
+
+
+@settings(max_examples=400, deadline=None)
+@given(method=st.sampled_from(["POST", "post", "GET"]), target=_TARGETS, headers=_HEADERS,
+       body=_BODY, root_path=st.sampled_from(["", "/gw", None]), small=st.booleans())
+def test_check_sync_is_the_public_steps(method: str, target: str, headers: list,
+                                        body: bytes, root_path: str | None,
+                                        small: bool) -> None:
+    guard = Guard(Catalog.default(), max_body_bytes=40 if small else 1 << 20)
+    expected = _stepwise(guard, method, target, headers, body, root_path)
+    for _ in range(2):  # the second time, the target's route is remembered
+        assert guard.check_sync(method, target, headers, body, root_path=root_path) == expected
+
+
+def test_remembered_routes_follow_the_guarded_families() -> None:
+    guard = Guard(Catalog.default())
+    body = b'{"model":"gpt-5-4","messages":[{"role":"user","content":"hi"}]}'
+    assert guard.check_sync("POST", "/v1/chat/completions", {}, body).guarded
+    guard.families = frozenset(FAMILIES) - {"chat"}
+    assert not guard.check_sync("POST", "/v1/chat/completions", {}, body).guarded
+    guard.families = DEFAULT_FAMILIES
+    assert guard.check_sync("POST", "/v1/chat/completions", {}, body).guarded
+
+
+def test_remembered_routes_stay_bounded() -> None:
+    from modelguard import guard as guard_module
+
+    guard = Guard(Catalog.default())
+    for i in range(guard_module._ROUTED_TARGETS + 10):
+        guard.check_sync("POST", f"/v1beta/models/m-{i}:generateContent", {}, b"{}")
+    assert len(guard._routes[1]) <= guard_module._ROUTED_TARGETS
+    long = "/v1/messages?" + "a" * guard_module._ROUTED_TARGET_CHARS
+    guard.check_sync("POST", long, {}, b"{}")
+    assert long not in guard._routes[1]
+
+
+# -- short judgement keys ---------------------------------------------------------------------
+
+
+def _long_key(route: Any, features: Features) -> tuple[Any, ...] | None:
+    """The judgement key in its one general form: a (slug, only, thinking) triple per model."""
+    if features.unknown or features.stored:
+        return None
+    rules = [(n.tag, n.vendor, n.output, n.body_thinking, n.tool, n.any_of)
+             for n in features.needs]
+    return (route.protocol, route.name, route.counts_only,
+            tuple((ref.slug, ref.only, None if ref.thinking is None else tuple(
+                (n.tag, n.vendor, n.output, n.body_thinking, n.tool, n.any_of)
+                for n in ref.thinking)) for ref in features.models), tuple(rules))
+
+
+_NEEDS = st.lists(st.builds(Need, st.sampled_from(["thinking", "vision", ""]), st.just("p"),
+                            st.just("w"), vendor=st.sampled_from([None, "anthropic"]),
+                            output=st.booleans(), body_thinking=st.booleans()), max_size=2)
+_REFS = st.lists(st.builds(ModelRef, st.just("model"), st.sampled_from(["a", "b"]),
+                           thinking=st.none() | _NEEDS,
+                           only=st.sampled_from([None, (), ("image_gen",)])),
+                 min_size=0, max_size=2)
+_FEATURES = st.builds(Features, models=_REFS, needs=_NEEDS)
+
+
+def _varied(a: Features, other: Features, change: str) -> Features:
+    """``a`` with one part taken from ``other`` (or none): near misses, not just strangers."""
+    models = [ModelRef(r.path, r.slug, list(r.caps), r.thinking, r.only) for r in a.models]
+    needs = list(a.needs)
+    if change == "needs":
+        needs = list(other.needs)
+    elif change == "models":
+        models = list(other.models)
+    elif models and other.models:
+        setattr(models[0], change, getattr(other.models[0], change))
+    return Features(models=models, needs=needs)
+
+
+@settings(max_examples=800, deadline=None)
+@given(a=_FEATURES, other=_FEATURES,
+       change=st.sampled_from(["slug", "only", "thinking", "needs", "models"]),
+       target=st.sampled_from(["/v1/messages", "/v1/messages/count_tokens"]))
+def test_short_judgement_keys_equal_exactly_when_the_general_ones_do(
+        a: Features, other: Features, change: str, target: str) -> None:
+    route = match_route(target)
+    b = _varied(a, other, change)
+    assert (judgement_key(route, a) == judgement_key(route, b)) == (
+        _long_key(route, a) == _long_key(route, b))
