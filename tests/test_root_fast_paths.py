@@ -4,6 +4,7 @@ judgement keys."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -164,6 +165,7 @@ _HEADERS = st.lists(st.sampled_from([
     ("content-type", "application/json"), ("Content-Type", "application/json; charset=utf-8"),
     ("content-type", "text/plain; charset=latin-1"), ("content-type", "multipart/form-data"),
     ("content-encoding", "identity"), ("content-encoding", "br"), ("content-encoding", "zz"),
+    ("content-encoding", "gzip"), ("Content-Encoding", "gzip"),
     ("content-length", "12"), ("content-length", "99999999999"), ("content-length", "1x"),
     ("x-http-method-override", "POST"), ("authorization", "Bearer k")]), max_size=4)
 _TARGETS = st.sampled_from([
@@ -175,7 +177,8 @@ _BODY = st.sampled_from([
     b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}',
     b'{"model":"gpt-5-4","messages":[{"role":"user","content":"hi"}],"stream":true}',
     b'{"contents":[{"parts":[{"text":"hi"}]}]}', b"", b"{", b"[]",
-    b'{"model":"nope","input":"hi"}'])
+    b'{"model":"nope","input":"hi"}',
+    gzip.compress(b'{"model":"gpt-5-4","messages":[{"role":"user","content":"hi"}]}')])
 
 
 @settings(max_examples=400, deadline=None)
