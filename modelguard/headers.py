@@ -8,6 +8,7 @@ client-supplied reaches ``int()`` unchecked, and no message repeats a credential
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
@@ -56,19 +57,35 @@ def media_type_problem(values: Iterable[str], *, reads_multipart: bool = False) 
     the guard. A route that reads multipart itself passes ``reads_multipart=True``.
     """
     for value in values:
-        for item in value.split(","):
-            main, _, params = item.partition(";")
-            main = main.strip(" \t").lower()
-            if main.startswith("multipart/") and not reads_multipart:
-                return (f"{_shown(main)} bodies are not supported here; send the request "
-                        "as JSON.")
-            if main in FORM_TYPES:
-                return "form-encoded bodies are not supported here; send the request as JSON."
-            for charset in _charsets(params):  # every one: readers differ on which counts
-                if charset not in UTF8_CHARSETS:
-                    return (f"charset {_shown(charset)!r} is not supported here; send the "
-                            "JSON body as UTF-8 (charset=utf-8, or no charset).")
+        problem = (_remembered_problem(value, reads_multipart)
+                   if type(value) is str and len(value) <= _REMEMBERED_VALUE_CHARS
+                   else _value_problem(value, reads_multipart))
+        if problem is not None:
+            return problem
     return None
+
+
+def _value_problem(value: str, reads_multipart: bool) -> str | None:
+    """:func:`media_type_problem` of one Content-Type value."""
+    for item in value.split(","):
+        main, _, params = item.partition(";")
+        main = main.strip(" \t").lower()
+        if main.startswith("multipart/") and not reads_multipart:
+            return (f"{_shown(main)} bodies are not supported here; send the request "
+                    "as JSON.")
+        if main in FORM_TYPES:
+            return "form-encoded bodies are not supported here; send the request as JSON."
+        for charset in _charsets(params):  # every one: readers differ on which counts
+            if charset not in UTF8_CHARSETS:
+                return (f"charset {_shown(charset)!r} is not supported here; send the "
+                        "JSON body as UTF-8 (charset=utf-8, or no charset).")
+    return None
+
+
+#: A pure function of a short value, and most requests send one of a few: each is read once
+#: (bounded by count and by length, so client-chosen values cannot grow it).
+_REMEMBERED_VALUE_CHARS = 256
+_remembered_problem = functools.lru_cache(maxsize=256)(_value_problem)
 
 
 def _charsets(params: str) -> list[str]:

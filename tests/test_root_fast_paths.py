@@ -16,7 +16,7 @@ from modelguard import Catalog, Guard
 from modelguard.body import BodyError
 from modelguard.guard import normalize_headers
 from modelguard.policy import Options, judgement_key, read_decoded
-from modelguard.protocols import anthropic, openai
+from modelguard.protocols import anthropic, gemini, openai
 from modelguard.protocols._base import Features, ModelRef, Need
 from modelguard.routing import DEFAULT_FAMILIES, FAMILIES, match_route
 from modelguard.verdict import PASS, Verdict
@@ -133,6 +133,35 @@ _CHAT = st.fixed_dictionaries(
 @given(body=_CHAT)
 def test_chat_rare_fields_skip_reads_as_the_full_reader(body: dict[str, Any]) -> None:
     fast, full = _fast_and_full(openai, "/v1/chat/completions", json.dumps(body).encode())
+    assert fast == full
+
+
+_GEMINI = st.fixed_dictionaries(
+    {"contents": st.sampled_from([[{"role": "user", "parts": [{"text": "hi"}]}],
+                                  [{"parts": [{"functionCall": {"name": "f"}}]}], "x"])},
+    optional={
+        "systemInstruction": st.sampled_from([{"parts": [{"text": "s"}]}, "s", 3]),
+        "tools": st.sampled_from([[], [{"functionDeclarations": [{"name": "f"}]}],
+                                  [{"googleSearch": {}}], [{"mystery": {}}], None, "x"]),
+        "generationConfig": st.sampled_from([{"maxOutputTokens": 9}, {"thinkingConfig": {}},
+                                             None, 3]),
+        "toolConfig": _field({"functionCallingConfig": {"mode": "ANY"}},
+                             {"functionCallingConfig": {"mode": "NONE"}}),
+        "tool_config": _field({"functionCallingConfig": {"mode": "AUTO"}}),
+        "cachedContent": _field("cachedContents/c"),
+        "model": _field("models/gemini-3-1-pro", "models/other"),
+    })
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=_GEMINI, method=st.sampled_from(["generateContent", "countTokens"]))
+def test_gemini_rare_fields_skip_reads_as_the_full_reader(body: dict[str, Any],
+                                                          method: str) -> None:
+    target = f"/v1beta/models/gemini-3-1-pro:{method}"
+    fast = _read(target, json.dumps(body).encode())
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(gemini, "_ROOT_RARE", _Everything())
+        full = _read(target, json.dumps(body).encode())
     assert fast == full
 
 
@@ -263,3 +292,26 @@ def test_short_judgement_keys_equal_exactly_when_the_general_ones_do(
     b = _varied(a, other, change)
     assert (judgement_key(route, a) == judgement_key(route, b)) == (
         _long_key(route, a) == _long_key(route, b))
+
+
+# -- remembered Content-Type readings ---------------------------------------------------------
+
+
+_MEDIA = st.lists(st.sampled_from(["application/json", "text/plain; charset=latin-1",
+                                   "multipart/form-data; boundary=x", " Application/JSON ",
+                                   "application/x-www-form-urlencoded", "a/b, c/d; charset=x",
+                                   "application/json; charset=UTF-8; charset=utf8", ""])
+                  | st.text(max_size=12), max_size=3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=_MEDIA, multipart=st.booleans(), long=st.booleans())
+def test_remembered_media_type_readings_are_fresh_readings(values: list[str], multipart: bool,
+                                                           long: bool) -> None:
+    from modelguard import headers
+
+    if long:  # past the remembered length: read every time
+        values = [v + " " * headers._REMEMBERED_VALUE_CHARS for v in values]
+    fresh = next((p for v in values if (p := headers._value_problem(v, multipart))), None)
+    for _ in range(2):
+        assert headers.media_type_problem(values, reads_multipart=multipart) == fresh

@@ -343,6 +343,8 @@ def _uri_tags(uri: Any) -> set[str | None]:
 
 
 def _tools(f: Features, body: dict[str, Any], path: str, rare: bool = True) -> None:
+    if not rare and "tools" not in body:
+        return  # no toolConfig and no tools: nothing to read
     key, config = ROOT.get(body, "toolConfig") if rare else ("toolConfig", None)
     mode = None
     names = None
