@@ -196,20 +196,6 @@ class Guard:
               size: int) -> Verdict | list[str]:
         """:meth:`precheck`, then the size of a body of ``size`` bytes: a refusal, or the
         content codings (gathered by the same scan of the headers, so read once)."""
-        try:
-            encodings = self._check_head(route, headers, query)
-        except HeadError as error:
-            return self.refuse(route, error.reason, error.message)
-        except BodyError as error:
-            return self.refuse(route, error.reason, error.message, error.path)
-        limit = self.options.max_body_bytes
-        if size > limit:
-            error = too_large(limit)
-            return self.refuse(route, error.reason, error.message)
-        return encodings
-
-    def _check_head(self, route: Route, headers: list[tuple[str, str]], query: str) -> list[str]:
-        """Raise the refusal the head calls for; else the content codings."""
         encodings, media_types, lengths = [], [], []
         for name, value in headers:
             if name == "content-encoding":
@@ -218,22 +204,32 @@ class Guard:
                 media_types.append(value)
             elif name == "content-length":
                 lengths.append(value)
-        if encodings:
-            bad = unreadable_encoding(encodings)
-            if bad is not None:
-                raise encoding_refusal(bad)
-        if query and ("$ct" in query or "%24ct" in query.lower()):
-            media_types += [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "$ct"]
-        if media_types:
-            problem = media_type_problem(media_types, reads_multipart=route.multipart)
-            if problem is not None:
-                raise HeadError(Reason.MEDIA_TYPE, problem)
-        if lengths:
-            declared = declared_length(lengths)
-            if declared is not None and declared > self.options.max_body_bytes:
-                raise too_large(self.options.max_body_bytes)
-        if self.source.needs_credential:
-            credential_of(headers, query)  # a refused credential is refused before the body
+        limit = self.options.max_body_bytes
+        try:
+            if encodings:
+                bad = unreadable_encoding(encodings)
+                if bad is not None:
+                    raise encoding_refusal(bad)
+            if query and ("$ct" in query or "%24ct" in query.lower()):
+                media_types += [v for k, v in parse_qsl(query, keep_blank_values=True)
+                                if k == "$ct"]
+            if media_types:
+                problem = media_type_problem(media_types, reads_multipart=route.multipart)
+                if problem is not None:
+                    raise HeadError(Reason.MEDIA_TYPE, problem)
+            if lengths:
+                declared = declared_length(lengths)
+                if declared is not None and declared > limit:
+                    raise too_large(limit)
+            if self.source.needs_credential:
+                credential_of(headers, query)  # a refused credential is refused before the body
+        except HeadError as error:
+            return self.refuse(route, error.reason, error.message)
+        except BodyError as error:
+            return self.refuse(route, error.reason, error.message, error.path)
+        if size > limit:
+            error = too_large(limit)
+            return self.refuse(route, error.reason, error.message)
         return encodings
 
     # -- the whole check ----------------------------------------------------------------------
