@@ -358,13 +358,20 @@ class Guard:
         try:
             if encodings is None:
                 encodings = header_values(headers, "content-encoding")
-            read = self._read(route, headers, body, encodings)
-            if type(read) is not tuple:
-                verdict = read
-            elif type(self.source) is StaticSource:
-                verdict = self._static(route, headers, *read, self.source.catalog)
+            try:  # _read, in this frame
+                decoded = (decode_body(route, body, encodings, self.options)
+                           if encodings or route.ambiguous else body)
+                features = read_decoded(route, decoded, self.options, header_values(
+                    headers, "content-type") if route.multipart else ())
+            except BodyError as error:
+                verdict = self.refuse(route, error.reason, error.message, error.path)
             else:
-                verdict = self._drive_sync(self._steps(route, headers, query, *read))
+                source = self.source
+                if type(source) is StaticSource:
+                    verdict = self._static(route, headers, decoded, features, source.catalog)
+                else:
+                    verdict = self._drive_sync(self._steps(route, headers, query, decoded,
+                                                           features))
         except Exception:  # a bug must not turn client input into a 500: fail closed
             logger.exception("modelguard: internal error while checking a request")
             verdict = self.failed(route)
