@@ -99,7 +99,8 @@ class Features:
             (tag, vendor, output, tool, any_of)
         if key not in self.recorded:
             self.recorded.add(key)
-            self.needs.append(Need(tag, path, what, vendor, output, tool=tool, any_of=any_of))
+            # positional: a keyword call costs about as much again as building the Need
+            self.needs.append(Need(tag, path, what, vendor, output, False, tool, any_of))
 
 
 

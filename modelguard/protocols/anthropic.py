@@ -167,7 +167,9 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     model = body.get("model")
     if model is None:
         raise malformed("model", "the model field is required.")
-    cap = None if counting else token_count(body.get("max_tokens"), "max_tokens")
+    cap = None if counting else body.get("max_tokens")
+    if type(cap) is not int and cap is not None:  # an int is the common, valid case
+        cap = token_count(cap, "max_tokens")
     caps = [] if cap is None else [("max_tokens", cap)]
     f.models.append(ModelRef("model", model if type(model) is str else need_str(model, "model"),
                              caps))
