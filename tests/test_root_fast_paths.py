@@ -42,6 +42,8 @@ def _fast_and_full(module: Any, target: str, body: bytes) -> tuple[Any, Any]:
     fast = _read(target, body)
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(module, "_RARE", _Everything())
+        if hasattr(module, "_TOOL_KEYS"):
+            patched.setattr(module, "_TOOL_KEYS", _Everything())
         full = _read(target, body)
     return fast, full
 

@@ -119,6 +119,8 @@ SETTLE = settle_table({
 _RARE = frozenset({"functions", "function_call", "response_format", "logprobs", "top_logprobs",
                    "reasoning_effort", "reasoning", "thinking", "enable_thinking",
                    "chat_template_kwargs", "modalities", "audio", "grounding"})
+#: Without either, :func:`_tools` reads nothing.
+_TOOL_KEYS = frozenset({"tools", "tool_choice"})
 
 
 def read(body: dict[str, Any], *, counting: bool = False) -> Features:
@@ -147,7 +149,8 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
                     and (content is None or isinstance(content, str))):
                 continue
         _message(f, message, f"messages[{i}]")
-    _tools(f, body)
+    if not _TOOL_KEYS.isdisjoint(body):
+        _tools(f, body)
     if not _RARE.isdisjoint(body):
         _functions(f, body)
         _response_format(f, body.get("response_format"))
