@@ -26,13 +26,14 @@ from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, StaticSource, as_source, no_credential
 from .errors import OPENAI, Reason
 from .headers import (
+    SLOTS,
     HeadError,
     credential_of,
     declared_length,
     header_values,
     media_type_problem,
 )
-from .hints import annotate
+from .hints import USER_AGENT, annotate
 from .policy import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -45,7 +46,7 @@ from .policy import (
     required_tags,
 )
 from .protocols._base import Features
-from .routing import Route, families, is_post, match_route
+from .routing import METHOD_OVERRIDES, Route, families, is_post, match_route
 from .types import CatalogLike, Mode
 from .verdict import PASS, Verdict, refusal
 from .wording import compose
@@ -109,6 +110,47 @@ def normalize_headers(headers: Headers) -> list[tuple[str, str]]:
         if type(value) is not str:
             value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
         out.append((name.lower(), value))
+    return out
+
+
+#: Every header name a check reads (the head, credentials, method overrides, the agent hint,
+#: the middleware's models listing): ``check``, ``check_sync`` and the middleware keep only
+#: these, so a request's other headers cost one set test each. A step that reads another
+#: header must add its name here.
+READ_HEADERS = frozenset({"content-encoding", "content-type", "content-length", USER_AGENT,
+                          "anthropic-version", *(name for _, name in SLOTS if name is not None),
+                          *METHOD_OVERRIDES})
+#: The same names as bytes: an ASGI name is tested before it is decoded. (A Latin-1 name with
+#: a byte over 0x7f lowers to a non-ASCII name either way, so the two tests agree.)
+_READ_BYTES = frozenset(name.encode("latin-1") for name in READ_HEADERS)
+
+
+def read_headers(headers: Headers) -> list[tuple[str, str]]:
+    """:func:`normalize_headers` of the names in :data:`READ_HEADERS` only. Every value is
+    still converted as there when it is not text or bytes, so one that cannot be read fails
+    the same way."""
+    kind = type(headers)
+    if kind is not tuple and kind is not list and (kind is dict or isinstance(headers, Mapping)):
+        headers = headers.items()  # type: ignore[union-attr]
+    out = []
+    for name, value in headers:
+        if type(name) is str:
+            name = name.lower()
+            wanted = name in READ_HEADERS
+        elif type(name) is bytes:
+            lowered = name.lower()
+            wanted = lowered in _READ_BYTES
+            if wanted:
+                name = lowered.decode("latin-1")
+        else:
+            name = (name.decode("latin-1") if isinstance(name, bytes) else str(name)).lower()
+            wanted = name in READ_HEADERS
+        if type(value) is not str:
+            if not wanted and isinstance(value, bytes):
+                continue
+            value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        if wanted:
+            out.append((name, value))
     return out
 
 
@@ -257,7 +299,7 @@ class Guard:
         shares one cache and one fetch per key between threads and coroutines)."""
         # _start, admit and inspect_sync in one frame: a tiny request pays little else.
         try:
-            pairs = normalize_headers(headers)
+            pairs = read_headers(headers)
             route = self._route_of(method, target, pairs, root_path)
             if route is None:
                 return PASS
@@ -276,7 +318,7 @@ class Guard:
         """Everything before the catalog: the route and the refusals that need no catalog.
         Never raises: a failure of its own refuses the request (fail closed)."""
         try:
-            pairs = normalize_headers(headers)
+            pairs = read_headers(headers)
             route = self._route_of(method, target, pairs, root_path)
             if route is None:
                 return PASS

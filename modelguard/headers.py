@@ -107,6 +107,11 @@ def declared_length(values: Iterable[str]) -> int | None:
     value, or two different ones, raises :class:`HeadError`. A value too long to be a real
     length is returned as a number larger than any limit.
     """
+    if type(values) is list and len(values) == 1:  # the common case: one plain number
+        value = values[0]
+        if (type(value) is str and len(value) <= _LENGTH_DIGITS and value.isdigit()
+                and value.isascii()):
+            return int(value)
     found: str | None = None
     for value in values:
         for item in value.split(","):

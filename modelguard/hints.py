@@ -127,12 +127,16 @@ def _join(items: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else "; ".join(items[:-1]) + "; and " + items[-1]
 
 
+#: The one header the hints read.
+USER_AGENT = "user-agent"
+
+
 def annotate(verdict: _Verdict, headers: Iterable[tuple[str, str]]) -> _Verdict:
     """``verdict`` with the agent hint appended to its refusal message (the same object when
     there is nothing to add). Every envelope shape keeps its message at ``error.message``."""
     if verdict.allowed or not verdict.body or not verdict.violations:
         return verdict
-    user_agent = next((value for name, value in headers if name == "user-agent"), None)
+    user_agent = next((value for name, value in headers if name == USER_AGENT), None)
     if agent_of(user_agent) is None:
         return verdict
     refused = [v for v in verdict.violations if getattr(v, "refused", True)]

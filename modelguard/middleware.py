@@ -20,7 +20,7 @@ from .body import BodyError, too_large
 from .catalog import Catalog
 from .catalog.sources import CatalogUnavailable, no_credential
 from .errors import ANTHROPIC, GEMINI, OPENAI, Reason, envelope
-from .guard import Guard, normalize_headers
+from .guard import Guard, read_headers
 from .headers import HeadError, credential_of
 from .policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH
 from .routing import canonical_path
@@ -114,7 +114,7 @@ class ModelGuardMiddleware:
     async def _guard(self, scope: Scope, receive: Receive,
                      send: Send) -> tuple[str, Verdict | None, list[bytes] | None]:
         """What to do with one request: pass it on, answer it, replay its body, or nothing."""
-        headers = normalize_headers(scope.get("headers") or [])
+        headers = read_headers(scope.get("headers") or [])
         if self.serve_models and _is_models_listing(scope):
             await self._models(scope, headers, send)
             return _DONE, None, None

@@ -122,7 +122,8 @@ _FIXED, _TEMPLATED = _compile(ROUTES)
 _ABSOLUTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
 _SLASHES = re.compile(r"/{2,}")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-override")
+#: Headers a client may use to ask for another method (read by :func:`is_post`).
+METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-override")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,7 @@ def is_post(method: str, headers: list[tuple[str, str]]) -> bool:
     """POST, compared case-insensitively, or a method override header asking for it."""
     if method.upper() == "POST":
         return True
-    return any(name in _METHOD_OVERRIDES and value.strip().upper() == "POST"
+    return any(name in METHOD_OVERRIDES and value.strip().upper() == "POST"
                for name, value in headers)
 
 

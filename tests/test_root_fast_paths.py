@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from modelguard import Catalog, Guard
 from modelguard.body import BodyError
-from modelguard.guard import normalize_headers
+from modelguard.catalog.sources import StaticSource
+from modelguard.guard import READ_HEADERS, normalize_headers, read_headers
 from modelguard.policy import Options, judgement_key, read_decoded
 from modelguard.protocols import anthropic, gemini, openai
 from modelguard.protocols._base import Features, ModelRef, Need
@@ -209,12 +210,15 @@ def _stepwise(guard: Guard, method: str, target: str, headers: Any, body: bytes,
 
 
 _HEADERS = st.lists(st.sampled_from([
+    ("user-agent", "claude-cli/2.0.1 (external, cli)"), ("User-Agent", "QwenCode/0.1"),
+    ("x-api-key", "sk-a"), ("X-Api-Key", "sk-b"), ("authorization", "Bearer sk-c"),
+    ("x-goog-api-key", "g"), ("host", "h"), ("x-stainless-os", "Linux"), ("accept", "*/*"),
     ("content-type", "application/json"), ("Content-Type", "application/json; charset=utf-8"),
     ("content-type", "text/plain; charset=latin-1"), ("content-type", "multipart/form-data"),
     ("content-encoding", "identity"), ("content-encoding", "br"), ("content-encoding", "zz"),
     ("content-encoding", "gzip"), ("Content-Encoding", "gzip"),
     ("content-length", "12"), ("content-length", "99999999999"), ("content-length", "1x"),
-    ("x-http-method-override", "POST"), ("authorization", "Bearer k")]), max_size=4)
+    ("x-http-method-override", "POST"), ("authorization", "Bearer k")]), max_size=6)
 _TARGETS = st.sampled_from([
     "/v1/messages", "/v1/messages?beta=true", "/v1/chat/completions", "/v1/responses",
     "/v1beta/models/gemini-3-1-pro:generateContent", "/v1/messages?$ct=text/plain",
@@ -222,19 +226,36 @@ _TARGETS = st.sampled_from([
     "/v1/images/edits", "/V1/Messages", "/v1/messages/../chat/completions"])
 _BODY = st.sampled_from([
     b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}',
+    b'{"model":"claude-haiku-4-5","max_tokens":9999999,"messages":[],"thinking":'
+    b'{"type":"enabled","budget_tokens":2048}}',
     b'{"model":"gpt-5-4","messages":[{"role":"user","content":"hi"}],"stream":true}',
     b'{"contents":[{"parts":[{"text":"hi"}]}]}', b"", b"{", b"[]",
     b'{"model":"nope","input":"hi"}',
     gzip.compress(b'{"model":"gpt-5-4","messages":[{"role":"user","content":"hi"}]}')])
 
 
+class _Keyed(StaticSource):
+    """A fixed catalog behind a credential: the guard reads the caller's key first."""
+
+    needs_credential = True
+
+
+def _as_bytes(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
 @settings(max_examples=400, deadline=None)
 @given(method=st.sampled_from(["POST", "post", "GET"]), target=_TARGETS, headers=_HEADERS,
-       body=_BODY, root_path=st.sampled_from(["", "/gw", None]), small=st.booleans())
+       body=_BODY, root_path=st.sampled_from(["", "/gw", None]), small=st.booleans(),
+       keyed=st.booleans(), raw=st.booleans())
 def test_check_sync_is_the_public_steps(method: str, target: str, headers: list,
                                         body: bytes, root_path: str | None,
-                                        small: bool) -> None:
-    guard = Guard(Catalog.default(), max_body_bytes=40 if small else 1 << 20)
+                                        small: bool, keyed: bool, raw: bool) -> None:
+    catalog = Catalog.default()
+    guard = Guard(_Keyed(catalog) if keyed else catalog,
+                  max_body_bytes=40 if small else 1 << 20)
+    if raw:
+        headers = _as_bytes(headers)
     expected = _stepwise(guard, method, target, headers, body, root_path)
     for _ in range(2):  # the second time, the target's route is remembered
         assert guard.check_sync(method, target, headers, body, root_path=root_path) == expected
@@ -333,3 +354,70 @@ def test_remembered_media_type_readings_are_fresh_readings(values: list[str], mu
     fresh = next((p for v in values if (p := headers._value_problem(v, multipart))), None)
     for _ in range(2):
         assert headers.media_type_problem(values, reads_multipart=multipart) == fresh
+
+
+# -- the headers a check reads ---------------------------------------------------------------
+
+_NAMES = st.sampled_from(sorted(READ_HEADERS) + [
+    "Content-Type", "CONTENT-LENGTH", "X-Api-Key", "host", "accept", "x-stainless-os",
+    "content-typ", "x-api-key ", "x-api-\u212aey", "Ÿ-api-key", "ÿ-api-key", "\xc0uthorization"])
+_HEADER_VALUES = st.sampled_from(["application/json", "sk-1", "", " 5", "Ä", "claude-cli/1"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(pairs=st.lists(st.tuples(_NAMES, _HEADER_VALUES), max_size=8),
+       shape=st.sampled_from(["pairs", "bytes", "mixed", "dict"]))
+def test_read_headers_are_the_normalized_headers_the_check_reads(
+        pairs: list[tuple[str, str]], shape: str) -> None:
+    headers: Any = pairs
+    if shape == "bytes":
+        headers = [(k.encode("latin-1", "replace"), v.encode("latin-1")) for k, v in pairs]
+    elif shape == "mixed":
+        headers = [(k.encode("latin-1", "replace") if i % 2 else k, v)
+                   for i, (k, v) in enumerate(pairs)]
+    elif shape == "dict":
+        headers = dict(pairs)
+    expected = [p for p in normalize_headers(headers) if p[0] in READ_HEADERS]
+    assert read_headers(headers) == expected
+
+
+def test_read_headers_fail_as_normalize_headers_on_values_they_drop() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    headers = [("x-other", Unprintable())]
+    with pytest.raises(RuntimeError):
+        normalize_headers(headers)
+    with pytest.raises(RuntimeError):
+        read_headers(headers)
+    verdict = Guard(Catalog.default()).check_sync("POST", "/v1/messages", headers, b"{}")
+    assert not verdict.allowed and verdict.status == 400  # fail closed, as before
+
+
+def test_every_header_a_step_reads_is_kept() -> None:
+    from modelguard import headers as head
+    from modelguard import hints, routing
+
+    assert {name for _, name in head.SLOTS if name} <= READ_HEADERS
+    assert set(routing.METHOD_OVERRIDES) <= READ_HEADERS
+    assert {hints.USER_AGENT, "content-type", "content-encoding", "content-length",
+            "anthropic-version"} <= READ_HEADERS
+
+
+# -- one plain Content-Length -----------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(alphabet="0123456789 \t,-+٣²", max_size=22)
+       | st.integers(0, 10**20).map(str))
+def test_one_plain_content_length_reads_as_the_general_reading(value: str) -> None:
+    from modelguard.headers import HeadError, declared_length
+
+    def outcome(values: Any) -> Any:
+        try:
+            return declared_length(values)
+        except HeadError as error:
+            return ("refused", error.reason, error.message)
+
+    assert outcome([value]) == outcome((value,))  # a tuple takes the general loop
