@@ -261,6 +261,35 @@ def test_check_sync_is_the_public_steps(method: str, target: str, headers: list,
         assert guard.check_sync(method, target, headers, body, root_path=root_path) == expected
 
 
+_AGENT_HEADERS = st.lists(st.sampled_from([
+    ("User-Agent", "claude-cli/2.0.1 (external, cli)"), ("user-agent", "QwenCode/0.1"),
+    ("user-agent", "GeminiCLI/0.9"), ("user-agent", "codex_cli_rs/0.5"), ("USER-AGENT", "x/1"),
+    ("x-api-key", "sk-a"), ("Authorization", "Bearer sk-c"), ("host", "h"),
+    ("x-stainless-os", "Linux"), ("content-type", "application/json"),
+    ("content-length", "119")]), max_size=5)
+_REFUSED = st.sampled_from([
+    b'{"model":"claude-haiku-4-5","max_tokens":9999999,"messages":[],"thinking":'
+    b'{"type":"enabled","budget_tokens":2048}}',
+    b'{"model":"claude-sonnet-4-6","max_tokens":99999999,"messages":[]}',
+    b'{"model":"gpt-5-4-nano","messages":[{"role":"user","content":[{"type":"input_audio",'
+    b'"input_audio":{"data":"","format":"wav"}}]}],"stream":true}',
+    b'{"model":"nope","messages":[]}'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers=_AGENT_HEADERS, body=_REFUSED, keyed=st.booleans(), raw=st.booleans())
+def test_check_sync_reads_the_agent_and_the_key_as_the_public_steps(
+        headers: list, body: bytes, keyed: bool, raw: bool) -> None:
+    """Refusals worded for the agent the User-Agent names, with and without a keyed catalog."""
+    catalog = Catalog.default()
+    guard = Guard(_Keyed(catalog) if keyed else catalog)
+    target = "/v1/chat/completions" if b"gpt" in body else "/v1/messages"
+    if raw:
+        headers = _as_bytes(headers)
+    expected = _stepwise(guard, "POST", target, headers, body, "")
+    assert guard.check_sync("POST", target, headers, body) == expected
+
+
 def test_remembered_routes_follow_the_guarded_families() -> None:
     guard = Guard(Catalog.default())
     body = b'{"model":"gpt-5-4","messages":[{"role":"user","content":"hi"}]}'
