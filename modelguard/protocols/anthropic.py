@@ -200,17 +200,13 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
                 quiet = _quiet(f)
         elif not isinstance(content, str):
             _content(f, content, f"messages[{i}].content", required=True)
+    _tools(f, body)
     if rare:
-        _tools(f, body)
         thinking = _thinking(f, body.get("thinking"), "thinking")
         for need in thinking:
             need.body_thinking = True
         f.needs.extend(thinking)
         _output_format(f, body)
-    else:  # no tool_choice, MCP servers or container: the tools alone
-        tools = body.get("tools")
-        if tools is not None:
-            _tool_list(f, need_list(tools, "tools"), False)
     stream = body.get("stream")
     if stream is True or (stream is not None and need_bool(stream, "stream")):
         f.need(STREAMING, "stream", "streaming", output=True)
@@ -354,6 +350,11 @@ def _web_fetch(f: Features, result: Any, path: str) -> None:
 
 
 def _tools(f: Features, body: dict[str, Any]) -> None:
+    if _RARE.isdisjoint(body):  # no tool_choice, MCP servers or container: the tools alone
+        tools = body.get("tools")
+        if tools is not None:
+            _tool_list(f, need_list(tools, "tools"), False)
+        return
     choice = body.get("tool_choice")
     choice_type = None
     if choice is not None:

@@ -149,8 +149,7 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
                     and (content is None or isinstance(content, str))):
                 continue
         _message(f, message, f"messages[{i}]")
-    if not _TOOL_KEYS.isdisjoint(body):
-        _tools(f, body)
+    _tools(f, body)
     if not _RARE.isdisjoint(body):
         _functions(f, body)
         _response_format(f, body.get("response_format"))
@@ -408,6 +407,8 @@ def _source_tags(holder: dict[str, Any]) -> set[str | None]:
 
 
 def _tools(f: Features, body: dict[str, Any]) -> None:
+    if _TOOL_KEYS.isdisjoint(body):
+        return  # no tools and no tool_choice: nothing to read
     choice = body.get("tool_choice")
     forced = False
     off = False
