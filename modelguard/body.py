@@ -95,8 +95,16 @@ class SettleRule:
     flagged: Mapping[str | None, Settled] = field(default_factory=dict)
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (self.type_key, self.keys, dict(self.kinds), self.required, self.strings,
+        """The rule as both decoders read it; the last item is the accelerator's compiled
+        form of the rest (None without the accelerator)."""
+        rule = (self.type_key, self.keys, dict(self.kinds), self.required, self.strings,
                 self.flag, dict(self.flagged))
+        return (*rule, None if _strictjson is None else _strictjson.compile_rule(rule))
+
+    def names(self) -> tuple[Any, ...]:
+        """Every key and kind name the rule compares input with."""
+        return (*self.keys, self.type_key, self.required, self.flag, *self.kinds,
+                *self.flagged)
 
 
 #: Where a body's settled objects are: ``(children by key, the node of array elements,
@@ -109,8 +117,9 @@ def settle_table(rules: Mapping[tuple[str, ...], SettleRule]) -> SettleNode:
     (``"*"``: any element of an array) to the rule of the objects there."""
     root: list[Any] = [{}, None, None]
     for path, rule in rules.items():
-        if not path or any(len(key) > _MAX_RULE_KEY or not key.isascii()
-                           for key in (*rule.keys, rule.type_key or "")):
+        if not path or len(rule.keys) > _MAX_RULE_KEYS or any(
+                name is not None and (type(name) is not str or len(name) > _MAX_RULE_KEY
+                                      or not name.isascii()) for name in rule.names()):
             raise ValueError(f"bad settle rule at {path!r}")
         node = root
         for step in path:
@@ -129,13 +138,15 @@ def settle_table(rules: Mapping[tuple[str, ...], SettleRule]) -> SettleNode:
     return freeze(root)
 
 
-#: Settle rules name short ASCII keys (the accelerator compares them as cached keys).
-_MAX_RULE_KEY = 32
+#: Settle rules name short ASCII keys and kinds (up to 64 characters) and at most 64 keys:
+#: the accelerator compares them byte for byte and keeps the keys an object had in one mask.
+_MAX_RULE_KEY = 64
+_MAX_RULE_KEYS = 64
 
 
 def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | None:
     """The marker standing for ``obj`` under ``rule`` (see :class:`SettleRule`), or None."""
-    type_key, keys, kinds, required, strings, flag, flagged = rule
+    type_key, keys, kinds, required, strings, flag, flagged, _ = rule
     if not keys.issuperset(obj) or (required is not None and required not in obj):
         return None
     for key in strings:

@@ -261,7 +261,12 @@ def test_settle_tables_refuse_bad_rules() -> None:
     with pytest.raises(ValueError):
         settle_table({(): SettleRule({None: Settled(None)}, frozenset({"a"}))})
     with pytest.raises(ValueError):
-        settle_table({("x",): SettleRule({None: Settled(None)}, frozenset({"k" * 40}))})
+        settle_table({("x",): SettleRule({None: Settled(None)}, frozenset({"k" * 65}))})
+    with pytest.raises(ValueError):  # kind names are compared byte for byte: ASCII only
+        settle_table({("x",): SettleRule({"t\u00e9xt": Settled("text")}, frozenset({"type"}))})
+    with pytest.raises(ValueError):  # the keys an object had are one 64-bit mask
+        settle_table({("x",): SettleRule({None: Settled(None)},
+                                         frozenset(f"k{i}" for i in range(65)))})
     with pytest.raises(TypeError):
         parse_json(b"{}", 8, settle=({}, None, ("type",)))  # type: ignore[arg-type]
 
