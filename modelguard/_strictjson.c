@@ -1109,6 +1109,7 @@ finish_object(Parser *ps, PyObject *dict, const Str *pending, int state)
 }
 
 static PyObject *build_value(Parser *ps, int mode, PyObject *node);
+static PyObject *new_placeholder(PyObject *cls);
 
 /* -- settling: objects whose kind is all the reader needs ------------------------------------
  *
@@ -1117,10 +1118,11 @@ static PyObject *build_value(Parser *ps, int mode, PyObject *node);
  * key of `kinds` the object has), allowed keys (a frozenset),
  * kinds: dict type value (None: no type key) -> marker, required key or None, keys whose
  * values must be strings (a frozenset), a flag key or None, the markers for objects whose
- * flag is set (not null), and the rule compiled by compile_rule). An object at a node with a
- * rule whose keys are all
+ * flag is set (not null), a nested key or None, the rule of that key's array elements, and
+ * the rule compiled by compile_rule). An object at a node with a rule whose keys are all
  * allowed, with the required key and those string values, and whose type names a kind is
- * validated without being built and handed back as that kind's shared marker. Anything
+ * validated without being built and handed back as that kind's shared marker; when its nested
+ * key holds an array whose elements all settle, as the list of their markers instead. Anything
  * else (a key not allowed, a duplicate, invalid JSON, a type that is not a short ASCII string)
  * rewinds and builds the object as usual, so errors are exactly those of the building path. */
 
@@ -1155,6 +1157,7 @@ node_field(PyObject *node, Py_ssize_t i)
 #define RK_FLAG 2       /* the flag key: not null selects the flagged marker */
 #define RK_REQUIRED 4   /* the required key */
 #define RK_STRING 8     /* its value, when present, must be a string */
+#define RK_NESTED 16    /* its array value settles whole: each element under the nested rule */
 
 typedef struct {
     char text[RULE_NAME_MAX];
@@ -1171,7 +1174,7 @@ typedef struct {
     PyObject *flagged;
 } RuleKind;
 
-typedef struct {
+typedef struct Rule {
     int by_key;                   /* the kind is the one data key the object has */
     int has_required;
     Py_ssize_t nkeys;
@@ -1180,6 +1183,11 @@ typedef struct {
     RuleKind *kinds;
     PyObject *none_marker;        /* kinds[None]: no type key (NULL: the type is required) */
     PyObject *none_flagged;
+    /* The nested key's rule: an array there whose elements all settle under it stands, with
+     * the object holding it, as a list of their markers (of items_type). NULL: none. */
+    const struct Rule *nested;
+    PyObject *nested_capsule;     /* owns `nested` */
+    PyObject *items_type;
 } Rule;
 
 static inline const RuleKey *
@@ -1217,6 +1225,8 @@ rule_free(PyObject *capsule)
     }
     Py_XDECREF(rule->none_marker);
     Py_XDECREF(rule->none_flagged);
+    Py_XDECREF(rule->nested_capsule);
+    Py_XDECREF(rule->items_type);
     PyMem_Free(rule->kinds);
     PyMem_Free(rule);
 }
@@ -1245,12 +1255,15 @@ marker_of(PyObject *mapping, PyObject *key)
 }
 
 static PyObject *
-strict_compile_rule(PyObject *self, PyObject *rule_tuple)
+strict_compile_rule(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!PyTuple_CheckExact(rule_tuple) || PyTuple_GET_SIZE(rule_tuple) < 7) {
-        PyErr_SetString(PyExc_TypeError, "compile_rule takes a settle rule tuple");
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
+            !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], &PyList_Type)) {
+        PyErr_SetString(PyExc_TypeError, "compile_rule(rule, items_type) takes a settle rule "
+                        "tuple and a list subclass");
         return NULL;
     }
+    PyObject *rule_tuple = args[0];
     PyObject *type_key = PyTuple_GET_ITEM(rule_tuple, 0);
     PyObject *allowed = PyTuple_GET_ITEM(rule_tuple, 1);
     PyObject *kinds = PyTuple_GET_ITEM(rule_tuple, 2);
@@ -1258,6 +1271,14 @@ strict_compile_rule(PyObject *self, PyObject *rule_tuple)
     PyObject *strings = PyTuple_GET_ITEM(rule_tuple, 4);
     PyObject *flag = PyTuple_GET_ITEM(rule_tuple, 5);
     PyObject *flagged = PyTuple_GET_ITEM(rule_tuple, 6);
+    PyObject *nested_key = PyTuple_GET_ITEM(rule_tuple, 7);
+    PyObject *nested = PyTuple_GET_ITEM(rule_tuple, 8);
+    if (nested_key != Py_None && !(PyTuple_CheckExact(nested) && PyTuple_GET_SIZE(nested) == 10 &&
+                                   PyCapsule_IsValid(PyTuple_GET_ITEM(nested, 9),
+                                                     RULE_CAPSULE))) {
+        PyErr_SetString(PyExc_TypeError, "a nested key needs the compiled rule of its elements");
+        return NULL;
+    }
     if (!PyFrozenSet_CheckExact(allowed) || !PyDict_CheckExact(kinds) ||
             !PyFrozenSet_CheckExact(strings) || !PyDict_CheckExact(flagged)) {
         PyErr_SetString(PyExc_TypeError, "compile_rule takes a settle rule tuple");
@@ -1273,6 +1294,11 @@ strict_compile_rule(PyObject *self, PyObject *rule_tuple)
     if (capsule == NULL) { PyMem_Free(rule); return NULL; }
     rule->by_key = type_key == Py_None;
     rule->has_required = required != Py_None;
+    if (nested_key != Py_None) {
+        rule->nested_capsule = Py_NewRef(PyTuple_GET_ITEM(nested, 9));
+        rule->nested = PyCapsule_GetPointer(rule->nested_capsule, RULE_CAPSULE);
+        rule->items_type = Py_NewRef(args[1]);
+    }
     PyObject *keys = PySequence_List(allowed);
     if (keys == NULL) goto error;
     if (PyList_Sort(keys) < 0) { Py_DECREF(keys); goto error; }  /* the same order every run */
@@ -1288,7 +1314,9 @@ strict_compile_rule(PyObject *self, PyObject *rule_tuple)
         k->bits = (type_key != Py_None && PyUnicode_Compare(key, type_key) == 0 ? RK_TYPE : 0) |
                   (flag != Py_None && PyUnicode_Compare(key, flag) == 0 ? RK_FLAG : 0) |
                   (required != Py_None && PyUnicode_Compare(key, required) == 0 ? RK_REQUIRED : 0) |
-                  (in_strings ? RK_STRING : 0);
+                  (in_strings ? RK_STRING : 0) |
+                  (nested_key != Py_None && PyUnicode_Compare(key, nested_key) == 0 ?
+                   RK_NESTED : 0);
         if (rule->by_key) {
             k->marker = marker_of(kinds, key);
             k->flagged = marker_of(flagged, key);
@@ -1322,7 +1350,53 @@ error:
     return NULL;
 }
 
-/* 1 with *out a new reference to the marker, 0 (rewound) if the object is not settled. */
+static int try_settle(Parser *ps, const Rule *rule, PyObject **out);
+
+/* The markers of an array (ps->p at '[') whose elements all settle under `rule`, as a new
+ * list of `items_type`; NULL (no error set, ps->p anywhere: the caller rewinds) if one does
+ * not. */
+static PyObject *
+settle_items(Parser *ps, const Rule *rule, PyObject *items_type)
+{
+    if (++ps->depth > ps->max_depth) return NULL;
+    ps->p++;  /* '[' */
+    PyObject *items = new_placeholder(items_type);
+    if (items == NULL) goto fail;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == ']') {
+        ps->p++;
+        ps->depth--;
+        return items;
+    }
+    for (;;) {
+        PyObject *marker;
+        if (ps->p >= ps->end || *ps->p != '{' || !try_settle(ps, rule, &marker)) goto fail;
+        int rc = PyList_Append(items, marker);
+        Py_DECREF(marker);
+        if (rc < 0) goto fail;
+        skip_ws(ps);
+        if (ps->p >= ps->end) goto fail;
+        if (*ps->p == ',') {
+            ps->p++;
+            skip_ws(ps);
+            continue;
+        }
+        if (*ps->p == ']') {
+            ps->p++;
+            break;
+        }
+        goto fail;
+    }
+    ps->depth--;
+    return items;
+fail:
+    Py_XDECREF(items);
+    PyErr_Clear();
+    return NULL;
+}
+
+/* 1 with *out a new reference to the marker (or, for an object whose nested array settled,
+ * to the list of that array's markers), 0 (rewound) if the object is not settled. */
 static int
 try_settle(Parser *ps, const Rule *rule, PyObject **out)
 {
@@ -1331,6 +1405,7 @@ try_settle(Parser *ps, const Rule *rule, PyObject **out)
     const RuleKind *kind = NULL;      /* the kind the type key named */
     const RuleKey *data = NULL;       /* by-key rules: the data key present */
     uint64_t seen = 0;                /* the rule keys met so far */
+    PyObject *items = NULL;           /* the nested array's markers, once settled */
     int has_required = !rule->has_required;
     int flag_set = 0;
     if (++ps->depth > ps->max_depth) goto rewind;
@@ -1367,6 +1442,11 @@ try_settle(Parser *ps, const Rule *rule, PyObject **out)
             if (scan_string(ps, &value, 1) < 0 || !value.ascii) goto rewind;
             kind = rule_kind(rule, value.text, value.len);
             if (kind == NULL) goto rewind;
+        } else if ((k->bits & RK_NESTED) && ps->p < ps->end && *ps->p == '[') {
+            items = settle_items(ps, rule->nested, rule->items_type);
+            if (items == NULL) goto rewind;
+        } else if ((k->bits & RK_NESTED) && !(k->bits & RK_STRING)) {
+            goto rewind;  /* a nested key holds an array (or, if listed, a string) */
         } else if (((k->bits & RK_STRING) && (ps->p >= ps->end || *ps->p != '"')) ||
                    skip_value(ps, NULL) < 0) {
             goto rewind;
@@ -1397,9 +1477,16 @@ members_done:
     }
     if (marker == NULL) goto rewind;
     ps->depth = save_depth;
+    if (items != NULL) {
+        /* charged as the list it is; past the budget the caller validates the rest */
+        charge(ps, cfg_value_cost * PyList_GET_SIZE(items));
+        *out = items;
+        return 1;
+    }
     *out = Py_NewRef(marker);
     return 1;
 rewind:
+    Py_XDECREF(items);
     PyErr_Clear();   /* the building path meets the same input and reports it */
     ps->p = save;
     ps->depth = save_depth;
@@ -1589,7 +1676,7 @@ build_value(Parser *ps, int mode, PyObject *node)
         if (mode & MODE_SKIP) return build_skipped(ps);
         PyObject *rule = node_field(node, 2);
         PyObject *marker;
-        if (rule != NULL && try_settle(ps, PyCapsule_GetPointer(PyTuple_GET_ITEM(rule, 7),
+        if (rule != NULL && try_settle(ps, PyCapsule_GetPointer(PyTuple_GET_ITEM(rule, 9),
                                                                RULE_CAPSULE), &marker)) {
             return marker;
         }
@@ -1646,8 +1733,8 @@ valid_node(PyObject *node, int depth)
     }
     if (element != Py_None && !valid_node(element, depth + 1)) return 0;
     if (rule == Py_None) return 1;
-    return PyTuple_CheckExact(rule) && PyTuple_GET_SIZE(rule) == 8 &&
-           PyCapsule_IsValid(PyTuple_GET_ITEM(rule, 7), RULE_CAPSULE);
+    return PyTuple_CheckExact(rule) && PyTuple_GET_SIZE(rule) == 10 &&
+           PyCapsule_IsValid(PyTuple_GET_ITEM(rule, 9), RULE_CAPSULE);
 }
 
 static PyObject *
@@ -1736,8 +1823,9 @@ static PyMethodDef methods[] = {
     {"loads", (PyCFunction)(void (*)(void))strict_loads, METH_FASTCALL,
      "loads(data, max_depth, budget, settle=None) -> value; raises StrictJSONError or "
      "StructureLimitError."},
-    {"compile_rule", strict_compile_rule, METH_O,
-     "compile_rule(rule) -> the rule as try_settle reads it (see body.settle_table)."},
+    {"compile_rule", (PyCFunction)(void (*)(void))strict_compile_rule, METH_FASTCALL,
+     "compile_rule(rule, items_type) -> the rule as try_settle reads it (see "
+     "body.settle_table)."},
     {"configure", strict_configure, METH_VARARGS,
      "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost); "
      "the key table is copied: configure again to change it."},

@@ -24,6 +24,7 @@ from modelguard.body import (
     ACCELERATED,
     BodyError,
     Settled,
+    SettledItems,
     SettleRule,
     parse_json,
     settle_table,
@@ -140,8 +141,13 @@ def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         if draw(st.booleans()):
             tools = [{"type": "namespace", "name": "n", "tools": tools or []}]
     else:
-        body = {"contents": [{"role": "user", "parts": blocks}],
-                "systemInstruction": {"parts": nested}}
+        turn: dict[str, Any] = {"parts": blocks}
+        role = draw(st.sampled_from([None, "user", "model", "function", "User", 3]))
+        if role is not None:
+            turn["role"] = role
+        if draw(st.booleans()):
+            turn[draw(st.sampled_from(["x", "Parts", "role", "text"]))] = draw(_VALUES)
+        body = {"contents": [turn, *draw(_BLOCKS)], "systemInstruction": {"parts": nested}}
     if tools is not None:
         body["tools"] = tools if protocol != "gemini" else [{"functionDeclarations": tools}]
     return protocol, body
@@ -233,6 +239,43 @@ def test_settled_objects_are_markers_and_nothing_else_is() -> None:
     # the same shape elsewhere in the body is built: the table names places, not shapes
     assert doc["metadata"]["messages"][0]["content"][0] == {"type": "text", "text": "not a message"}
     assert parse_json(raw, 128, settle=anthropic.SETTLE, accelerated=False) == doc
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_a_turn_of_settled_blocks_is_the_list_of_their_markers(accelerated: bool) -> None:
+    turns = [
+        {"role": "user", "content": [{"type": "text", "text": "a"},
+                                     {"type": "tool_result", "tool_use_id": "u", "content": "x"}]},
+        {"role": "assistant", "content": []},
+        {"role": "user", "content": "plain"},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"}]},
+        {"role": "user", "content": 5},
+        {"role": "system", "content": [{"type": "text", "text": "a"}]},
+        {"content": [{"type": "text", "text": "a"}], "role": "assistant"},
+    ]
+    raw = json.dumps({"model": "m", "max_tokens": 1, "messages": turns}).encode()
+    got = parse_json(raw, 128, settle=anthropic.SETTLE, accelerated=accelerated)["messages"]
+    assert type(got[0]) is SettledItems
+    assert [(m.kind, m.flagged) for m in got[0]] == [("text", False), ("tool_result", False)]
+    assert type(got[1]) is SettledItems and got[1] == []
+    assert got[2] is anthropic.SETTLE[0]["messages"][1][2][2]["user"]  # the plain-turn marker
+    # a block that does not settle, content that is neither a string nor an array, and a
+    # role that is not a turn kind: the turn is built (its settled blocks still markers)
+    assert type(got[3]) is dict and type(got[3]["content"][0]) is Settled
+    assert got[4] == {"role": "user", "content": 5}
+    assert type(got[5]) is dict
+    assert type(got[6]) is SettledItems and len(got[6]) == 1
+
+
+def test_a_nested_key_needs_its_element_rule() -> None:
+    with pytest.raises(ValueError):
+        settle_table({("m", "*"): SettleRule({"user": Settled("m")}, frozenset({"role", "c"}),
+                                             type_key="role", nested="c")})
+    with pytest.raises(ValueError):  # the nested key must be one of the rule's keys
+        settle_table({("m", "*"): SettleRule({"user": Settled("m")}, frozenset({"role"}),
+                                             type_key="role", nested="c"),
+                      ("m", "*", "c", "*"): SettleRule({"t": Settled("t")},
+                                                       frozenset({"type"}))})
 
 
 def test_every_route_kind_with_a_json_reader_has_its_table() -> None:

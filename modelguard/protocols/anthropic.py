@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..body import Settled, SettleRule, settle_table
+from ..body import Settled, SettledItems, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -126,12 +126,14 @@ _QUIET: dict[frozenset[tuple[Any, ...]], frozenset[int]] = {}
 _CUSTOM_TOOL = Settled("custom")
 _TOOL_RULE = SettleRule({None: _CUSTOM_TOOL, "custom": _CUSTOM_TOOL}, frozenset({
     "type", "name", "description", "input_schema", "strict", "defer_loading"}))
-#: A turn whose content is a string: it needs nothing.
+#: A turn whose content is a string: it needs nothing. A turn whose content blocks all
+#: settle is handed back as the list of their markers (:class:`SettledItems`).
 _PLAIN = Settled("message")
 SETTLE = settle_table({
     ("messages", "*"): SettleRule({"user": _PLAIN, "assistant": _PLAIN},
                                   frozenset({"role", "content"}), type_key="role",
-                                  required="content", strings=frozenset({"content"})),
+                                  required="content", strings=frozenset({"content"}),
+                                  nested="content"),
     ("messages", "*", "content", "*"): _BLOCK_RULE,
     ("messages", "*", "content", "*", "content", "*"): _BLOCK_RULE,
     ("system", "*"): _BLOCK_RULE,
@@ -177,11 +179,14 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     for i, message in enumerate(need_list(messages, "messages")):
         if message is _PLAIN:
             continue  # a turn with string content, never built
-        if type(message) is not dict or not accepts(message):
-            path = f"messages[{i}]"
-            MESSAGE.check(need_dict(message, path), path)
-        content = message.get("content")
-        if type(content) is list:
+        if type(message) is SettledItems:
+            content: Any = message  # a turn of settled blocks: their markers
+        else:
+            if type(message) is not dict or not accepts(message):
+                path = f"messages[{i}]"
+                MESSAGE.check(need_dict(message, path), path)
+            content = message.get("content")
+        if type(content) is list or type(content) is SettledItems:
             if quiet.issuperset(map(id, content)):
                 continue  # settled blocks whose needs are none or already recorded
             first = _first_unsettled(f, content)
