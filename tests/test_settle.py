@@ -89,14 +89,14 @@ _KEYS = st.sampled_from([
     "strict", "function", "custom", "annotations", "logprobs", "thought", "thoughtSignature",
     "thought_signature", "cache_control", "Type", "TEXT", "source", "image_url",
     "prompt_cache_breakpoint", "defer_loading", "x", "inlineData", "functionCall",
-    "call_id", "arguments", "output", "status", "role", "tool_calls",
+    "call_id", "arguments", "output", "status", "role", "tool_calls", "tool_call_id", "parts",
 ])
 _KINDS = st.sampled_from([
     "text", "tool_use", "tool_result", "thinking", "image", "document", "server_tool_use",
     "search_result", "mcp_tool_result", "input_text", "output_text", "input_image",
     "function", "custom", "namespace", "web_search", "Text", "tëxt", "x" * 40, "",
     "function_call", "function_call_output", "custom_tool_call", "message", "reasoning",
-    "user", "assistant", "system", "developer", "tool", "User",
+    "user", "assistant", "system", "developer", "tool", "User", "function", "model",
 ])
 _LEAVES = st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6) | _KINDS
 _VALUES = st.recursive(_LEAVES, lambda kids: st.lists(kids, max_size=3)
@@ -132,6 +132,7 @@ def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     elif protocol == "openai":
         body = {"model": "gpt-5-4", "messages": [
             {"role": "user", "content": blocks},
+            {"role": draw(_KINDS), "tool_call_id": "c", "content": draw(_LEAVES)},
             {"role": "assistant", "content": draw(st.none() | st.text(max_size=4)),
              "tool_calls": nested}, *draw(_BLOCKS)]}
     elif protocol == "responses":

@@ -72,6 +72,7 @@ PLAIN_ROLES = frozenset({"user", "assistant", "system", "developer"})
 _PLAIN_MESSAGE = frozenset({"role", "content", "name"})
 #: Roles whose messages are tool traffic.
 TOOL_ROLES = frozenset({"tool", "function"})
+_TOOL_NEED = (TOOL_USE, None, False)
 TOOL_TYPES = frozenset({"function", "custom"})
 RESPONSE_FORMATS = {"json_schema": JSON_SCHEMA, "json_object": None, "text": None}
 TOOL_CHOICE_STRINGS = frozenset({"none", "auto", "required"})
@@ -98,13 +99,16 @@ TOOL = Keys("type", "cache_control")
 #: and function (or custom) tools, whose full reading needs nothing.
 _TEXT_PART = Settled("text")
 _TOOL = Settled("function")
-#: A chat turn of a plain role with string content (or none): it needs nothing.
+#: A chat turn of a plain role with string content (or none): it needs nothing. A tool
+#: result turn with string content needs tool use, at the turn.
 _PLAIN = Settled("message")
+_RESULTS = {role: Settled(role) for role in TOOL_ROLES}
 #: A tool call of an assistant turn: only the list's being non-empty is read.
 _CALL = Settled("tool_call")
 SETTLE = settle_table({
-    ("messages", "*"): SettleRule({role: _PLAIN for role in PLAIN_ROLES}, _PLAIN_MESSAGE,
-                                  type_key="role", strings=frozenset({"content"})),
+    ("messages", "*"): SettleRule({role: _PLAIN for role in PLAIN_ROLES} | _RESULTS,
+                                  _PLAIN_MESSAGE | {"tool_call_id"}, type_key="role",
+                                  strings=frozenset({"content"})),
     ("messages", "*", "tool_calls", "*"): SettleRule({"function": _CALL},
                                                      frozenset({"id", "type", "function"})),
     ("messages", "*", "content", "*"): SettleRule({"text": _TEXT_PART},
@@ -129,6 +133,11 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     for i, message in enumerate(need_list(messages, "messages")):
         if message is _PLAIN:
             continue  # a plain turn with string content, never built
+        if type(message) is Settled:  # a tool result turn with string content
+            if _TOOL_NEED not in f.recorded:
+                f.need(TOOL_USE, f"messages[{i}]",
+                       f"a {message.kind} message (tool result in the history)")
+            continue
         # The common case, decided without building a path: a chat turn with string content.
         if type(message) is dict and plain(message):
             role = message.get("role")
