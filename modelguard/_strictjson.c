@@ -24,6 +24,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -1109,7 +1110,6 @@ finish_object(Parser *ps, PyObject *dict, const Str *pending, int state)
 }
 
 static PyObject *build_value(Parser *ps, int mode, PyObject *node);
-static PyObject *new_placeholder(PyObject *cls);
 
 /* -- settling: objects whose kind is all the reader needs ------------------------------------
  *
@@ -1151,6 +1151,9 @@ node_field(PyObject *node, Py_ssize_t i)
  * short ASCII (settle_table refuses others); a rule has at most RULE_MAX_KEYS keys, so the
  * keys an object has had are one bit mask (a duplicate is a second bit). */
 #define RULE_CAPSULE "modelguard._strictjson.rule"
+#ifndef Py_T_OBJECT_EX
+#define Py_T_OBJECT_EX T_OBJECT_EX  /* before 3.12 */
+#endif
 #define RULE_MAX_KEYS 64
 #define RULE_NAME_MAX 64
 #define RK_TYPE 1       /* the type key: its string value names the kind */
@@ -1188,6 +1191,7 @@ typedef struct Rule {
     const struct Rule *nested;
     PyObject *nested_capsule;     /* owns `nested` */
     PyObject *items_type;
+    Py_ssize_t items_marker;      /* where an items_type instance keeps the object's marker */
 } Rule;
 
 static inline const RuleKey *
@@ -1298,6 +1302,17 @@ strict_compile_rule(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         rule->nested_capsule = Py_NewRef(PyTuple_GET_ITEM(nested, 9));
         rule->nested = PyCapsule_GetPointer(rule->nested_capsule, RULE_CAPSULE);
         rule->items_type = Py_NewRef(args[1]);
+        /* the slot `marker` of the list subclass: its member descriptor knows where it is */
+        PyObject *slot = PyObject_GetAttrString(args[1], "marker");
+        if (slot == NULL) goto error;
+        int ok = Py_IS_TYPE(slot, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)slot)->d_member->type == Py_T_OBJECT_EX;
+        if (ok) rule->items_marker = ((PyMemberDescrObject *)slot)->d_member->offset;
+        Py_DECREF(slot);
+        if (!ok) {
+            PyErr_SetString(PyExc_TypeError, "items_type needs a __slots__ member 'marker'");
+            goto error;
+        }
     }
     PyObject *keys = PySequence_List(allowed);
     if (keys == NULL) goto error;
@@ -1360,7 +1375,11 @@ settle_items(Parser *ps, const Rule *rule, PyObject *items_type)
 {
     if (++ps->depth > ps->max_depth) return NULL;
     ps->p++;  /* '[' */
-    PyObject *items = new_placeholder(items_type);
+    /* only allocated (its __init__ is not run): the caller sets its marker */
+    PyObject *none = PyTuple_New(0);
+    PyObject *items = none == NULL ? NULL :
+        ((PyTypeObject *)items_type)->tp_new((PyTypeObject *)items_type, none, NULL);
+    Py_XDECREF(none);
     if (items == NULL) goto fail;
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == ']') {
@@ -1480,6 +1499,8 @@ members_done:
     if (items != NULL) {
         /* charged as the list it is; past the budget the caller validates the rest */
         charge(ps, cfg_value_cost * PyList_GET_SIZE(items));
+        PyObject **held = (PyObject **)((char *)items + rule->items_marker);
+        Py_XSETREF(*held, Py_NewRef(marker));
         *out = items;
         return 1;
     }

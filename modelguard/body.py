@@ -76,9 +76,13 @@ class Settled:
 class SettledItems(list):  # type: ignore[type-arg]
     """Stands for an object whose nested array (a turn's content blocks, see
     :attr:`SettleRule.nested`) held only settled objects: the list of their markers, in
-    order. The object's own keys need nothing beyond what its rule checked."""
+    order, and ``marker``, the object's own (its kind)."""
 
-    __slots__ = ()
+    __slots__ = ("marker",)
+
+    def __init__(self, marker: Settled | None = None) -> None:
+        super().__init__()
+        self.marker = marker
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,7 @@ def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | SettledIte
     if nested is not None and nested in obj:
         value = obj[nested]
         if type(value) is list:
-            items = SettledItems()
+            items = SettledItems(None)
             for element in value:
                 marker = _settled(element, inner) if type(element) is dict else None
                 if marker is None:
@@ -196,7 +200,10 @@ def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | SettledIte
             return None
     marker = flagged.get(name) if flag is not None and obj.get(flag) is not None else \
         kinds.get(name)
-    return items if items is not None and marker is not None else marker
+    if items is not None and marker is not None:
+        items.marker = marker
+        return items
+    return marker
 
 
 _ABSENT = object()

@@ -256,7 +256,7 @@ def test_a_turn_of_settled_blocks_is_the_list_of_their_markers(accelerated: bool
     ]
     raw = json.dumps({"model": "m", "max_tokens": 1, "messages": turns}).encode()
     got = parse_json(raw, 128, settle=anthropic.SETTLE, accelerated=accelerated)["messages"]
-    assert type(got[0]) is SettledItems
+    assert type(got[0]) is SettledItems and got[0].marker is got[2]  # the turn's own kind
     assert [(m.kind, m.flagged) for m in got[0]] == [("text", False), ("tool_result", False)]
     assert type(got[1]) is SettledItems and got[1] == []
     assert got[2] is anthropic.SETTLE[0]["messages"][1][2][2]["user"]  # the plain-turn marker
@@ -265,7 +265,28 @@ def test_a_turn_of_settled_blocks_is_the_list_of_their_markers(accelerated: bool
     assert type(got[3]) is dict and type(got[3]["content"][0]) is Settled
     assert got[4] == {"role": "user", "content": 5}
     assert type(got[5]) is dict
-    assert type(got[6]) is SettledItems and len(got[6]) == 1
+    assert type(got[6]) is SettledItems and len(got[6]) == 1 and got[6].marker is got[2]
+
+
+@pytest.mark.parametrize("item", [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "a"}]},
+    {"type": "message", "role": "assistant", "content": "plain"},
+    {"type": "message", "content": []},
+    {"type": "function_call_output", "call_id": "c", "output": "done",
+     "content": [{"type": "input_text", "text": "a"}]},
+    {"type": "function_call", "call_id": "c", "name": "n", "arguments": "{}", "role": "x"},
+    {"type": "message", "role": 5, "content": [{"type": "input_text", "text": "a"}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "u"}]},
+])
+def test_responses_items_settle_with_their_kind(item: dict[str, Any],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = json.dumps({"model": "gpt-5-4", "input": [item, item]}).encode()
+    agree(raw, responses.SETTLE)
+    readers_agree("responses", raw, monkeypatch)
+    got = parse_json(raw, 128, settle=responses.SETTLE)["input"][0]
+    if type(item.get("content")) is list and type(item.get("role", "")) is str and all(
+            part["type"] == "input_text" for part in item["content"]):
+        assert type(got) is SettledItems and got.marker.kind == item["type"]
 
 
 def test_a_nested_key_needs_its_element_rule() -> None:
