@@ -113,6 +113,9 @@ _PART_RULE = SettleRule({"text": _TEXT, "functionCall": _CALL},
 #: built part, a dict, is simply not among them): text, and calls once tool use is needed.
 _QUIET_TEXT = frozenset({id(_TEXT)})
 _QUIET_CALLS = frozenset({id(_TEXT), id(_CALL)})
+#: The same as markers, for a turn of settled parts only (:class:`SettledItems`).
+_QUIET_TEXT_PARTS = frozenset({_TEXT})
+_QUIET_CALL_PARTS = frozenset({_TEXT, _CALL})
 #: A turn (role optional) whose parts all settle: handed back as the list of their markers
 #: (:class:`SettledItems`).
 _TURN = Settled("content")
@@ -187,13 +190,15 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
         if type(contents) is dict:  # a single Content, as some clients send
             _content(f, contents, cpath)
         else:
-            quiet = _QUIET_CALLS if _TOOL_NEED in f.recorded else _QUIET_TEXT
+            calls = _TOOL_NEED in f.recorded
+            quiet = _QUIET_CALLS if calls else _QUIET_TEXT
+            settled = _QUIET_CALL_PARTS if calls else _QUIET_TEXT_PARTS
             for i, content in enumerate(need_list(contents, cpath)):
                 if type(content) is SettledItems:  # a turn of settled parts: their markers
-                    if not quiet.issuperset(map(id, content)):
+                    if not settled.issuperset(content):
                         _parts(f, content, f"{cpath}[{i}].parts")
                         if _TOOL_NEED in f.recorded:
-                            quiet = _QUIET_CALLS
+                            quiet, settled = _QUIET_CALLS, _QUIET_CALL_PARTS
                     continue
                 if type(content) is dict and _PLAIN_CONTENT.issuperset(content):
                     parts = content.get("parts")
@@ -202,7 +207,7 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
                 if not _plain_text(content):
                     _content(f, content, f"{cpath}[{i}]")
                     if _TOOL_NEED in f.recorded:
-                        quiet = _QUIET_CALLS
+                        quiet, settled = _QUIET_CALLS, _QUIET_CALL_PARTS
     _tools(f, body, path, rare)
     key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:
