@@ -289,6 +289,34 @@ def test_responses_items_settle_with_their_kind(item: dict[str, Any],
         assert type(got) is SettledItems and got.marker.kind == item["type"]
 
 
+_CALL = {"id": "c", "type": "function", "function": {"name": "n", "arguments": "{}"}}
+
+
+@pytest.mark.parametrize("turn", [
+    {"role": "assistant", "content": "on it", "tool_calls": [_CALL, _CALL]},
+    {"role": "assistant", "tool_calls": []},
+    {"role": "tool", "tool_call_id": "c", "content": "done", "tool_calls": [_CALL]},
+    {"role": "function", "content": "done", "tool_calls": []},
+    {"role": "assistant", "content": None, "tool_calls": [_CALL]},
+    {"role": "assistant", "content": "x", "tool_calls": None},
+    {"role": "assistant", "content": "x", "tool_calls": [_CALL, {"type": "custom"}]},
+    {"role": "Tool", "content": "x", "tool_calls": [_CALL]},
+])
+def test_chat_turns_settle_with_their_tool_calls(turn: dict[str, Any],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for first in (None, {"role": "tool", "tool_call_id": "c", "content": "r"}):
+        messages = [turn, turn] if first is None else [first, turn]
+        raw = json.dumps({"model": "gpt-5-4", "messages": messages}).encode()
+        agree(raw, openai.SETTLE)
+        readers_agree("openai", raw, monkeypatch)  # the first path of each need included
+    got = parse_json(raw, 128, settle=openai.SETTLE)["messages"][1]
+    if type(turn.get("tool_calls")) is list and turn["role"] in ("assistant", "tool",
+                                                                  "function") and (
+            turn.get("content") is None) == ("content" not in turn) and all(
+            call is _CALL for call in turn["tool_calls"]):
+        assert type(got) is SettledItems and got.marker.kind in ("message", turn["role"])
+
+
 def test_a_nested_key_needs_its_element_rule() -> None:
     with pytest.raises(ValueError):
         settle_table({("m", "*"): SettleRule({"user": Settled("m")}, frozenset({"role", "c"}),
