@@ -24,6 +24,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -1117,9 +1118,11 @@ static PyObject *build_value(Parser *ps, int mode, PyObject *node);
  * key of `kinds` the object has), allowed keys (a frozenset),
  * kinds: dict type value (None: no type key) -> marker, required key or None, keys whose
  * values must be strings (a frozenset), a flag key or None, the markers for objects whose
- * flag is set (not null)). An object at a node with a rule whose keys are all
+ * flag is set (not null), a nested key or None, the rule of that key's array elements, and
+ * the rule compiled by compile_rule). An object at a node with a rule whose keys are all
  * allowed, with the required key and those string values, and whose type names a kind is
- * validated without being built and handed back as that kind's shared marker. Anything
+ * validated without being built and handed back as that kind's shared marker; when its nested
+ * key holds an array whose elements all settle, as the list of their markers instead. Anything
  * else (a key not allowed, a duplicate, invalid JSON, a type that is not a short ASCII string)
  * rewinds and builds the object as usual, so errors are exactly those of the building path. */
 
@@ -1142,86 +1145,333 @@ node_field(PyObject *node, Py_ssize_t i)
     return field == Py_None ? NULL : field;
 }
 
-static inline int
-same_ascii(PyObject *name, const char *text, Py_ssize_t len)
+/* A rule compiled once (compile_rule, called by body.settle_table) into what try_settle
+ * compares the input with directly: each allowed key and each kind as bytes, so a settled
+ * object costs a few byte comparisons per member and no hashing. Rule keys and kind names are
+ * short ASCII (settle_table refuses others); a rule has at most RULE_MAX_KEYS keys, so the
+ * keys an object has had are one bit mask (a duplicate is a second bit). */
+#define RULE_CAPSULE "modelguard._strictjson.rule"
+#ifndef Py_T_OBJECT_EX
+#define Py_T_OBJECT_EX T_OBJECT_EX  /* before 3.12 */
+#endif
+#define RULE_MAX_KEYS 64
+#define RULE_NAME_MAX 64
+#define RK_TYPE 1       /* the type key: its string value names the kind */
+#define RK_FLAG 2       /* the flag key: not null selects the flagged marker */
+#define RK_REQUIRED 4   /* the required key */
+#define RK_STRING 8     /* its value, when present, must be a string */
+#define RK_NESTED 16    /* its array value settles whole: each element under the nested rule */
+
+typedef struct {
+    char text[RULE_NAME_MAX];
+    Py_ssize_t len;
+    int bits;
+    PyObject *marker;   /* a data key (the kind is the key): kinds[key], else NULL */
+    PyObject *flagged;  /* ... and flagged[key] (NULL: none) */
+} RuleKey;
+
+typedef struct {
+    char text[RULE_NAME_MAX];
+    Py_ssize_t len;
+    PyObject *marker;
+    PyObject *flagged;
+} RuleKind;
+
+typedef struct Rule {
+    int by_key;                   /* the kind is the one data key the object has */
+    int has_required;
+    Py_ssize_t nkeys;
+    RuleKey keys[RULE_MAX_KEYS];
+    Py_ssize_t nkinds;
+    RuleKind *kinds;
+    PyObject *none_marker;        /* kinds[None]: no type key (NULL: the type is required) */
+    PyObject *none_flagged;
+    /* The nested key's rule: an array there whose elements all settle under it stands, with
+     * the object holding it, as a list of their markers (of items_type). NULL: none. */
+    const struct Rule *nested;
+    PyObject *nested_capsule;     /* owns `nested` */
+    PyObject *items_type;
+    Py_ssize_t items_marker;      /* where an items_type instance keeps the object's marker */
+} Rule;
+
+static inline const RuleKey *
+rule_key(const Rule *rule, const char *text, Py_ssize_t len)
 {
-    return name != Py_None && PyUnicode_GET_LENGTH(name) == len &&
-           memcmp(PyUnicode_DATA(name), text, (size_t)len) == 0;
+    for (Py_ssize_t i = 0; i < rule->nkeys; i++) {
+        const RuleKey *k = &rule->keys[i];
+        if (k->len == len && same_bytes(k->text, text, len)) return k;
+    }
+    return NULL;
 }
 
-/* 1 with *out a new reference to the marker, 0 (rewound) if the object is not settled. */
-static int
-try_settle(Parser *ps, PyObject *rule, PyObject **out)
+static inline const RuleKind *
+rule_kind(const Rule *rule, const char *text, Py_ssize_t len)
 {
-    PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
-    PyObject *allowed = PyTuple_GET_ITEM(rule, 1);
-    PyObject *kinds = PyTuple_GET_ITEM(rule, 2);
-    PyObject *required = PyTuple_GET_ITEM(rule, 3);
-    PyObject *strings = PyTuple_GET_ITEM(rule, 4);
-    PyObject *flag = PyTuple_GET_ITEM(rule, 5);
-    PyObject *flagged = PyTuple_GET_ITEM(rule, 6);
+    for (Py_ssize_t i = 0; i < rule->nkinds; i++) {
+        const RuleKind *k = &rule->kinds[i];
+        if (k->len == len && same_bytes(k->text, text, len)) return k;
+    }
+    return NULL;
+}
+
+static void
+rule_free(PyObject *capsule)
+{
+    Rule *rule = PyCapsule_GetPointer(capsule, RULE_CAPSULE);
+    if (rule == NULL) return;
+    for (Py_ssize_t i = 0; i < rule->nkeys; i++) {
+        Py_XDECREF(rule->keys[i].marker);
+        Py_XDECREF(rule->keys[i].flagged);
+    }
+    for (Py_ssize_t i = 0; i < rule->nkinds; i++) {
+        Py_XDECREF(rule->kinds[i].marker);
+        Py_XDECREF(rule->kinds[i].flagged);
+    }
+    Py_XDECREF(rule->none_marker);
+    Py_XDECREF(rule->none_flagged);
+    Py_XDECREF(rule->nested_capsule);
+    Py_XDECREF(rule->items_type);
+    PyMem_Free(rule->kinds);
+    PyMem_Free(rule);
+}
+
+/* The bytes of a rule name (short ASCII), or -1 with ValueError. */
+static Py_ssize_t
+rule_name(PyObject *name, char *out)
+{
+    if (!PyUnicode_CheckExact(name) || !PyUnicode_IS_ASCII(name) ||
+            PyUnicode_GET_LENGTH(name) > RULE_NAME_MAX) {
+        PyErr_Format(PyExc_ValueError, "settle rule names must be ASCII strings of at most %d "
+                     "characters, not %R", RULE_NAME_MAX, name);
+        return -1;
+    }
+    Py_ssize_t len = PyUnicode_GET_LENGTH(name);
+    memcpy(out, PyUnicode_DATA(name), (size_t)len);
+    return len;
+}
+
+/* A new reference to mapping[key] (NULL without error when absent). */
+static PyObject *
+marker_of(PyObject *mapping, PyObject *key)
+{
+    PyObject *found = PyDict_GetItemWithError(mapping, key);
+    return Py_XNewRef(found);
+}
+
+static PyObject *
+strict_compile_rule(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 9 ||
+            !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], &PyList_Type)) {
+        PyErr_SetString(PyExc_TypeError, "compile_rule(rule, items_type) takes a settle rule "
+                        "tuple and a list subclass");
+        return NULL;
+    }
+    PyObject *rule_tuple = args[0];
+    PyObject *type_key = PyTuple_GET_ITEM(rule_tuple, 0);
+    PyObject *allowed = PyTuple_GET_ITEM(rule_tuple, 1);
+    PyObject *kinds = PyTuple_GET_ITEM(rule_tuple, 2);
+    PyObject *required = PyTuple_GET_ITEM(rule_tuple, 3);
+    PyObject *strings = PyTuple_GET_ITEM(rule_tuple, 4);
+    PyObject *flag = PyTuple_GET_ITEM(rule_tuple, 5);
+    PyObject *flagged = PyTuple_GET_ITEM(rule_tuple, 6);
+    PyObject *nested_key = PyTuple_GET_ITEM(rule_tuple, 7);
+    PyObject *nested = PyTuple_GET_ITEM(rule_tuple, 8);
+    if (nested_key != Py_None && !(PyTuple_CheckExact(nested) && PyTuple_GET_SIZE(nested) == 10 &&
+                                   PyCapsule_IsValid(PyTuple_GET_ITEM(nested, 9),
+                                                     RULE_CAPSULE))) {
+        PyErr_SetString(PyExc_TypeError, "a nested key needs the compiled rule of its elements");
+        return NULL;
+    }
+    if (!PyFrozenSet_CheckExact(allowed) || !PyDict_CheckExact(kinds) ||
+            !PyFrozenSet_CheckExact(strings) || !PyDict_CheckExact(flagged)) {
+        PyErr_SetString(PyExc_TypeError, "compile_rule takes a settle rule tuple");
+        return NULL;
+    }
+    if (PySet_GET_SIZE(allowed) > RULE_MAX_KEYS) {
+        PyErr_Format(PyExc_ValueError, "a settle rule allows at most %d keys", RULE_MAX_KEYS);
+        return NULL;
+    }
+    Rule *rule = PyMem_Calloc(1, sizeof(Rule));
+    if (rule == NULL) return PyErr_NoMemory();
+    PyObject *capsule = PyCapsule_New(rule, RULE_CAPSULE, rule_free);
+    if (capsule == NULL) { PyMem_Free(rule); return NULL; }
+    rule->by_key = type_key == Py_None;
+    rule->has_required = required != Py_None;
+    if (nested_key != Py_None) {
+        rule->nested_capsule = Py_NewRef(PyTuple_GET_ITEM(nested, 9));
+        rule->nested = PyCapsule_GetPointer(rule->nested_capsule, RULE_CAPSULE);
+        rule->items_type = Py_NewRef(args[1]);
+        /* the slot `marker` of the list subclass: its member descriptor knows where it is */
+        PyObject *slot = PyObject_GetAttrString(args[1], "marker");
+        if (slot == NULL) goto error;
+        int ok = Py_IS_TYPE(slot, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)slot)->d_member->type == Py_T_OBJECT_EX;
+        if (ok) rule->items_marker = ((PyMemberDescrObject *)slot)->d_member->offset;
+        Py_DECREF(slot);
+        if (!ok) {
+            PyErr_SetString(PyExc_TypeError, "items_type needs a __slots__ member 'marker'");
+            goto error;
+        }
+    }
+    PyObject *keys = PySequence_List(allowed);
+    if (keys == NULL) goto error;
+    if (PyList_Sort(keys) < 0) { Py_DECREF(keys); goto error; }  /* the same order every run */
+    Py_ssize_t pos;
+    PyObject *key;
+    for (pos = 0; pos < PyList_GET_SIZE(keys); pos++) {
+        key = PyList_GET_ITEM(keys, pos);
+        RuleKey *k = &rule->keys[rule->nkeys];
+        if ((k->len = rule_name(key, k->text)) < 0) { Py_DECREF(keys); goto error; }
+        rule->nkeys++;
+        int in_strings = PySet_Contains(strings, key);
+        if (in_strings < 0) { Py_DECREF(keys); goto error; }
+        k->bits = (type_key != Py_None && PyUnicode_Compare(key, type_key) == 0 ? RK_TYPE : 0) |
+                  (flag != Py_None && PyUnicode_Compare(key, flag) == 0 ? RK_FLAG : 0) |
+                  (required != Py_None && PyUnicode_Compare(key, required) == 0 ? RK_REQUIRED : 0) |
+                  (in_strings ? RK_STRING : 0) |
+                  (nested_key != Py_None && PyUnicode_Compare(key, nested_key) == 0 ?
+                   RK_NESTED : 0);
+        if (rule->by_key) {
+            k->marker = marker_of(kinds, key);
+            k->flagged = marker_of(flagged, key);
+        }
+        if (PyErr_Occurred()) { Py_DECREF(keys); goto error; }
+    }
+    Py_DECREF(keys);
+    if (!rule->by_key) {
+        rule->kinds = PyMem_Calloc((size_t)PyDict_GET_SIZE(kinds) + 1, sizeof(RuleKind));
+        if (rule->kinds == NULL) { PyErr_NoMemory(); goto error; }
+        PyObject *marker;
+        pos = 0;
+        while (PyDict_Next(kinds, &pos, &key, &marker)) {
+            if (key == Py_None) {
+                rule->none_marker = Py_NewRef(marker);
+                rule->none_flagged = marker_of(flagged, Py_None);
+                if (PyErr_Occurred()) goto error;
+                continue;
+            }
+            RuleKind *k = &rule->kinds[rule->nkinds];
+            if ((k->len = rule_name(key, k->text)) < 0) goto error;
+            rule->nkinds++;
+            k->marker = Py_NewRef(marker);
+            k->flagged = marker_of(flagged, key);
+            if (PyErr_Occurred()) goto error;
+        }
+    }
+    return capsule;
+error:
+    Py_DECREF(capsule);
+    return NULL;
+}
+
+static int try_settle(Parser *ps, const Rule *rule, PyObject **out);
+
+/* The markers of an array (ps->p at '[') whose elements all settle under `rule`, as a new
+ * list of `items_type`; NULL (no error set, ps->p anywhere: the caller rewinds) if one does
+ * not. */
+static PyObject *
+settle_items(Parser *ps, const Rule *rule, PyObject *items_type)
+{
+    if (++ps->depth > ps->max_depth) return NULL;
+    ps->p++;  /* '[' */
+    /* only allocated (its __init__ is not run): the caller sets its marker */
+    PyObject *none = PyTuple_New(0);
+    PyObject *items = none == NULL ? NULL :
+        ((PyTypeObject *)items_type)->tp_new((PyTypeObject *)items_type, none, NULL);
+    Py_XDECREF(none);
+    if (items == NULL) goto fail;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == ']') {
+        ps->p++;
+        ps->depth--;
+        return items;
+    }
+    for (;;) {
+        PyObject *marker;
+        if (ps->p >= ps->end || *ps->p != '{' || !try_settle(ps, rule, &marker)) goto fail;
+        int rc = PyList_Append(items, marker);
+        Py_DECREF(marker);
+        if (rc < 0) goto fail;
+        skip_ws(ps);
+        if (ps->p >= ps->end) goto fail;
+        if (*ps->p == ',') {
+            ps->p++;
+            skip_ws(ps);
+            continue;
+        }
+        if (*ps->p == ']') {
+            ps->p++;
+            break;
+        }
+        goto fail;
+    }
+    ps->depth--;
+    return items;
+fail:
+    Py_XDECREF(items);
+    PyErr_Clear();
+    return NULL;
+}
+
+/* 1 with *out a new reference to the marker (or, for an object whose nested array settled,
+ * to the list of that array's markers), 0 (rewound) if the object is not settled. */
+static int
+try_settle(Parser *ps, const Rule *rule, PyObject **out)
+{
     const unsigned char *save = ps->p;
     int save_depth = ps->depth;
-    PyObject *name = NULL;            /* owned: the kind's name (other threads may run while
-                                         members are skipped, see let_others_run) */
-    int by_key = type_key == Py_None; /* the kind is the one key of `kinds` present */
-    int has_required = required == Py_None;
+    const RuleKind *kind = NULL;      /* the kind the type key named */
+    const RuleKey *data = NULL;       /* by-key rules: the data key present */
+    uint64_t seen = 0;                /* the rule keys met so far */
+    PyObject *items = NULL;           /* the nested array's markers, once settled */
+    int has_required = !rule->has_required;
     int flag_set = 0;
     if (++ps->depth > ps->max_depth) goto rewind;
     ps->p++;  /* '{' */
-    KeySet ks;
-    keyset_init(ps, &ks);
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == '}') {
         ps->p++;
         goto members_done;
     }
     for (;;) {
-        if (ps->p >= ps->end || *ps->p != '"') goto give_up;
+        if (ps->p >= ps->end || *ps->p != '"') goto rewind;
         ps->p++;
         Str text;
-        if (scan_string(ps, &text, 1) < 0 || !text.ascii || text.len > KEY_CACHE_MAX_LEN) {
-            goto give_up;
+        if (scan_string(ps, &text, 1) < 0 || !text.ascii) goto rewind;
+        const RuleKey *k = rule_key(rule, text.text, text.len);
+        if (k == NULL) goto rewind;
+        uint64_t bit = (uint64_t)1 << (k - rule->keys);
+        if (seen & bit) goto rewind;  /* a duplicate: the building path reports it */
+        seen |= bit;
+        if (k->marker != NULL) {
+            if (data != NULL) goto rewind;  /* two data keys: not one kind */
+            data = k;
         }
-        PyObject *key = cached_key(text.text, text.len, NULL);
-        if (key == NULL) goto give_up;
-        int known = PySet_Contains(allowed, key);
-        int string_only = known == 1 && PySet_GET_SIZE(strings) > 0 ?
-                          PySet_Contains(strings, key) : 0;
-        int data_key = known == 1 && by_key ? PyDict_Contains(kinds, key) : 0;
-        if (data_key == 1) {
-            if (name != NULL) data_key = -1;   /* two data keys: not one kind */
-            else name = Py_NewRef(key);
-        }
-        Py_DECREF(key);
-        if (known != 1 || string_only < 0 || data_key < 0 ||
-                keyset_add(ps, &ks, text.text, text.len) != 0) {
-            goto give_up;
-        }
-        int is_type = same_ascii(type_key, text.text, text.len);
-        int is_flag = same_ascii(flag, text.text, text.len);
-        if (!has_required && same_ascii(required, text.text, text.len)) has_required = 1;
+        if (k->bits & RK_REQUIRED) has_required = 1;
         skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':') goto give_up;
+        if (ps->p >= ps->end || *ps->p != ':') goto rewind;
         ps->p++;
         skip_ws(ps);
-        if (is_flag && !(ps->p < ps->end && *ps->p == 'n')) flag_set = 1;  /* else null */
-        if (is_type) {
-            if (ps->p >= ps->end || *ps->p != '"') goto give_up;
+        if ((k->bits & RK_FLAG) && !(ps->p < ps->end && *ps->p == 'n')) flag_set = 1;
+        if (k->bits & RK_TYPE) {
+            if (ps->p >= ps->end || *ps->p != '"') goto rewind;
             ps->p++;
             Str value;
-            if (scan_string(ps, &value, 1) < 0 || !value.ascii ||
-                    value.len > KEY_CACHE_MAX_LEN) {
-                goto give_up;
-            }
-            name = cached_key(value.text, value.len, NULL);
-            if (name == NULL || PyDict_Contains(kinds, name) != 1) goto give_up;
-        } else if ((string_only && (ps->p >= ps->end || *ps->p != '"')) ||
+            if (scan_string(ps, &value, 1) < 0 || !value.ascii) goto rewind;
+            kind = rule_kind(rule, value.text, value.len);
+            if (kind == NULL) goto rewind;
+        } else if ((k->bits & RK_NESTED) && ps->p < ps->end && *ps->p == '[') {
+            items = settle_items(ps, rule->nested, rule->items_type);
+            if (items == NULL) goto rewind;
+        } else if ((k->bits & RK_NESTED) && !(k->bits & RK_STRING)) {
+            goto rewind;  /* a nested key holds an array (or, if listed, a string) */
+        } else if (((k->bits & RK_STRING) && (ps->p >= ps->end || *ps->p != '"')) ||
                    skip_value(ps, NULL) < 0) {
-            goto give_up;
+            goto rewind;
         }
         skip_ws(ps);
-        if (ps->p >= ps->end) goto give_up;
+        if (ps->p >= ps->end) goto rewind;
         if (*ps->p == ',') {
             ps->p++;
             skip_ws(ps);
@@ -1231,22 +1481,33 @@ try_settle(Parser *ps, PyObject *rule, PyObject **out)
             ps->p++;
             break;
         }
-        goto give_up;
+        goto rewind;
     }
 members_done:
-    if (!has_required || (by_key && name == NULL)) goto give_up;
-    PyObject *marker = PyDict_GetItemWithError(flag_set ? flagged : kinds,
-                                               name != NULL ? name : Py_None);
-    if (marker == NULL) goto give_up;
-    Py_XDECREF(name);
-    keyset_free(ps, &ks);
+    if (!has_required) goto rewind;
+    PyObject *marker;
+    if (rule->by_key) {
+        if (data == NULL) goto rewind;
+        marker = flag_set ? data->flagged : data->marker;
+    } else if (kind != NULL) {
+        marker = flag_set ? kind->flagged : kind->marker;
+    } else {
+        marker = flag_set ? rule->none_flagged : rule->none_marker;
+    }
+    if (marker == NULL) goto rewind;
     ps->depth = save_depth;
+    if (items != NULL) {
+        /* charged as the list it is; past the budget the caller validates the rest */
+        charge(ps, cfg_value_cost * PyList_GET_SIZE(items));
+        PyObject **held = (PyObject **)((char *)items + rule->items_marker);
+        Py_XSETREF(*held, Py_NewRef(marker));
+        *out = items;
+        return 1;
+    }
     *out = Py_NewRef(marker);
     return 1;
-give_up:
-    Py_XDECREF(name);
-    keyset_free(ps, &ks);
 rewind:
+    Py_XDECREF(items);
     PyErr_Clear();   /* the building path meets the same input and reports it */
     ps->p = save;
     ps->depth = save_depth;
@@ -1436,7 +1697,10 @@ build_value(Parser *ps, int mode, PyObject *node)
         if (mode & MODE_SKIP) return build_skipped(ps);
         PyObject *rule = node_field(node, 2);
         PyObject *marker;
-        if (rule != NULL && try_settle(ps, rule, &marker)) return marker;
+        if (rule != NULL && try_settle(ps, PyCapsule_GetPointer(PyTuple_GET_ITEM(rule, 9),
+                                                               RULE_CAPSULE), &marker)) {
+            return marker;
+        }
         return build_object(ps, node);
     }
     case '[':
@@ -1490,19 +1754,8 @@ valid_node(PyObject *node, int depth)
     }
     if (element != Py_None && !valid_node(element, depth + 1)) return 0;
     if (rule == Py_None) return 1;
-    if (!PyTuple_CheckExact(rule) || PyTuple_GET_SIZE(rule) != 7 ||
-            !PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 4)) ||
-            !PyDict_CheckExact(PyTuple_GET_ITEM(rule, 6))) return 0;
-    PyObject *flag = PyTuple_GET_ITEM(rule, 5);
-    if (flag != Py_None && !(PyUnicode_CheckExact(flag) && PyUnicode_IS_ASCII(flag))) return 0;
-    PyObject *type_key = PyTuple_GET_ITEM(rule, 0);
-    PyObject *required = PyTuple_GET_ITEM(rule, 3);
-    return (type_key == Py_None || (PyUnicode_CheckExact(type_key) &&
-                                    PyUnicode_IS_ASCII(type_key))) &&
-           PyFrozenSet_CheckExact(PyTuple_GET_ITEM(rule, 1)) &&
-           PyDict_CheckExact(PyTuple_GET_ITEM(rule, 2)) &&
-           (required == Py_None || (PyUnicode_CheckExact(required) &&
-                                    PyUnicode_IS_ASCII(required)));
+    return PyTuple_CheckExact(rule) && PyTuple_GET_SIZE(rule) == 10 &&
+           PyCapsule_IsValid(PyTuple_GET_ITEM(rule, 9), RULE_CAPSULE);
 }
 
 static PyObject *
@@ -1591,6 +1844,9 @@ static PyMethodDef methods[] = {
     {"loads", (PyCFunction)(void (*)(void))strict_loads, METH_FASTCALL,
      "loads(data, max_depth, budget, settle=None) -> value; raises StrictJSONError or "
      "StructureLimitError."},
+    {"compile_rule", (PyCFunction)(void (*)(void))strict_compile_rule, METH_FASTCALL,
+     "compile_rule(rule, items_type) -> the rule as try_settle reads it (see "
+     "body.settle_table)."},
     {"configure", strict_configure, METH_VARARGS,
      "configure(keys, long_type, dropped, skipped_object, skipped_array, keep, value_cost); "
      "the key table is copied: configure again to change it."},

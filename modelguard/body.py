@@ -25,8 +25,8 @@ except ImportError:  # no compiler at install time: the pure-Python path below i
     _strictjson = None
 
 __all__ = ["ACCELERATED", "MAX_EXPANSION", "BodyError", "LongString", "SettleRule", "Settled",
-           "SkippedArray", "SkippedObject", "decode_content", "encoding_refusal", "parse_json",
-           "settle_table", "unreadable_encoding", "worst_size"]
+           "SettledItems", "SkippedArray", "SkippedObject", "decode_content", "encoding_refusal",
+           "parse_json", "settle_table", "unreadable_encoding", "worst_size"]
 
 ACCELERATED = _strictjson is not None
 
@@ -73,6 +73,18 @@ class Settled:
         return f"Settled({self.kind!r}{', flagged' if self.flagged else ''})"
 
 
+class SettledItems(list):  # type: ignore[type-arg]
+    """Stands for an object whose nested array (a turn's content blocks, see
+    :attr:`SettleRule.nested`) held only settled objects: the list of their markers, in
+    order, and ``marker``, the object's own (its kind)."""
+
+    __slots__ = ("marker",)
+
+    def __init__(self, marker: Settled | None = None) -> None:
+        super().__init__()
+        self.marker = marker
+
+
 @dataclass(frozen=True)
 class SettleRule:
     """When an object at one place of a body is settled: every key is one of ``keys``,
@@ -93,10 +105,24 @@ class SettleRule:
     #: need of its own, its value is not read).
     flag: str | None = None
     flagged: Mapping[str | None, Settled] = field(default_factory=dict)
+    #: A key (one of ``keys``) whose value, when an array whose elements all settle under
+    #: the rule at ``path + (nested, "*")``, settles with the object: the pair is handed back
+    #: as :class:`SettledItems` of their markers. Any other value than an array (or a string,
+    #: when the key is in ``strings``) leaves the object built.
+    nested: str | None = None
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.type_key, self.keys, dict(self.kinds), self.required, self.strings,
-                self.flag, dict(self.flagged))
+    def as_tuple(self, inner: tuple[Any, ...] | None = None) -> tuple[Any, ...]:
+        """The rule as both decoders read it (``inner``: the nested key's element rule); the
+        last item is the accelerator's compiled form of the rest (None without it)."""
+        rule = (self.type_key, self.keys, dict(self.kinds), self.required, self.strings,
+                self.flag, dict(self.flagged), self.nested, inner)
+        return (*rule, None if _strictjson is None else
+                _strictjson.compile_rule(rule, SettledItems))
+
+    def names(self) -> tuple[Any, ...]:
+        """Every key and kind name the rule compares input with."""
+        return (*self.keys, self.type_key, self.required, self.flag, self.nested,
+                *self.kinds, *self.flagged)
 
 
 #: Where a body's settled objects are: ``(children by key, the node of array elements,
@@ -108,10 +134,17 @@ def settle_table(rules: Mapping[tuple[str, ...], SettleRule]) -> SettleNode:
     """The tree both decoders walk, from paths such as ``("messages", "*", "content", "*")``
     (``"*"``: any element of an array) to the rule of the objects there."""
     root: list[Any] = [{}, None, None]
-    for path, rule in rules.items():
-        if not path or any(len(key) > _MAX_RULE_KEY or not key.isascii()
-                           for key in (*rule.keys, rule.type_key or "")):
+    built: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    for path in sorted(rules, key=len, reverse=True):  # a nested key's element rule first
+        rule = rules[path]
+        inner = None if rule.nested is None else built.get((*path, rule.nested, "*"))
+        if not path or len(rule.keys) > _MAX_RULE_KEYS or any(
+                name is not None and (type(name) is not str or len(name) > _MAX_RULE_KEY
+                                      or not name.isascii()) for name in rule.names()) or (
+                rule.nested is not None and (inner is None or rule.nested not in rule.keys)):
             raise ValueError(f"bad settle rule at {path!r}")
+        built[path] = rule.as_tuple(inner)
+    for path, rule_tuple in built.items():
         node = root
         for step in path:
             if step == "*":
@@ -120,7 +153,7 @@ def settle_table(rules: Mapping[tuple[str, ...], SettleRule]) -> SettleNode:
                 node = node[1]
             else:
                 node = node[0].setdefault(step, [{}, None, None])
-        node[2] = rule.as_tuple()
+        node[2] = rule_tuple
 
     def freeze(node: list[Any]) -> SettleNode:
         return ({key: freeze(child) for key, child in node[0].items()},
@@ -129,18 +162,32 @@ def settle_table(rules: Mapping[tuple[str, ...], SettleRule]) -> SettleNode:
     return freeze(root)
 
 
-#: Settle rules name short ASCII keys (the accelerator compares them as cached keys).
-_MAX_RULE_KEY = 32
+#: Settle rules name short ASCII keys and kinds (up to 64 characters) and at most 64 keys:
+#: the accelerator compares them byte for byte and keeps the keys an object had in one mask.
+_MAX_RULE_KEY = 64
+_MAX_RULE_KEYS = 64
 
 
-def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | None:
+def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | SettledItems | None:
     """The marker standing for ``obj`` under ``rule`` (see :class:`SettleRule`), or None."""
-    type_key, keys, kinds, required, strings, flag, flagged = rule
+    type_key, keys, kinds, required, strings, flag, flagged, nested, inner, _ = rule
     if not keys.issuperset(obj) or (required is not None and required not in obj):
         return None
     for key in strings:
         value = obj.get(key, _ABSENT)
-        if value is not _ABSENT and type(value) is not str:
+        if value is not _ABSENT and type(value) is not str and key != nested:
+            return None
+    items = None
+    if nested is not None and nested in obj:
+        value = obj[nested]
+        if type(value) is list:
+            items = SettledItems(None)
+            for element in value:
+                marker = _settled(element, inner) if type(element) is dict else None
+                if marker is None:
+                    return None
+                items.append(marker)
+        elif type(value) is not str or nested not in strings:
             return None
     if type_key is None:
         found = [key for key in obj if key in kinds]
@@ -151,9 +198,12 @@ def _settled(obj: dict[str, Any], rule: tuple[Any, ...]) -> Settled | None:
         name = obj.get(type_key)
         if name is None and type_key in obj or name is not None and type(name) is not str:
             return None
-    if flag is not None and obj.get(flag) is not None:
-        return flagged.get(name)
-    return kinds.get(name)
+    marker = flagged.get(name) if flag is not None and obj.get(flag) is not None else \
+        kinds.get(name)
+    if items is not None and marker is not None:
+        items.marker = marker
+        return items
+    return marker
 
 
 _ABSENT = object()
@@ -461,6 +511,8 @@ def _check_tree(root: Any, max_depth: int, settle: SettleNode | None = None) -> 
                               and child[2] is not None else None)
                     if marker is not None:
                         node[key] = marker
+                        if type(marker) is SettledItems:
+                            cost += VALUE_COST * len(marker)
                         push((item, depth + 1, False, None))
                     elif item:
                         push((item, depth + 1, built and not skip, child))
@@ -484,6 +536,8 @@ def _check_tree(root: Any, max_depth: int, settle: SettleNode | None = None) -> 
                     marker = _settled(item, rule) if rule is not None and kind is dict else None
                     if marker is not None:
                         node[i] = marker
+                        if type(marker) is SettledItems:
+                            cost += VALUE_COST * len(marker)
                         push((item, depth + 1, False, None))
                     elif item:
                         push((item, depth + 1, built, element))

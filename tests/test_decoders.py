@@ -55,7 +55,8 @@ def same_value(fast, slow) -> bool:
     if isinstance(fast, dict):
         return fast.keys() == slow.keys() and all(same_value(fast[k], slow[k]) for k in fast)
     if isinstance(fast, list):
-        return len(fast) == len(slow) and all(map(same_value, fast, slow))
+        return len(fast) == len(slow) and all(map(same_value, fast, slow)) and \
+            getattr(fast, "marker", None) is getattr(slow, "marker", None)
     return fast == slow or (fast != fast and slow != slow)
 
 

@@ -24,6 +24,7 @@ from modelguard.body import (
     ACCELERATED,
     BodyError,
     Settled,
+    SettledItems,
     SettleRule,
     parse_json,
     settle_table,
@@ -88,14 +89,14 @@ _KEYS = st.sampled_from([
     "strict", "function", "custom", "annotations", "logprobs", "thought", "thoughtSignature",
     "thought_signature", "cache_control", "Type", "TEXT", "source", "image_url",
     "prompt_cache_breakpoint", "defer_loading", "x", "inlineData", "functionCall",
-    "call_id", "arguments", "output", "status", "role", "tool_calls",
+    "call_id", "arguments", "output", "status", "role", "tool_calls", "tool_call_id", "parts",
 ])
 _KINDS = st.sampled_from([
     "text", "tool_use", "tool_result", "thinking", "image", "document", "server_tool_use",
     "search_result", "mcp_tool_result", "input_text", "output_text", "input_image",
     "function", "custom", "namespace", "web_search", "Text", "tëxt", "x" * 40, "",
     "function_call", "function_call_output", "custom_tool_call", "message", "reasoning",
-    "user", "assistant", "system", "developer", "tool", "User",
+    "user", "assistant", "system", "developer", "tool", "User", "function", "model",
 ])
 _LEAVES = st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6) | _KINDS
 _VALUES = st.recursive(_LEAVES, lambda kids: st.lists(kids, max_size=3)
@@ -131,6 +132,7 @@ def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     elif protocol == "openai":
         body = {"model": "gpt-5-4", "messages": [
             {"role": "user", "content": blocks},
+            {"role": draw(_KINDS), "tool_call_id": "c", "content": draw(_LEAVES)},
             {"role": "assistant", "content": draw(st.none() | st.text(max_size=4)),
              "tool_calls": nested}, *draw(_BLOCKS)]}
     elif protocol == "responses":
@@ -140,8 +142,13 @@ def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         if draw(st.booleans()):
             tools = [{"type": "namespace", "name": "n", "tools": tools or []}]
     else:
-        body = {"contents": [{"role": "user", "parts": blocks}],
-                "systemInstruction": {"parts": nested}}
+        turn: dict[str, Any] = {"parts": blocks}
+        role = draw(st.sampled_from([None, "user", "model", "function", "User", 3]))
+        if role is not None:
+            turn["role"] = role
+        if draw(st.booleans()):
+            turn[draw(st.sampled_from(["x", "Parts", "role", "text"]))] = draw(_VALUES)
+        body = {"contents": [turn, *draw(_BLOCKS)], "systemInstruction": {"parts": nested}}
     if tools is not None:
         body["tools"] = tools if protocol != "gemini" else [{"functionDeclarations": tools}]
     return protocol, body
@@ -235,6 +242,92 @@ def test_settled_objects_are_markers_and_nothing_else_is() -> None:
     assert parse_json(raw, 128, settle=anthropic.SETTLE, accelerated=False) == doc
 
 
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_a_turn_of_settled_blocks_is_the_list_of_their_markers(accelerated: bool) -> None:
+    turns = [
+        {"role": "user", "content": [{"type": "text", "text": "a"},
+                                     {"type": "tool_result", "tool_use_id": "u", "content": "x"}]},
+        {"role": "assistant", "content": []},
+        {"role": "user", "content": "plain"},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"}]},
+        {"role": "user", "content": 5},
+        {"role": "system", "content": [{"type": "text", "text": "a"}]},
+        {"content": [{"type": "text", "text": "a"}], "role": "assistant"},
+    ]
+    raw = json.dumps({"model": "m", "max_tokens": 1, "messages": turns}).encode()
+    got = parse_json(raw, 128, settle=anthropic.SETTLE, accelerated=accelerated)["messages"]
+    assert type(got[0]) is SettledItems and got[0].marker is got[2]  # the turn's own kind
+    assert [(m.kind, m.flagged) for m in got[0]] == [("text", False), ("tool_result", False)]
+    assert type(got[1]) is SettledItems and got[1] == []
+    assert got[2] is anthropic.SETTLE[0]["messages"][1][2][2]["user"]  # the plain-turn marker
+    # a block that does not settle, content that is neither a string nor an array, and a
+    # role that is not a turn kind: the turn is built (its settled blocks still markers)
+    assert type(got[3]) is dict and type(got[3]["content"][0]) is Settled
+    assert got[4] == {"role": "user", "content": 5}
+    assert type(got[5]) is dict
+    assert type(got[6]) is SettledItems and len(got[6]) == 1 and got[6].marker is got[2]
+
+
+@pytest.mark.parametrize("item", [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "a"}]},
+    {"type": "message", "role": "assistant", "content": "plain"},
+    {"type": "message", "content": []},
+    {"type": "function_call_output", "call_id": "c", "output": "done",
+     "content": [{"type": "input_text", "text": "a"}]},
+    {"type": "function_call", "call_id": "c", "name": "n", "arguments": "{}", "role": "x"},
+    {"type": "message", "role": 5, "content": [{"type": "input_text", "text": "a"}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "u"}]},
+])
+def test_responses_items_settle_with_their_kind(item: dict[str, Any],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = json.dumps({"model": "gpt-5-4", "input": [item, item]}).encode()
+    agree(raw, responses.SETTLE)
+    readers_agree("responses", raw, monkeypatch)
+    got = parse_json(raw, 128, settle=responses.SETTLE)["input"][0]
+    if type(item.get("content")) is list and type(item.get("role", "")) is str and all(
+            part["type"] == "input_text" for part in item["content"]):
+        assert type(got) is SettledItems and got.marker.kind == item["type"]
+
+
+_CALL = {"id": "c", "type": "function", "function": {"name": "n", "arguments": "{}"}}
+
+
+@pytest.mark.parametrize("turn", [
+    {"role": "assistant", "content": "on it", "tool_calls": [_CALL, _CALL]},
+    {"role": "assistant", "tool_calls": []},
+    {"role": "tool", "tool_call_id": "c", "content": "done", "tool_calls": [_CALL]},
+    {"role": "function", "content": "done", "tool_calls": []},
+    {"role": "assistant", "content": None, "tool_calls": [_CALL]},
+    {"role": "assistant", "content": "x", "tool_calls": None},
+    {"role": "assistant", "content": "x", "tool_calls": [_CALL, {"type": "custom"}]},
+    {"role": "Tool", "content": "x", "tool_calls": [_CALL]},
+])
+def test_chat_turns_settle_with_their_tool_calls(turn: dict[str, Any],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for first in (None, {"role": "tool", "tool_call_id": "c", "content": "r"}):
+        messages = [turn, turn] if first is None else [first, turn]
+        raw = json.dumps({"model": "gpt-5-4", "messages": messages}).encode()
+        agree(raw, openai.SETTLE)
+        readers_agree("openai", raw, monkeypatch)  # the first path of each need included
+    got = parse_json(raw, 128, settle=openai.SETTLE)["messages"][1]
+    if type(turn.get("tool_calls")) is list and turn["role"] in ("assistant", "tool",
+                                                                  "function") and (
+            turn.get("content") is None) == ("content" not in turn) and all(
+            call is _CALL for call in turn["tool_calls"]):
+        assert type(got) is SettledItems and got.marker.kind in ("message", turn["role"])
+
+
+def test_a_nested_key_needs_its_element_rule() -> None:
+    with pytest.raises(ValueError):
+        settle_table({("m", "*"): SettleRule({"user": Settled("m")}, frozenset({"role", "c"}),
+                                             type_key="role", nested="c")})
+    with pytest.raises(ValueError):  # the nested key must be one of the rule's keys
+        settle_table({("m", "*"): SettleRule({"user": Settled("m")}, frozenset({"role"}),
+                                             type_key="role", nested="c"),
+                      ("m", "*", "c", "*"): SettleRule({"t": Settled("t")},
+                                                       frozenset({"type"}))})
+
+
 def test_every_route_kind_with_a_json_reader_has_its_table() -> None:
     for kind in ("generateContent", "streamGenerateContent", "countTokens", "messages",
                  "count_tokens", "chat", "responses"):
@@ -261,7 +354,12 @@ def test_settle_tables_refuse_bad_rules() -> None:
     with pytest.raises(ValueError):
         settle_table({(): SettleRule({None: Settled(None)}, frozenset({"a"}))})
     with pytest.raises(ValueError):
-        settle_table({("x",): SettleRule({None: Settled(None)}, frozenset({"k" * 40}))})
+        settle_table({("x",): SettleRule({None: Settled(None)}, frozenset({"k" * 65}))})
+    with pytest.raises(ValueError):  # kind names are compared byte for byte: ASCII only
+        settle_table({("x",): SettleRule({"t\u00e9xt": Settled("text")}, frozenset({"type"}))})
+    with pytest.raises(ValueError):  # the keys an object had are one 64-bit mask
+        settle_table({("x",): SettleRule({None: Settled(None)},
+                                         frozenset(f"k{i}" for i in range(65)))})
     with pytest.raises(TypeError):
         parse_json(b"{}", 8, settle=({}, None, ("type",)))  # type: ignore[arg-type]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..body import Settled, SettleRule, settle_table
+from ..body import Settled, SettledItems, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -121,17 +121,20 @@ _MARKER_NEEDS: dict[int, tuple[tuple[Any, ...], ...]] = {
         () if key[0] is None else (key,))
     for markers in (_BLOCK_RULE.kinds, _BLOCK_RULE.flagged)
     for marker, key in ((m, (_SIMPLE | _NESTED)[m.kind]) for m in markers.values())}
-#: ``Features.recorded`` (frozen) → the ids of the settled blocks with nothing left to add.
-_QUIET: dict[frozenset[tuple[Any, ...]], frozenset[int]] = {}
+#: ``Features.recorded`` (frozen) → the settled blocks with nothing left to add, and their ids.
+_QUIET: dict[frozenset[tuple[Any, ...]], tuple[frozenset[Settled], frozenset[int]]] = {}
+_MARKERS = {id(m): m for m in (*_BLOCK_RULE.kinds.values(), *_BLOCK_RULE.flagged.values())}
 _CUSTOM_TOOL = Settled("custom")
 _TOOL_RULE = SettleRule({None: _CUSTOM_TOOL, "custom": _CUSTOM_TOOL}, frozenset({
     "type", "name", "description", "input_schema", "strict", "defer_loading"}))
-#: A turn whose content is a string: it needs nothing.
+#: A turn whose content is a string: it needs nothing. A turn whose content blocks all
+#: settle is handed back as the list of their markers (:class:`SettledItems`).
 _PLAIN = Settled("message")
 SETTLE = settle_table({
     ("messages", "*"): SettleRule({"user": _PLAIN, "assistant": _PLAIN},
                                   frozenset({"role", "content"}), type_key="role",
-                                  required="content", strings=frozenset({"content"})),
+                                  required="content", strings=frozenset({"content"}),
+                                  nested="content"),
     ("messages", "*", "content", "*"): _BLOCK_RULE,
     ("messages", "*", "content", "*", "content", "*"): _BLOCK_RULE,
     ("system", "*"): _BLOCK_RULE,
@@ -183,23 +186,29 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     if messages is None:
         raise malformed("messages", "the messages field is required.")
     accepts = MESSAGE.accepts
-    quiet = _quiet(f)
+    quiet, quiet_ids = _quiet(f)
     for i, message in enumerate(need_list(messages, "messages")):
         if message is _PLAIN:
             continue  # a turn with string content, never built
-        if type(message) is not dict or not accepts(message):
-            path = f"messages[{i}]"
-            MESSAGE.check(need_dict(message, path), path)
-        content = message.get("content")
-        if type(content) is list:
-            if quiet.issuperset(map(id, content)):
-                continue  # settled blocks whose needs are none or already recorded
-            first = _first_unsettled(f, content)
-            if first < len(content):  # the path is built only when a block is read in full
-                _blocks(f, content, f"messages[{i}].content", first)
-                quiet = _quiet(f)
-        elif not isinstance(content, str):
-            _content(f, content, f"messages[{i}].content", required=True)
+        if type(message) is SettledItems:  # a turn of settled blocks: their markers
+            if quiet.issuperset(message):
+                continue  # whose needs are none or already recorded
+            content: Any = message
+        else:
+            if type(message) is not dict or not accepts(message):
+                path = f"messages[{i}]"
+                MESSAGE.check(need_dict(message, path), path)
+            content = message.get("content")
+            if type(content) is not list:
+                if not isinstance(content, str):
+                    _content(f, content, f"messages[{i}].content", required=True)
+                continue
+            if quiet_ids.issuperset(map(id, content)):  # by id: built blocks are dicts
+                continue
+        first = _first_unsettled(f, content)
+        if first < len(content):  # the path is built only when a block is read in full
+            _blocks(f, content, f"messages[{i}].content", first)
+            quiet, quiet_ids = _quiet(f)
     _tools(f, body)
     if rare:
         thinking = _thinking(f, body.get("thinking"), "thinking")
@@ -231,15 +240,16 @@ def _blocks(f: Features, blocks: list[Any], path: str, start: int = 0) -> None:
         i = _first_unsettled(f, blocks, i + 1)
 
 
-def _quiet(f: Features) -> frozenset[int]:
-    """The ids of the settled blocks whose reading would add nothing now (their needs are
-    none or already recorded): a content list of them only is skipped in one set test (by id,
-    so that a built block, a dict, is simply not in it)."""
+def _quiet(f: Features) -> tuple[frozenset[Settled], frozenset[int]]:
+    """The settled blocks whose reading would add nothing now (their needs are none or
+    already recorded), and their ids: a turn of them only is skipped in one set test (a list
+    that may hold built blocks, dicts, by id)."""
     recorded = frozenset(f.recorded)
     quiet = _QUIET.get(recorded)
     if quiet is None:
-        quiet = frozenset(marker for marker, keys in _MARKER_NEEDS.items()
-                          if recorded.issuperset(keys))
+        ids = frozenset(marker for marker, keys in _MARKER_NEEDS.items()
+                        if recorded.issuperset(keys))
+        quiet = (frozenset(_MARKERS[i] for i in ids), ids)
         if len(_QUIET) >= 256:
             _QUIET.clear()
         _QUIET[recorded] = quiet

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..body import Settled, SettleRule, settle_table
+from ..body import Settled, SettledItems, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -113,7 +113,16 @@ _PART_RULE = SettleRule({"text": _TEXT, "functionCall": _CALL},
 #: built part, a dict, is simply not among them): text, and calls once tool use is needed.
 _QUIET_TEXT = frozenset({id(_TEXT)})
 _QUIET_CALLS = frozenset({id(_TEXT), id(_CALL)})
+#: The same as markers, for a turn of settled parts only (:class:`SettledItems`).
+_QUIET_TEXT_PARTS = frozenset({_TEXT})
+_QUIET_CALL_PARTS = frozenset({_TEXT, _CALL})
+#: A turn (role optional) whose parts all settle: handed back as the list of their markers
+#: (:class:`SettledItems`).
+_TURN = Settled("content")
 SETTLE = settle_table({
+    ("contents", "*"): SettleRule({"user": _TURN, "model": _TURN, None: _TURN},
+                                  frozenset({"role", "parts"}), type_key="role",
+                                  required="parts", nested="parts"),
     ("contents", "*", "parts", "*"): _PART_RULE,
     ("systemInstruction", "parts", "*"): _PART_RULE,
 })
@@ -181,8 +190,16 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
         if type(contents) is dict:  # a single Content, as some clients send
             _content(f, contents, cpath)
         else:
-            quiet = _QUIET_CALLS if _TOOL_NEED in f.recorded else _QUIET_TEXT
+            calls = _TOOL_NEED in f.recorded
+            quiet = _QUIET_CALLS if calls else _QUIET_TEXT
+            settled = _QUIET_CALL_PARTS if calls else _QUIET_TEXT_PARTS
             for i, content in enumerate(need_list(contents, cpath)):
+                if type(content) is SettledItems:  # a turn of settled parts: their markers
+                    if not settled.issuperset(content):
+                        _parts(f, content, f"{cpath}[{i}].parts")
+                        if _TOOL_NEED in f.recorded:
+                            quiet, settled = _QUIET_CALLS, _QUIET_CALL_PARTS
+                    continue
                 if type(content) is dict and _PLAIN_CONTENT.issuperset(content):
                     parts = content.get("parts")
                     if type(parts) is list and quiet.issuperset(map(id, parts)):
@@ -190,7 +207,7 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
                 if not _plain_text(content):
                     _content(f, content, f"{cpath}[{i}]")
                     if _TOOL_NEED in f.recorded:
-                        quiet = _QUIET_CALLS
+                        quiet, settled = _QUIET_CALLS, _QUIET_CALL_PARTS
     _tools(f, body, path, rare)
     key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:
@@ -220,11 +237,15 @@ def _plain_text(content: Any) -> bool:
 def _content(f: Features, content: Any, path: str) -> None:
     CONTENT.check(need_dict(content, path, "a Content object"), path)
     key, parts = CONTENT.get(content, "parts")
-    if parts is None:
-        return
-    ppath = f"{path}.{key}"
+    if parts is not None:
+        _parts(f, parts, f"{path}.{key}")
+
+
+def _parts(f: Features, parts: Any, ppath: str) -> None:
     accepts = PART.accepts
-    for i, part in enumerate(need_list(parts, ppath)):
+    if type(parts) is not SettledItems:
+        need_list(parts, ppath)
+    for i, part in enumerate(parts):
         if part is _TEXT:
             continue  # a plain text part, never built
         if part is _CALL:  # a function call part, never built

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..body import Settled, SettleRule, settle_table
+from ..body import Settled, SettledItems, SettleRule, settle_table
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -72,6 +72,7 @@ PLAIN_ROLES = frozenset({"user", "assistant", "system", "developer"})
 _PLAIN_MESSAGE = frozenset({"role", "content", "name"})
 #: Roles whose messages are tool traffic.
 TOOL_ROLES = frozenset({"tool", "function"})
+_TOOL_NEED = (TOOL_USE, None, False)
 TOOL_TYPES = frozenset({"function", "custom"})
 RESPONSE_FORMATS = {"json_schema": JSON_SCHEMA, "json_object": None, "text": None}
 TOOL_CHOICE_STRINGS = frozenset({"none", "auto", "required"})
@@ -98,13 +99,18 @@ TOOL = Keys("type", "cache_control")
 #: and function (or custom) tools, whose full reading needs nothing.
 _TEXT_PART = Settled("text")
 _TOOL = Settled("function")
-#: A chat turn of a plain role with string content (or none): it needs nothing.
+#: A chat turn of a plain role with string content (or none): it needs nothing. A tool
+#: result turn with string content needs tool use, at the turn. A turn whose tool calls all
+#: settle is handed back as :class:`SettledItems` of them (its role's marker in ``marker``).
 _PLAIN = Settled("message")
+_RESULTS = {role: Settled(role) for role in TOOL_ROLES}
 #: A tool call of an assistant turn: only the list's being non-empty is read.
 _CALL = Settled("tool_call")
 SETTLE = settle_table({
-    ("messages", "*"): SettleRule({role: _PLAIN for role in PLAIN_ROLES}, _PLAIN_MESSAGE,
-                                  type_key="role", strings=frozenset({"content"})),
+    ("messages", "*"): SettleRule({role: _PLAIN for role in PLAIN_ROLES} | _RESULTS,
+                                  _PLAIN_MESSAGE | {"tool_call_id", "tool_calls"},
+                                  type_key="role", strings=frozenset({"content"}),
+                                  nested="tool_calls"),
     ("messages", "*", "tool_calls", "*"): SettleRule({"function": _CALL},
                                                      frozenset({"id", "type", "function"})),
     ("messages", "*", "content", "*"): SettleRule({"text": _TEXT_PART},
@@ -141,6 +147,18 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     for i, message in enumerate(need_list(messages, "messages")):
         if message is _PLAIN:
             continue  # a plain turn with string content, never built
+        if type(message) is SettledItems:  # a turn whose tool calls all settled
+            if message.marker is not _PLAIN and _TOOL_NEED not in f.recorded:
+                f.need(TOOL_USE, f"messages[{i}]",
+                       f"a {message.marker.kind} message (tool result in the history)")
+            if message and _TOOL_NEED not in f.recorded:
+                f.need(TOOL_USE, f"messages[{i}].tool_calls", "tool calls in the history")
+            continue
+        if type(message) is Settled:  # a tool result turn with string content
+            if _TOOL_NEED not in f.recorded:
+                f.need(TOOL_USE, f"messages[{i}]",
+                       f"a {message.kind} message (tool result in the history)")
+            continue
         # The common case, decided without building a path: a chat turn with string content.
         if type(message) is dict and plain(message):
             role = message.get("role")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..body import Settled, SettleRule, settle_table
+from ..body import Settled, SettledItems, SettleRule, settle_table
 from . import openai
 from ._base import (
     AUDIO,
@@ -193,9 +193,14 @@ _TOOL_RULE = SettleRule({None: _TOOL, **{kind: _TOOL for kind in _INERT_TOOLS}},
 #: Tool calls and their plain-text outputs in the history: they need tool_use, nothing more.
 _CALL_ITEMS = ("function_call", "function_call_output", "custom_tool_call",
                "custom_tool_call_output")
-_ITEM_RULE = SettleRule({kind: Settled(kind) for kind in _CALL_ITEMS},
+#: A typed message item whose content is a string or text parts needs nothing, whatever its
+#: (string) role; with parts it is handed back as :class:`SettledItems` of them. (The keys
+#: are shared by every kind: no kind's full reading reads another kind's keys.)
+_MESSAGE = Settled("message")
+_ITEM_RULE = SettleRule({"message": _MESSAGE, **{kind: Settled(kind) for kind in _CALL_ITEMS}},
                         frozenset({"type", "id", "status", "name", "arguments", "call_id",
-                                   "output", "input"}), strings=frozenset({"output"}))
+                                   "output", "input", "role", "content", "phase"}),
+                        strings=frozenset({"output", "role", "content"}), nested="content")
 _TOOL_NEED = (TOOL_USE, None, False)
 SETTLE = settle_table({
     ("input", "*"): _ITEM_RULE,
@@ -240,6 +245,14 @@ def read(body: dict[str, Any], *, counting: bool = False,
         for i, item in enumerate(value):
             if type(item) is dict:
                 if _plain_message(item):
+                    continue
+            elif item is _MESSAGE:
+                continue  # a message with string content, never built
+            elif type(item) is SettledItems:
+                if item.marker is _MESSAGE:
+                    continue  # a message of text parts, never built
+                item = item.marker  # a call item whose content holds only text parts
+                if _TOOL_NEED in f.recorded:
                     continue
             elif type(item) is Settled and _TOOL_NEED in f.recorded:
                 continue  # a tool call or output, and tool use is already needed
