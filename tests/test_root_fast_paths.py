@@ -42,9 +42,9 @@ def _read(target: str, body: bytes) -> Any:
 def _fast_and_full(module: Any, target: str, body: bytes) -> tuple[Any, Any]:
     fast = _read(target, body)
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(module, "_RARE", _Everything())
-        if hasattr(module, "_TOOL_KEYS"):
-            patched.setattr(module, "_TOOL_KEYS", _Everything())
+        for name in ("_RARE", "_TOOL_KEYS", "_CAP_KEYS"):  # every skip switched off
+            if hasattr(module, name):
+                patched.setattr(module, name, _Everything())
         full = _read(target, body)
     return fast, full
 

@@ -127,6 +127,9 @@ _RARE = frozenset({"functions", "function_call", "response_format", "logprobs", 
                    "chat_template_kwargs", "modalities", "audio", "grounding"})
 #: Without either, :func:`_tools` reads nothing.
 _TOOL_KEYS = frozenset({"tools", "tool_choice"})
+#: The output caps, in the order their paths are recorded.
+_CAP_KEYS_IN_ORDER = ("max_completion_tokens", "max_tokens")
+_CAP_KEYS = frozenset(_CAP_KEYS_IN_ORDER)
 
 
 def read(body: dict[str, Any], *, counting: bool = False) -> Features:
@@ -134,12 +137,13 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
         ROOT.check(body, "")
     f = Features()
     _model(f, body)
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if value is not None:
-            cap = token_count(value, name)
-            if cap is not None:
-                f.models[0].caps.append((name, cap))
+    if not _CAP_KEYS.isdisjoint(body):
+        for name in _CAP_KEYS_IN_ORDER:
+            value = body.get(name)
+            if value is not None:
+                cap = token_count(value, name)
+                if cap is not None:
+                    f.models[0].caps.append((name, cap))
     messages = body.get("messages")
     if messages is None:
         raise malformed("messages", "the messages field is required.")
@@ -297,7 +301,7 @@ def _model(f: Features, body: dict[str, Any]) -> None:
     model = body.get("model")
     if model is None:
         raise malformed("model", "the model field is required.")
-    f.models.append(ModelRef("model", need_str(model, "model")))
+    f.models.append(ModelRef("model", model if type(model) is str else need_str(model, "model")))
 
 
 def require_model(f: Features, body: dict[str, Any]) -> None:
