@@ -55,7 +55,7 @@ from ..catalog.model import Catalog, CatalogError
 from ..catalog.remote import RemoteCatalog
 from ..catalog.sources import CatalogUnavailable, StaticSource
 from ..errors import ANTHROPIC, GEMINI, OPENAI, Reason
-from ..guard import credential_of, normalize_headers
+from ..guard import credential_of, read_headers
 from ..middleware import STATE_KEY, ModelGuardMiddleware, scope_paths
 from ..types import CatalogLike
 from ..verdict import Verdict
@@ -531,7 +531,7 @@ class Sidecar:
             if protocol is None:  # refused before a verdict (or the client left): find out
                 route = self.guard_app.guard.route(
                     scope.get("method", ""), scope_paths(scope),
-                    normalize_headers(scope.get("headers") or []), scope.get("root_path", ""))
+                    read_headers(scope.get("headers") or []), scope.get("root_path", ""))
                 protocol = route.protocol if route is not None else None
                 route_name = route.name if route is not None else None
                 model = model or (route.model if route is not None else None)
@@ -729,7 +729,7 @@ def key_id_of(scope: Scope) -> str | None:
     """A stable, non-reversible id of the caller's key for logs (never the key itself)."""
     query = (scope.get("query_string") or b"").decode("latin-1")
     try:
-        key = credential_of(normalize_headers(scope.get("headers") or []), query)
+        key = credential_of(read_headers(scope.get("headers") or []), query)
     except Exception:  # noqa: BLE001 - logs never fail a request
         return None
     if not key:
