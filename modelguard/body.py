@@ -291,6 +291,10 @@ else:
     _accelerated_loads = None
 
 
+#: Bodies up to this size get the floor (inlined in parse_json: one check per body).
+_FLOOR_SIZE = BUDGET_FLOOR * BUDGET_SHARE
+
+
 def structure_budget(size: int) -> int:
     """The structure budget of a body of ``size`` bytes."""
     return max(BUDGET_FLOOR, size // BUDGET_SHARE)
@@ -417,17 +421,19 @@ def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True,
     would exceed its :func:`structure_budget` is a 413. ``settle`` (a :func:`settle_table`)
     puts :class:`Settled` markers in place of the objects its rules settle, in both paths.
     """
-    if not body:
+    size = len(body)
+    if not size:
         raise BodyError(Reason.INVALID, "The request body is empty; send a JSON object.")
-    max_depth = min(max_depth, DECODER_MAX_DEPTH)
-    budget = max(BUDGET_FLOOR, len(body) // BUDGET_SHARE)
+    if max_depth > DECODER_MAX_DEPTH:
+        max_depth = DECODER_MAX_DEPTH
+    budget = size // BUDGET_SHARE if size > _FLOOR_SIZE else BUDGET_FLOOR
     if accelerated and _accelerated_loads is not None:
         try:
             return _accelerated_loads(body, max_depth, budget, settle)
         except _StrictJSONError as exc:
             raise BodyError(Reason.INVALID, _explain(str(exc), body, max_depth)) from None
         except _StructureLimitError:
-            raise _over_budget(len(body), budget) from None
+            raise _over_budget(size, budget) from None
     try:
         value = jiter.from_json(
             body, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys"

@@ -177,6 +177,11 @@ class Keys:
         may skip it): every key known or already found harmless, no field spelled twice."""
         return self.accepts(obj) and (not self._snake or self._snake.keys().isdisjoint(obj))
 
+    def camel_only(self, obj: dict[str, Any]) -> bool:
+        """Gemini: whether ``obj`` spells none of these fields in snake_case (then
+        ``obj.get(name)`` is :meth:`get`'s value, under ``name``)."""
+        return not self._snake or self._snake.keys().isdisjoint(obj)
+
     def camel(self, key: str) -> str:
         """Gemini: the camelCase name of a snake_case key (other keys as they are)."""
         return self._snake.get(key, key)

@@ -159,6 +159,7 @@ TOOL = Keys("type", "cache_control", "strict")
 
 #: Top-level fields few bodies carry: a body with none of them skips their readings (each a
 #: no-op for an absent field) in one set test.
+_UNREAD: Any = object()
 _RARE = frozenset({"tool_choice", "mcp_servers", "container", "thinking", "output_config",
                    "output_format", "fallbacks", "cache_control"})
 
@@ -186,10 +187,12 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     if messages is None:
         raise malformed("messages", "the messages field is required.")
     accepts = MESSAGE.accepts
-    quiet, quiet_ids = _quiet(f)
+    quiet = quiet_ids = _UNREAD  # looked up at the first turn that is not plain
     for i, message in enumerate(need_list(messages, "messages")):
         if message is _PLAIN:
             continue  # a turn with string content, never built
+        if quiet is _UNREAD:
+            quiet, quiet_ids = _quiet(f)
         if type(message) is SettledItems:  # a turn of settled blocks: their markers
             if quiet.issuperset(message):
                 continue  # whose needs are none or already recorded
@@ -209,13 +212,17 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
         if first < len(content):  # the path is built only when a block is read in full
             _blocks(f, content, f"messages[{i}].content", first)
             quiet, quiet_ids = _quiet(f)
-    _tools(f, body)
     if rare:
+        _tools(f, body)
         thinking = _thinking(f, body.get("thinking"), "thinking")
         for need in thinking:
             need.body_thinking = True
         f.needs.extend(thinking)
         _output_format(f, body)
+    else:
+        tools = body.get("tools")
+        if tools is not None:  # the tools alone (no tool_choice, MCP servers or container)
+            _tool_list(f, need_list(tools, "tools"), False)
     stream = body.get("stream")
     if stream is True or (stream is not None and need_bool(stream, "stream")):
         f.need(STREAMING, "stream", "streaming", output=True)
@@ -360,11 +367,8 @@ def _web_fetch(f: Features, result: Any, path: str) -> None:
 
 
 def _tools(f: Features, body: dict[str, Any]) -> None:
-    if _RARE.isdisjoint(body):  # no tool_choice, MCP servers or container: the tools alone
-        tools = body.get("tools")
-        if tools is not None:
-            _tool_list(f, need_list(tools, "tools"), False)
-        return
+    """The tools with tool_choice, MCP servers and a container (a body with none of them
+    reads its tools alone, in :func:`read`)."""
     choice = body.get("tool_choice")
     choice_type = None
     if choice is not None:

@@ -154,8 +154,8 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
             cap_key, cap = GENERATION.get(config, "maxOutputTokens")
-            cap = token_count(cap, f"{key}.{cap_key}", strings=True)
             if cap is not None:
+                cap = token_count(cap, f"{key}.{cap_key}", strings=True)
                 ref.caps.append((f"{key}.{cap_key}", cap))
     if streaming:
         f.need("streaming", "streamGenerateContent", "streaming", output=True)
@@ -181,10 +181,14 @@ _ROOT_RARE = frozenset(name for key in ("generateContentRequest", "model", "cach
 
 def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
              rare: bool = True) -> None:
-    key, system = ROOT.get(body, "systemInstruction")
+    if ROOT.camel_only(body):  # the common spelling: one lookup per field
+        key, system = "systemInstruction", body.get("systemInstruction")
+    else:
+        key, system = ROOT.get(body, "systemInstruction")
     if system is not None and not isinstance(system, str):
         _content(f, system, join(path, key))
-    key, contents = ROOT.get(body, "contents")
+    key, contents = ("contents", body["contents"]) if "contents" in body else \
+        ROOT.get(body, "contents")
     if contents is not None:
         cpath = join(path, key)
         if type(contents) is dict:  # a single Content, as some clients send
@@ -212,7 +216,7 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
     key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:
         f.need(CACHE_CONTROL, join(path, key), "a cached content reference")
-    if not counting:
+    if not counting and ("generationConfig" in body or "generation_config" in body):
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
             _generation(f, need_dict(config, join(path, key)), join(path, key))
