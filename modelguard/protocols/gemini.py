@@ -132,7 +132,9 @@ _YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "musi
 
 def read(body: dict[str, Any], model: str, *, counting: bool = False,
          streaming: bool = False) -> Features:
-    ROOT.check(body, "")
+    camel = ROOT.camel_only(body)
+    if not camel or not ROOT.accepts(body):  # else no look-alike and no field spelled twice
+        ROOT.check(body, "")
     f = Features()
     ref = ModelRef("model", model)
     f.models.append(ref)
@@ -149,7 +151,7 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
     else:
         if rare:
             _same_model(body, model, "", required=False)
-        _request(f, body, "", counting=counting, rare=rare)
+        _request(f, body, "", counting=counting, rare=rare, camel=camel)
     if not counting:
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
@@ -180,8 +182,8 @@ _ROOT_RARE = frozenset(name for key in ("generateContentRequest", "model", "cach
 
 
 def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
-             rare: bool = True) -> None:
-    if ROOT.camel_only(body):  # the common spelling: one lookup per field
+             rare: bool = True, camel: bool | None = None) -> None:
+    if camel or (camel is None and ROOT.camel_only(body)):  # one lookup per field
         key, system = "systemInstruction", body.get("systemInstruction")
     else:
         key, system = ROOT.get(body, "systemInstruction")
@@ -212,7 +214,8 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
                     _content(f, content, f"{cpath}[{i}]")
                     if _TOOL_NEED in f.recorded:
                         quiet, settled = _QUIET_CALLS, _QUIET_CALL_PARTS
-    _tools(f, body, path, rare)
+    if rare or "tools" in body:  # else no toolConfig and no tools: nothing to read
+        _tools(f, body, path, rare)
     key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:
         f.need(CACHE_CONTROL, join(path, key), "a cached content reference")
@@ -368,8 +371,6 @@ def _uri_tags(uri: Any) -> set[str | None]:
 
 
 def _tools(f: Features, body: dict[str, Any], path: str, rare: bool = True) -> None:
-    if not rare and "tools" not in body:
-        return  # no toolConfig and no tools: nothing to read
     key, config = ROOT.get(body, "toolConfig") if rare else ("toolConfig", None)
     mode = None
     names = None

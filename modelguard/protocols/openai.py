@@ -136,7 +136,11 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     if not ROOT.accepts(body):
         ROOT.check(body, "")
     f = Features()
-    _model(f, body)
+    model = body.get("model")
+    if type(model) is str:  # the common case of _model, in this frame
+        f.models.append(ModelRef("model", model))
+    else:
+        _model(f, body)
     if not _CAP_KEYS.isdisjoint(body):
         for name in _CAP_KEYS_IN_ORDER:
             value = body.get(name)
@@ -171,7 +175,8 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
                     and (content is None or isinstance(content, str))):
                 continue
         _message(f, message, f"messages[{i}]")
-    _tools(f, body)
+    if not _TOOL_KEYS.isdisjoint(body):
+        _tools(f, body)
     if not _RARE.isdisjoint(body):
         _functions(f, body)
         _response_format(f, body.get("response_format"))
@@ -429,8 +434,7 @@ def _source_tags(holder: dict[str, Any]) -> set[str | None]:
 
 
 def _tools(f: Features, body: dict[str, Any]) -> None:
-    if _TOOL_KEYS.isdisjoint(body):
-        return  # no tools and no tool_choice: nothing to read
+    """Tools and tool_choice (a body with neither skips this, in :func:`read`)."""
     choice = body.get("tool_choice")
     forced = False
     off = False
