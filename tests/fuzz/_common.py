@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,14 +49,22 @@ class Bytes:
         return chunk
 
 
-def drive(coro: Any) -> Any:
-    """Run a coroutine that never waits (a static catalog needs no I/O) without a loop."""
+def drive(coro: Any, *, loop: bool = False) -> Any:
+    """Run a coroutine that never waits (a static catalog needs no I/O) without a loop, or,
+    with ``loop``, on a fresh event loop (a body that may inflate past ``LARGE_BODY`` is
+    inspected in a worker thread, which needs one)."""
+    if loop:
+        return asyncio.run(_awaited(coro))
     try:
         coro.send(None)
     except StopIteration as stop:
         return stop.value
     coro.close()
     raise AssertionError("Guard.check suspended although its catalog is static")
+
+
+async def _awaited(coro: Any) -> Any:
+    return await coro
 
 
 def main(test_one_input: Callable[[bytes], None], argv: list[str]) -> None:

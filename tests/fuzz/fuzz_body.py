@@ -45,7 +45,9 @@ with atheris.instrument_imports(include=["modelguard"]) if INSTRUMENT else nullc
         BodyError,
         decode_content,
         parse_json,
+        worst_size,
     )
+    from modelguard.guard import LARGE_BODY
     from modelguard.policy import SETTLE
     from modelguard.routing import match_route
 
@@ -160,7 +162,9 @@ def test_one_input(data: bytes, tolerate_known: bool = True) -> None:
     headers += [("content-encoding", value) for value in codings]
     if flags & 16:
         headers.append(("content-length", str(len(wire))))
-    verdict = drive(GUARDS[small, report, unknown].check("POST", target, headers, wire))
+    guard = GUARDS[small, report, unknown]
+    large = worst_size(len(wire), codings) > LARGE_BODY  # inspected in a worker thread
+    verdict = drive(guard.check("POST", target, headers, wire), loop=large)
     assert verdict.status in (200, 400, 413, 415), verdict
     payload = own_decode(wire, codings)
     try:
