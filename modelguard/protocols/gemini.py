@@ -152,7 +152,7 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
         if rare:
             _same_model(body, model, "", required=False)
         _request(f, body, "", counting=counting, rare=rare, camel=camel)
-    if not counting:
+    if not counting and ("generationConfig" in body or "generation_config" in body):
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
             cap_key, cap = GENERATION.get(config, "maxOutputTokens")
@@ -192,14 +192,16 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
     key, contents = ("contents", body["contents"]) if "contents" in body else \
         ROOT.get(body, "contents")
     if contents is not None:
-        cpath = join(path, key)
+        cpath = f"{path}.{key}" if path else key
         if type(contents) is dict:  # a single Content, as some clients send
             _content(f, contents, cpath)
         else:
+            if type(contents) is not list:
+                need_list(contents, cpath)
             calls = _TOOL_NEED in f.recorded
             quiet = _QUIET_CALLS if calls else _QUIET_TEXT
             settled = _QUIET_CALL_PARTS if calls else _QUIET_TEXT_PARTS
-            for i, content in enumerate(need_list(contents, cpath)):
+            for i, content in enumerate(contents):
                 if type(content) is SettledItems:  # a turn of settled parts: their markers
                     if not settled.issuperset(content):
                         _parts(f, content, f"{cpath}[{i}].parts")
