@@ -148,7 +148,10 @@ def _bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             turn["role"] = role
         if draw(st.booleans()):
             turn[draw(st.sampled_from(["x", "Parts", "role", "text"]))] = draw(_VALUES)
-        body = {"contents": [turn, *draw(_BLOCKS)], "systemInstruction": {"parts": nested}}
+        system: dict[str, Any] = {"parts": nested}
+        if draw(st.booleans()):
+            system[draw(st.sampled_from(["role", "x", "Parts"]))] = draw(_KINDS | _LEAVES)
+        body = {"contents": [turn, *draw(_BLOCKS)], "systemInstruction": system}
     if tools is not None:
         body["tools"] = tools if protocol != "gemini" else [{"functionDeclarations": tools}]
     return protocol, body

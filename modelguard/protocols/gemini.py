@@ -119,10 +119,12 @@ _QUIET_CALL_PARTS = frozenset({_TEXT, _CALL})
 #: A turn (role optional) whose parts all settle: handed back as the list of their markers
 #: (:class:`SettledItems`).
 _TURN = Settled("content")
+_TURN_RULE = SettleRule({"user": _TURN, "model": _TURN, None: _TURN},
+                        frozenset({"role", "parts"}), type_key="role", required="parts",
+                        nested="parts")
 SETTLE = settle_table({
-    ("contents", "*"): SettleRule({"user": _TURN, "model": _TURN, None: _TURN},
-                                  frozenset({"role", "parts"}), type_key="role",
-                                  required="parts", nested="parts"),
+    ("contents", "*"): _TURN_RULE,
+    ("systemInstruction",): _TURN_RULE,
     ("contents", "*", "parts", "*"): _PART_RULE,
     ("systemInstruction", "parts", "*"): _PART_RULE,
 })
@@ -187,7 +189,10 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
         key, system = "systemInstruction", body.get("systemInstruction")
     else:
         key, system = ROOT.get(body, "systemInstruction")
-    if system is not None and not isinstance(system, str):
+    if type(system) is SettledItems:  # parts that all settled: their markers
+        if not _QUIET_TEXT_PARTS.issuperset(system):
+            _parts(f, system, f"{join(path, key)}.parts")
+    elif system is not None and not isinstance(system, str):
         _content(f, system, join(path, key))
     key, contents = ("contents", body["contents"]) if "contents" in body else \
         ROOT.get(body, "contents")
