@@ -1367,6 +1367,25 @@ error:
 
 static int try_settle(Parser *ps, const Rule *rule, PyObject **out);
 
+/* After a value read speculatively in a container closed by `close`: 1 past a ',' (another
+ * member or element follows), 0 past `close`, -1 on anything else (the caller rewinds). */
+static inline int
+next_speculative(Parser *ps, unsigned char close)
+{
+    skip_ws(ps);
+    if (ps->p >= ps->end) return -1;
+    if (*ps->p == ',') {
+        ps->p++;
+        skip_ws(ps);
+        return 1;
+    }
+    if (*ps->p == close) {
+        ps->p++;
+        return 0;
+    }
+    return -1;
+}
+
 /* The markers of an array (ps->p at '[') whose elements all settle under `rule`, as a new
  * list of `items_type`; NULL (no error set, ps->p anywhere: the caller rewinds) if one does
  * not. */
@@ -1393,18 +1412,9 @@ settle_items(Parser *ps, const Rule *rule, PyObject *items_type)
         int rc = PyList_Append(items, marker);
         Py_DECREF(marker);
         if (rc < 0) goto fail;
-        skip_ws(ps);
-        if (ps->p >= ps->end) goto fail;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_ws(ps);
-            continue;
-        }
-        if (*ps->p == ']') {
-            ps->p++;
-            break;
-        }
-        goto fail;
+        int more = next_speculative(ps, ']');
+        if (more < 0) goto fail;
+        if (!more) break;
     }
     ps->depth--;
     return items;
@@ -1470,18 +1480,9 @@ try_settle(Parser *ps, const Rule *rule, PyObject **out)
                    skip_value(ps, NULL) < 0) {
             goto rewind;
         }
-        skip_ws(ps);
-        if (ps->p >= ps->end) goto rewind;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_ws(ps);
-            continue;
-        }
-        if (*ps->p == '}') {
-            ps->p++;
-            break;
-        }
-        goto rewind;
+        int more = next_speculative(ps, '}');
+        if (more < 0) goto rewind;
+        if (!more) break;
     }
 members_done:
     if (!has_required) goto rewind;
