@@ -14,7 +14,9 @@ import json
 import pytest
 
 from modelguard import Catalog, Guard, ModelGuardMiddleware
+from modelguard import guard as guard_module
 from modelguard.errors import Reason
+from modelguard.guard import large_body_workers
 from modelguard.headers import HeadError, credential_of, declared_length, media_type_problem
 
 DEFAULT = Catalog.default()
@@ -198,3 +200,31 @@ async def test_a_tiny_check_finishes_while_a_large_body_is_inspected() -> None:
     assert finished == ["tiny"]
     await started
     assert finished == ["tiny", "large"]
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 1), (3, 2), (4, 2), (64, 2)])
+def test_large_bodies_leave_the_event_loop_a_core(cores: int, workers: int) -> None:
+    """One large inspection per core beyond the event loop's, at most two (a long string is
+    scanned with the GIL released: a second scan on two cores takes the loop's core)."""
+    assert large_body_workers(cores) == workers
+
+
+async def test_large_bodies_waiting_for_a_worker_are_all_inspected(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one large inspection at a time, the others wait their turn and each gets its own
+    verdict; a tiny check is not held behind them."""
+    monkeypatch.setattr(guard_module, "LARGE_BODY_WORKERS", 1)
+    turns = [{"role": "user", "content": f"turn {i} " * 4000} for i in range(64)]
+    bodies = [json.dumps({"model": model, "messages": turns}).encode()
+              for model in ("gpt-5-4", "no-such-model", "gpt-5-4")]
+    assert all(len(body) > 1024 * 1024 for body in bodies)
+    guard = Guard(DEFAULT)
+    large = [asyncio.create_task(guard.check("POST", "/v1/chat/completions", {}, body))
+             for body in bodies]
+    await asyncio.sleep(0)
+    tiny = await guard.check("POST", "/v1/chat/completions", {},
+                             json.dumps({"model": "gpt-5-4", "messages": turns[:1]}).encode())
+    assert tiny.allowed and not any(task.done() for task in large)
+    verdicts = await asyncio.gather(*large)
+    assert [v.allowed for v in verdicts] == [True, False, True]
+    assert verdicts[1].status == 400 and verdicts[1].model_id == "no-such-model"
