@@ -517,8 +517,7 @@ def _check_tree(root: Any, max_depth: int, settle: SettleNode | None = None) -> 
                               and child[2] is not None else None)
                     if marker is not None:
                         node[key] = marker
-                        if type(marker) is SettledItems:
-                            cost += VALUE_COST * len(marker)
+                        cost += _settled_cost(marker)
                         push((item, depth + 1, False, None))
                     elif item:
                         push((item, depth + 1, built and not skip, child))
@@ -542,8 +541,7 @@ def _check_tree(root: Any, max_depth: int, settle: SettleNode | None = None) -> 
                     marker = _settled(item, rule) if rule is not None and kind is dict else None
                     if marker is not None:
                         node[i] = marker
-                        if type(marker) is SettledItems:
-                            cost += VALUE_COST * len(marker)
+                        cost += _settled_cost(marker)
                         push((item, depth + 1, False, None))
                     elif item:
                         push((item, depth + 1, built, element))
@@ -553,6 +551,12 @@ def _check_tree(root: Any, max_depth: int, settle: SettleNode | None = None) -> 
                 elif kind is float or kind is int:
                     _check_scalar(item)
     return cost
+
+
+def _settled_cost(marker: Settled | SettledItems) -> int:
+    """What a marker costs beyond its slot in its container: a :class:`SettledItems` is
+    charged as the list it is, one value per marker (as the accelerator charges it)."""
+    return VALUE_COST * len(marker) if type(marker) is SettledItems else 0
 
 
 def _check_scalar(item: Any) -> None:

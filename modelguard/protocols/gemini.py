@@ -138,8 +138,7 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
     if not camel or not ROOT.accepts(body):  # else no look-alike and no field spelled twice
         ROOT.check(body, "")
     f = Features()
-    ref = ModelRef("model", model)
-    f.models.append(ref)
+    f.models.append(ModelRef("model", model))
     rare = not _ROOT_RARE.isdisjoint(body)
     key, nested = ROOT.get(body, "generateContentRequest") if rare else ("", None)
     if nested is not None:
@@ -154,13 +153,6 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
         if rare:
             _same_model(body, model, "", required=False)
         _request(f, body, "", counting=counting, rare=rare, camel=camel)
-    if not counting and ("generationConfig" in body or "generation_config" in body):
-        key, config = ROOT.get(body, "generationConfig")
-        if config is not None:
-            cap_key, cap = GENERATION.get(config, "maxOutputTokens")
-            if cap is not None:
-                cap = token_count(cap, f"{key}.{cap_key}", strings=True)
-                ref.caps.append((f"{key}.{cap_key}", cap))
     if streaming:
         f.need("streaming", "streamGenerateContent", "streaming", output=True)
     return f
@@ -178,6 +170,8 @@ def _same_model(body: dict[str, Any], model: str, path: str, *, required: bool) 
         raise malformed(where, f"the body names model {value!r} but the URL names {model!r}.")
 
 
+#: ``generationConfig`` in both spellings: a body with neither skips its reading.
+_GENERATION_KEYS = frozenset({"generationConfig", ROOT.snake("generationConfig")})
 #: Root fields few bodies carry (both spellings): without any, their readings are skipped.
 _ROOT_RARE = frozenset(name for key in ("generateContentRequest", "model", "cachedContent",
                                         "toolConfig") for name in (key, ROOT.snake(key)))
@@ -226,10 +220,15 @@ def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
     key, cached = ROOT.get(body, "cachedContent") if rare else ("", None)
     if cached is not None:
         f.need(CACHE_CONTROL, join(path, key), "a cached content reference")
-    if not counting and ("generationConfig" in body or "generation_config" in body):
+    if not counting and not _GENERATION_KEYS.isdisjoint(body):
         key, config = ROOT.get(body, "generationConfig")
         if config is not None:
-            _generation(f, need_dict(config, join(path, key)), join(path, key))
+            gpath = join(path, key)
+            _generation(f, need_dict(config, gpath), gpath)
+            cap_key, cap = GENERATION.get(config, "maxOutputTokens")
+            if cap is not None:  # the output cap of the body's model (read's first ModelRef)
+                cpath = f"{gpath}.{cap_key}"
+                f.models[0].caps.append((cpath, token_count(cap, cpath, strings=True)))
 
 
 def _plain_text(content: Any) -> bool:
