@@ -178,13 +178,11 @@ Reader = Callable[[dict[str, Any], Route, Options], Features]
 
 #: ``Route.kind`` → the reader of its JSON body.
 READERS: dict[str, Reader] = {
-    GENERATE: lambda doc, route, _: gemini.read(doc, route.model or "", counting=False,
-                                               streaming=False),
-    STREAM: lambda doc, route, _: gemini.read(doc, route.model or "", counting=False,
-                                             streaming=True),
-    COUNT: lambda doc, route, _: gemini.read(doc, route.model or "", counting=True,
-                                            streaming=False),
-    MESSAGES: lambda doc, route, _: anthropic.read(doc, counting=False),
+    # Positional arguments where a keyword would do: every request pays for the call.
+    GENERATE: lambda doc, route, _: gemini.read(doc, route.model or "", False, False),
+    STREAM: lambda doc, route, _: gemini.read(doc, route.model or "", False, True),
+    COUNT: lambda doc, route, _: gemini.read(doc, route.model or "", True, False),
+    MESSAGES: lambda doc, route, _: anthropic.read(doc),
     COUNT_TOKENS: lambda doc, route, _: anthropic.read(doc, counting=True),
     CHAT: lambda doc, route, _: openai.read(doc),
     IMAGES: lambda doc, route, _: openai.read_generation(doc, route.tag or "", images=True),
@@ -223,7 +221,7 @@ def judgement_key(route: Route, features: Features) -> tuple[Any, ...] | None:
         held = tuple([(ref.slug, ref.only, None if ref.thinking is None else
                        _need_rules(ref.thinking)) for ref in models])
     needs = features.needs
-    return (route.protocol, route.name, route.counts_only, held,
+    return (route.protocol, route.name, route.counting, held,
             _need_rules(needs) if needs else ())
 
 
@@ -237,7 +235,7 @@ def _needs(features: Features, route: Route, ref: ModelRef | None) -> list[Need]
     if ref is not None and ref.only is not None:
         return [Need(tag, ref.path, f"the model at {ref.path}") for tag in ref.only]
     needs = features.needs
-    if route.counts_only:
+    if route.counting:
         needs = [n for n in needs if not n.output]
     if ref is not None and ref.thinking is not None:
         needs = [n for n in needs if not n.body_thinking] + ref.thinking

@@ -130,7 +130,7 @@ class Keys:
     in camelCase and snake_case.
     """
 
-    __slots__ = ("names", "_folded", "_snake", "_to_snake", "_seen", "accepts")
+    __slots__ = ("names", "_folded", "_snake", "_to_snake", "_seen", "accepts", "camel_only")
 
     def __init__(self, *names: str, gemini: bool = False) -> None:
         all_names = set(names)
@@ -149,6 +149,10 @@ class Keys:
         self._seen = set(all_names)
         #: ``accepts(obj)``: the fast test that every key is known or already found harmless.
         self.accepts = self._seen.issuperset
+        #: ``camel_only(obj)``, Gemini: whether ``obj`` spells none of these fields in
+        #: snake_case (then ``obj.get(name)`` is :meth:`get`'s value, under ``name``). A set
+        #: method, so the test costs no Python call.
+        self.camel_only = frozenset(self._snake).isdisjoint
 
     def check(self, obj: dict[str, Any], path: str) -> None:
         if not self.accepts(obj):
@@ -176,11 +180,6 @@ class Keys:
         """Whether :meth:`check` would let ``obj`` through without a word (so a fast path
         may skip it): every key known or already found harmless, no field spelled twice."""
         return self.accepts(obj) and (not self._snake or self._snake.keys().isdisjoint(obj))
-
-    def camel_only(self, obj: dict[str, Any]) -> bool:
-        """Gemini: whether ``obj`` spells none of these fields in snake_case (then
-        ``obj.get(name)`` is :meth:`get`'s value, under ``name``)."""
-        return not self._snake or self._snake.keys().isdisjoint(obj)
 
     def camel(self, key: str) -> str:
         """Gemini: the camelCase name of a snake_case key (other keys as they are)."""

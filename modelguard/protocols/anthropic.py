@@ -188,7 +188,9 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
         raise malformed("messages", "the messages field is required.")
     accepts = MESSAGE.accepts
     quiet = quiet_ids = _UNREAD  # looked up at the first turn that is not plain
-    for i, message in enumerate(need_list(messages, "messages")):
+    if type(messages) is not list:
+        need_list(messages, "messages")
+    for i, message in enumerate(messages):
         if message is _PLAIN:
             continue  # a turn with string content, never built
         if quiet is _UNREAD:

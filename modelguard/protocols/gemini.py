@@ -132,7 +132,7 @@ SETTLE = settle_table({
 _YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
 
 
-def read(body: dict[str, Any], model: str, *, counting: bool = False,
+def read(body: dict[str, Any], model: str, counting: bool = False,
          streaming: bool = False) -> Features:
     camel = ROOT.camel_only(body)
     if not camel or not ROOT.accepts(body):  # else no look-alike and no field spelled twice
@@ -148,11 +148,11 @@ def read(body: dict[str, Any], model: str, *, counting: bool = False,
             raise malformed(key, "send either contents or generateContentRequest, not both.")
         ROOT.check(need_dict(nested, key), key)
         _same_model(nested, model, key, required=True)
-        _request(f, nested, key, counting=True)
+        _request(f, nested, key, True)
     else:
         if rare:
             _same_model(body, model, "", required=False)
-        _request(f, body, "", counting=counting, rare=rare, camel=camel)
+        _request(f, body, "", counting, rare, camel)  # positional: keywords cost a little
     if streaming:
         f.need("streaming", "streamGenerateContent", "streaming", output=True)
     return f
@@ -177,7 +177,7 @@ _ROOT_RARE = frozenset(name for key in ("generateContentRequest", "model", "cach
                                         "toolConfig") for name in (key, ROOT.snake(key)))
 
 
-def _request(f: Features, body: dict[str, Any], path: str, *, counting: bool,
+def _request(f: Features, body: dict[str, Any], path: str, counting: bool,
              rare: bool = True, camel: bool | None = None) -> None:
     if camel or (camel is None and ROOT.camel_only(body)):  # one lookup per field
         key, system = "systemInstruction", body.get("systemInstruction")

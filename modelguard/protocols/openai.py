@@ -151,8 +151,10 @@ def read(body: dict[str, Any], *, counting: bool = False) -> Features:
     messages = body.get("messages")
     if messages is None:
         raise malformed("messages", "the messages field is required.")
+    if type(messages) is not list:
+        need_list(messages, "messages")
     plain = _PLAIN_MESSAGE.issuperset
-    for i, message in enumerate(need_list(messages, "messages")):
+    for i, message in enumerate(messages):
         if message is _PLAIN:
             continue  # a plain turn with string content, never built
         if type(message) is SettledItems:  # a turn whose tool calls all settled
