@@ -54,6 +54,32 @@ PROBE_GAP = 0.002
 HUGE_RAW = 23 * MiB + 512 * 1024
 #: The load client writes its bodies this many bytes at a time (see ``_post``).
 SLICE = 65536
+#: A server's share of one 1 Gbit/s network link, in bytes per second (``--link``): what its
+#: clients can send at most when they are not on the same machine.
+GIGABIT = 125_000_000
+#: Seconds a load lasts at least (it repeats its bodies meanwhile), so that even a fast load
+#: gives the probe a few hundred samples: a p99 of a few dozen is its worst one.
+MIN_LOAD_SECONDS = 1.5
+#: At most this many load requests per scenario, whatever the duration.
+MAX_LOAD_REQUESTS = 2000
+
+
+class Link:
+    """The network between the load client and the server: ``rate`` bytes per second shared by
+    all load connections, or ``None`` for as fast as loopback goes (then the client, the kernel
+    and the server share the machine's cores, and the client's CPU is part of what is measured).
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate, self._free = rate, 0.0
+
+    async def send(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit the link (one slice at a time: no bursts)."""
+        if self.rate is None:
+            return
+        now = time.monotonic()
+        self._free = max(now, self._free) + size / self.rate
+        await asyncio.sleep(self._free - now)
 
 
 # -- the server side ---------------------------------------------------------------------------
@@ -114,7 +140,7 @@ def bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
 # -- the client side ---------------------------------------------------------------------------
 
 
-async def _post(port: int, body: bytes, headers: dict[str, str]) -> int:
+async def _post(port: int, body: bytes, headers: dict[str, str], link: Link) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -126,6 +152,7 @@ async def _post(port: int, body: bytes, headers: dict[str, str]) -> int:
         # this process's own loop for 100+ ms, and the probe would measure the client.
         view = memoryview(body)
         for start in range(0, len(body), SLICE):
+            await link.send(min(SLICE, len(body) - start))
             writer.write(view[start:start + SLICE])
             await writer.drain()
         status = await reader.readline()
@@ -164,28 +191,37 @@ async def _post_chat(port: int) -> int:
 
 
 async def scenario(port: int, load: tuple[bytes, dict[str, str]] | None, count: int,
-                   concurrency: int) -> tuple[list[float], list[int], float]:
-    """Probe latencies while ``count`` load requests run ``concurrency`` at a time, the load's
-    statuses, and how long the whole load took."""
+                   concurrency: int, link: Link | None = None,
+                   min_seconds: float = 0.0) -> tuple[list[float], list[int], float]:
+    """Probe latencies while at least ``count`` load requests, and at least ``min_seconds`` of
+    them, run ``concurrency`` at a time over ``link``; the load's statuses, and how long the
+    whole load took."""
     stop = asyncio.Event()
     latencies: list[float] = []
     statuses: list[int] = []
     probe = asyncio.create_task(_probe_loop(port, stop, latencies, 100_000))
-    deadline = time.monotonic() + MAX_SECONDS
-    began = time.perf_counter()
+    began = time.monotonic()
+    deadline = began + MAX_SECONDS
     if load is None:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(max(1.0, min_seconds))
     else:
         body, headers = load
-        gate = asyncio.Semaphore(concurrency)
+        link = link or Link(None)
+        started = 0
 
-        async def one() -> None:
-            async with gate:
-                if time.monotonic() < deadline:
-                    statuses.append(await _post(port, body, headers))
+        def more() -> bool:
+            now = time.monotonic()
+            return (now < deadline and started < MAX_LOAD_REQUESTS
+                    and (started < count or now - began < min_seconds))
 
-        await asyncio.gather(*(one() for _ in range(count)))
-    took = time.perf_counter() - began
+        async def client() -> None:
+            nonlocal started
+            while more():
+                started += 1
+                statuses.append(await _post(port, body, headers, link))
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    took = time.monotonic() - began
     stop.set()
     await probe
     return latencies, statuses, took
