@@ -15,7 +15,10 @@ its latency while a load client keeps a few hostile or heavy bodies in flight:
 - ``double-gzip``: 20 tiny ``gzip, gzip`` bodies inflating to 33 MiB (refused);
 - ``large-32MiB``: 8 bodies just under the 32 MiB limit (a base64 image), allowed.
 
-With ``--bare`` the same echo app without the guard is measured too: uvicorn's own floor.
+With ``--bare`` the same echo app without the guard is measured too: uvicorn's own floor. With
+``--link`` the load client is paced to a 1 Gbit/s link shared by its connections (what remote
+clients could send) instead of sending as fast as loopback goes. Every load lasts at least
+:data:`MIN_LOAD_SECONDS`, repeating its bodies, so the probe's p99 is not its worst sample.
 
 Both candidates are measured in one run, alternating scenario by scenario; the machine is shared
 and noisy, so the ratios matter, not the absolute numbers. Nothing here is a test.
@@ -286,6 +289,8 @@ def main() -> None:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true",
                         help="also measure the echo app without the guard (uvicorn's floor)")
+    parser.add_argument("--link", action="store_true",
+                        help="pace the load client to a 1 Gbit/s link (default: loopback speed)")
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--only", action="append", help="run only these loads (repeatable)")
     args = parser.parse_args()
@@ -309,8 +314,9 @@ def main() -> None:
                     load = None if name == "idle" else loads[name]
                     n = {"double-gzip": max(count, 20), "large-32MiB": min(count, 8)}.get(
                         name, count)
-                    latencies, statuses, took = asyncio.run(scenario(server.port, load, n,
-                                                                     concurrency))
+                    latencies, statuses, took = asyncio.run(scenario(
+                        server.port, load, n, concurrency, Link(GIGABIT if args.link else None),
+                        0.2 if args.smoke else MIN_LOAD_SECONDS))
                     results.setdefault(name, {})[server.name] = {
                         **_summary(latencies), "load_status": sorted(set(statuses)),
                         "load_requests": len(statuses), "load_seconds": took}
