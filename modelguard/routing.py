@@ -139,6 +139,7 @@ class Route:
     #: The row's pattern (``/v1/responses``): names the route in verdicts, logs and metrics.
     name: str = ""
     family: str = ""
+    #: Token counting: input-side checks only (no stream, no output cap).
     counting: bool = False
     multipart: bool = False
     tag: str | None = None
@@ -147,15 +148,6 @@ class Route:
     def of(cls, row: RouteRow, model: str | None = None) -> Route:
         return cls(row.protocol, row.kind, model, False, row.pattern, row.family,
                    row.counting, row.multipart, row.tag)
-
-    @property
-    def counts_only(self) -> bool:
-        """Token counting routes get input-side checks only."""
-        return self.counting
-
-    @property
-    def streams(self) -> bool:
-        return self.kind == STREAM
 
 
 def canonical_path(path: str, root_path: str = "") -> str:

@@ -1933,7 +1933,7 @@ def serving_models(fx: dict[str, Any]) -> list[str]:
     route = match_route(fx["path"])
     assert route is not None
     expected = oracle_for(fx["protocol"], route.kind, fx["body"], route.model)
-    tags, vendors = expected.tags(route.counts_only), expected.vendors()
+    tags, vendors = expected.tags(route.counting), expected.vendors()
     fits = [m for m in DEFAULT if tags <= model_tags(m)
             and all(m.owned_by == v for v in vendors)]
     return [m.id for m in sorted(fits, key=lambda m: len(model_tags(m)))]
@@ -1952,7 +1952,7 @@ def exact_catalog(fx: dict[str, Any]) -> Catalog:
     expected = oracle_for(fx["protocol"], route.kind, fx["body"], route.model)
     vendors = expected.vendors() or {VENDOR[fx["protocol"]]}
     payload = json.loads(json.dumps(Catalog.listing(DEFAULT)))
-    payload["data"].append(entry(EXACT, expected.tags(route.counts_only), vendors.pop(),
+    payload["data"].append(entry(EXACT, expected.tags(route.counting), vendors.pop(),
                                  max_output_tokens=1 << 20))
     return Catalog.model_validate(payload)
 

@@ -321,7 +321,7 @@ def _long_key(route: Any, features: Features) -> tuple[Any, ...] | None:
         return None
     rules = [(n.tag, n.vendor, n.output, n.body_thinking, n.tool, n.any_of)
              for n in features.needs]
-    return (route.protocol, route.name, route.counts_only,
+    return (route.protocol, route.name, route.counting,
             tuple((ref.slug, ref.only, None if ref.thinking is None else tuple(
                 (n.tag, n.vendor, n.output, n.body_thinking, n.tool, n.any_of)
                 for n in ref.thinking)) for ref in features.models), tuple(rules))
