@@ -354,6 +354,13 @@ def _match(paths: tuple[str, ...], root_path: str, enabled: frozenset[str],
             continue
         if found is None:
             found = route
-        elif route != found:
+        elif route != found and _checked_as(route) != _checked_as(found):
             return replace(found, ambiguous=True)
     return found
+
+
+def _checked_as(route: Route) -> tuple[object, ...]:
+    """What a check reads of a route: readings that differ only in the route's name
+    (``/v1/chat/completions`` or ``/chat/completions``) are checked alike, so not ambiguous."""
+    return (route.protocol, route.kind, route.model, route.family, route.counting,
+            route.multipart, route.tag)

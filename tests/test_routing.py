@@ -86,6 +86,17 @@ def test_two_readings_that_disagree_are_ambiguous() -> None:
     assert not match_route("/v1/messages", "/v1/messages").ambiguous
 
 
+def test_readings_checked_alike_are_not_ambiguous() -> None:
+    """``//v1beta//openai/...`` also reads as a network path to ``/chat/completions``: another
+    row, but checked exactly alike, so the plain reading's route is kept."""
+    target = "http://example.com//v1beta//openai/c%68at/completions?beta=true"
+    route = match_route(target)
+    assert route == match_route("/v1beta/openai/chat/completions")
+    assert not route.ambiguous
+    # A network-path reading that lands on a route checked differently stays ambiguous.
+    assert match_route("//v1//models/v1/models/x:generateContent").ambiguous  # model x or v1/..
+
+
 def test_method_override() -> None:
     assert is_post("post", [])
     assert not is_post("GET", [])

@@ -14,7 +14,9 @@ Invariants checked on every input:
   holds nothing a second decode would change (``%``, ``?``, ``#``, ``\\``); the fast path for
   already-canonical paths agrees with the slow one;
 * ``match_route`` is total; flipping ASCII case keeps the route (and the Gemini model up to
-  case); two readings that name different routes are marked ambiguous;
+  case); two readings that would be checked differently are marked ambiguous (a reading
+  that names another row checked alike, ``/chat/completions`` for ``/v1/chat/completions``,
+  is not);
 * a guarded route with dot segments, repeated or trailing slashes, percent-encoding, ASCII case
   changes, a query, a fragment, an absolute-form prefix or a mounted ``root_path`` still
   matches the same route;
@@ -72,6 +74,14 @@ def route_key(route: object) -> tuple | None:
     return (route.protocol, route.name, None if route.model is None else route.model.lower())
 
 
+def check_key(route: object) -> tuple | None:
+    """What a check reads of a route: readings that differ only in the name are alike."""
+    if route is None:
+        return None
+    return (route.protocol, route.kind, route.family, route.counting, route.multipart,
+            route.tag, route.model)
+
+
 def check_canonical(path: str, root: str) -> None:
     canonical = canonical_path(path, root)
     assert isinstance(canonical, str) and canonical.startswith("/"), canonical
@@ -99,7 +109,7 @@ def check_routes(path: str, root: str) -> None:
     other = canonical_path(path, root)
     both = match_route(path, other, root_path=root)
     one, two = route, match_route(other, root_path=root)
-    if one is not None and two is not None and route_key(one) != route_key(two):
+    if one is not None and two is not None and check_key(one) != check_key(two):
         assert both is not None and both.ambiguous, ("two readings, not ambiguous", path)
 
 
