@@ -410,8 +410,8 @@ def too_large(limit: int, when: str = "") -> BodyError:
     )
 
 
-def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True,
-               settle: SettleNode | None = None) -> Any:
+def parse_json(body: bytes, max_depth: int, settle: SettleNode | None = None, *,
+               accelerated: bool = True) -> Any:
     """Decode ``body`` as strict JSON, raising :class:`BodyError` on anything else.
 
     Both paths accept and refuse the same bodies (for the same reason) and hand back the same
@@ -426,7 +426,7 @@ def parse_json(body: bytes, max_depth: int, *, accelerated: bool = True,
         raise BodyError(Reason.INVALID, "The request body is empty; send a JSON object.")
     if max_depth > DECODER_MAX_DEPTH:
         max_depth = DECODER_MAX_DEPTH
-    budget = size // BUDGET_SHARE if size > _FLOOR_SIZE else BUDGET_FLOOR
+    budget = BUDGET_FLOOR if size <= _FLOOR_SIZE else size // BUDGET_SHARE
     if accelerated and _accelerated_loads is not None:
         try:
             return _accelerated_loads(body, max_depth, budget, settle)

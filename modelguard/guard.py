@@ -43,6 +43,7 @@ from .policy import (
     decode_body,
     judge,
     judgement_key,
+    need_rules,
     read_decoded,
     required_tags,
 )
@@ -550,11 +551,18 @@ class Guard:
         slot = self._judgements.get(id(catalog))
         if slot is None or slot[0] is not catalog:
             return None
-        key = judgement_key(route, features)
+        models = features.models
+        if len(models) == 1 and models[0].thinking is None and not features.unknown and \
+                not features.stored:  # judgement_key's most common key, built in this frame
+            needs = features.needs
+            key = (route.protocol, route.name, route.counting, (models[0].slug, models[0].only),
+                   need_rules(needs) if needs else ())
+        else:
+            key = judgement_key(route, features)
         known = None if key is None else slot[1].get(key)
         if known is None:
             return None
-        models = features.models  # one limit per model: the key holds one entry per model
+        # one limit per model: the key holds one entry per model
         i = 0
         for limit in known[0]:
             if limit is not None:

@@ -168,29 +168,25 @@ def read_decoded(route: Route, body: bytes, options: Options,
     """:func:`read_features` for a body without content coding."""
     if route.multipart:
         return multipart.read(body, content_types, route.tag or "")
-    doc = parse_json(body, options.max_depth, settle=SETTLE.get(route.kind))
+    doc = parse_json(body, options.max_depth, SETTLE.get(route.kind))
     if type(doc) is not dict:
         raise malformed(None, "the body must be a JSON object.")
     return READERS[route.kind](doc, route, options)
 
 
+#: A protocol's reader: what the verdict needs from a decoded body on a route. Every reader
+#: takes the same arguments, so the table below holds the functions themselves.
 Reader = Callable[[dict[str, Any], Route, Options], Features]
 
 #: ``Route.kind`` → the reader of its JSON body.
 READERS: dict[str, Reader] = {
-    # Positional arguments where a keyword would do: every request pays for the call.
-    GENERATE: lambda doc, route, _: gemini.read(doc, route.model or "", False, False),
-    STREAM: lambda doc, route, _: gemini.read(doc, route.model or "", False, True),
-    COUNT: lambda doc, route, _: gemini.read(doc, route.model or "", True, False),
-    MESSAGES: lambda doc, route, _: anthropic.read(doc),
-    COUNT_TOKENS: lambda doc, route, _: anthropic.read(doc, counting=True),
-    CHAT: lambda doc, route, _: openai.read(doc),
-    IMAGES: lambda doc, route, _: openai.read_generation(doc, route.tag or "", images=True),
-    VIDEOS: lambda doc, route, _: openai.read_generation(doc, route.tag or "", images=False),
-    TASKS: lambda doc, route, _: openai.read_task(doc),
-    EMBEDDINGS: lambda doc, route, _: openai.read_embeddings(doc),
-    RESPONSES: lambda doc, route, options: responses.read(
-        doc, counting=route.counting, stored_state=options.stored_state),
+    GENERATE: gemini.read, STREAM: gemini.read, COUNT: gemini.read,
+    MESSAGES: anthropic.read, COUNT_TOKENS: anthropic.read,
+    CHAT: openai.read,
+    IMAGES: openai.read_generation, VIDEOS: openai.read_generation,
+    TASKS: openai.read_task,
+    EMBEDDINGS: openai.read_embeddings,
+    RESPONSES: responses.read,
 }
 
 
@@ -219,13 +215,13 @@ def judgement_key(route: Route, features: Features) -> tuple[Any, ...] | None:
         held: tuple[Any, ...] = (models[0].slug, models[0].only)
     else:  # a tuple of (slug, only, thinking) triples, never equal to a (slug, only) pair
         held = tuple([(ref.slug, ref.only, None if ref.thinking is None else
-                       _need_rules(ref.thinking)) for ref in models])
+                       need_rules(ref.thinking)) for ref in models])
     needs = features.needs
     return (route.protocol, route.name, route.counting, held,
-            _need_rules(needs) if needs else ())
+            need_rules(needs) if needs else ())
 
 
-def _need_rules(needs: list[Need]) -> tuple[tuple[Any, ...], ...]:
+def need_rules(needs: list[Need]) -> tuple[tuple[Any, ...], ...]:
     """What the verdict of an allowed request reads of each need (not its path or wording)."""
     return tuple([(n.tag, n.vendor, n.output, n.body_thinking, n.tool, n.any_of)
                   for n in needs])

@@ -315,7 +315,7 @@ def _reading(route_path: str, raw: bytes, decoder: str, monkeypatch) -> tuple:
         if decoder == "slow":
             patch.setattr(body_module, "_accelerated_loads", None)
         elif decoder == "full":
-            patch.setattr(policy, "parse_json", lambda body, depth, **_: json.loads(body))
+            patch.setattr(policy, "parse_json", lambda body, depth, *_, **__: json.loads(body))
         try:
             features = read_features(match_route(route_path), raw, [], Options())
         except BodyError as error:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelguard import Catalog, Guard, routing
+from modelguard import guard as guard_module
 from modelguard.catalog.sources import StaticSource
 from modelguard.routing import DEFAULT_FAMILIES, FAMILIES, match_route
 
@@ -170,6 +171,34 @@ def test_remembered_judgements_are_fresh_judgements_on_generated_bodies(
         expected = fresh.check_sync("POST", target, headers, data)
         assert warm.check_sync("POST", target, headers, data) == expected
         assert _run(warm_awaited.check("POST", target, headers, data)) == expected
+
+
+@pytest.mark.parametrize(("target", "body"), [
+    ("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 64,
+                      "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/messages/count_tokens", {"model": "claude-sonnet-4-6",
+                                   "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/chat/completions", {"model": "gpt-5-4", "stream": True,
+                              "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1beta/models/gemini-3-1-pro:streamGenerateContent",
+     {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+    ("/v1/responses", {"model": "gpt-5-4", "input": "hi", "max_output_tokens": 64}),
+])
+def test_a_repeated_request_is_answered_from_memory(
+        target: str, body: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key the recall builds in its own frame (one model, no thinking) is the key
+    ``judgement_key`` remembered: the second check judges nothing."""
+    guard, _ = _guards()
+    data = json.dumps(body).encode()
+    first = guard.check_sync("POST", target, {}, data)
+    assert first.allowed
+
+    def judge(*_: Any) -> Any:
+        raise AssertionError("judged again")
+
+    monkeypatch.setattr(guard_module, "judge", judge)
+    assert guard.check_sync("POST", target, {}, data) == first
+    assert _run(guard.check("POST", target, {}, data)) == first
 
 
 def test_a_remembered_judgement_still_compares_output_caps_and_follows_the_catalog() -> None:

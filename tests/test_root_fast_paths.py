@@ -334,7 +334,15 @@ _REFS = st.lists(st.builds(ModelRef, st.just("model"), st.sampled_from(["a", "b"
                            thinking=st.none() | _NEEDS,
                            only=st.sampled_from([None, (), ("image_gen",)])),
                  min_size=0, max_size=2)
-_FEATURES = st.builds(Features, models=_REFS, needs=_NEEDS)
+
+
+def _features(models: list[ModelRef], needs: list[Need]) -> Features:
+    f = Features()
+    f.models, f.needs = models, needs
+    return f
+
+
+_FEATURES = st.builds(_features, models=_REFS, needs=_NEEDS)
 
 
 def _varied(a: Features, other: Features, change: str) -> Features:
@@ -347,7 +355,7 @@ def _varied(a: Features, other: Features, change: str) -> Features:
         models = list(other.models)
     elif models and other.models:
         setattr(models[0], change, getattr(other.models[0], change))
-    return Features(models=models, needs=needs)
+    return _features(models, needs)
 
 
 @settings(max_examples=800, deadline=None)

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelguard.body import BodyError
+from modelguard.policy import Options
 from modelguard.protocols import responses
+from modelguard.routing import match_route
 
 KEYS = ["type", "role", "content", "id", "status", "phase", "output", "tools", "text",
         "image_url", "file_data", "file_id", "prompt_cache_breakpoint", "annotations",
@@ -33,10 +35,13 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), _objects(inner)), max_leaves=25)
 ITEMS = st.lists(st.one_of(_objects(VALUES), VALUES), max_size=5)
 
+#: The route the Responses reader is given (any Responses route that is not a count).
+RESPONSES_ROUTE = match_route("/v1/responses")
+
 
 def _outcome(body: dict[str, Any]) -> tuple:
     try:
-        f = responses.read(body)
+        f = responses.read(body, RESPONSES_ROUTE, Options())
     except BodyError as error:
         return ("error", error.message, error.path)
     return ([(n.tag, n.path, n.vendor, n.tool, n.output) for n in f.needs],

@@ -65,10 +65,6 @@ class ModelRef:
     only: tuple[str, ...] | None = None
 
 
-#: The default of a list or set field of :class:`Features`: a fresh empty one.
-_FRESH: Any = object()
-
-
 @dataclass(slots=True, init=False)
 class Features:
     """Everything the verdict needs from a body, and nothing else."""
@@ -81,15 +77,13 @@ class Features:
     stored: list[tuple[str, str]] = field(default_factory=list)
     recorded: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
 
-    def __init__(self, models: list[ModelRef] = _FRESH, needs: list[Need] = _FRESH,
-                 unknown: list[tuple[str, str]] = _FRESH, stored: list[tuple[str, str]] = _FRESH,
-                 recorded: set[tuple[Any, ...]] = _FRESH) -> None:
-        # Written out: every request builds one, and five default_factory calls cost.
-        self.models = [] if models is _FRESH else models
-        self.needs = [] if needs is _FRESH else needs
-        self.unknown = [] if unknown is _FRESH else unknown
-        self.stored = [] if stored is _FRESH else stored
-        self.recorded = set() if recorded is _FRESH else recorded
+    def __init__(self) -> None:
+        # Written out, and without arguments: every request builds one.
+        self.models = []
+        self.needs = []
+        self.unknown = []
+        self.stored = []
+        self.recorded = set()
 
     def need(self, tag: str, path: str, what: str, vendor: str | None = None,
              output: bool = False, tool: str | None = None,

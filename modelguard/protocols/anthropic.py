@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..body import Settled, SettledItems, SettleRule, settle_table
 from ._base import (
@@ -28,6 +28,10 @@ from ._base import (
     shown,
     token_count,
 )
+
+if TYPE_CHECKING:
+    from ..policy import Options
+    from ..routing import Route
 
 __all__ = ["read"]
 
@@ -164,7 +168,9 @@ _RARE = frozenset({"tool_choice", "mcp_servers", "container", "thinking", "outpu
                    "output_format", "fallbacks", "cache_control"})
 
 
-def read(body: dict[str, Any], *, counting: bool = False) -> Features:
+def read(body: dict[str, Any], route: Route, options: Options) -> Features:
+    """``/v1/messages`` and its token count (no output cap); a ``policy.Reader``."""
+    counting = route.counting
     if not ROOT.accepts(body):
         ROOT.check(body, "")
     f = Features()

@@ -7,10 +7,11 @@ in one object is ambiguous and refused. The model comes from the path, never the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..body import Settled, SettledItems, SettleRule, settle_table
+from ..routing import STREAM
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -35,6 +36,10 @@ from ._base import (
     token_count,
     uri_tags,
 )
+
+if TYPE_CHECKING:
+    from ..policy import Options
+    from ..routing import Route
 
 __all__ = ["read"]
 
@@ -132,8 +137,11 @@ SETTLE = settle_table({
 _YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
 
 
-def read(body: dict[str, Any], model: str, counting: bool = False,
-         streaming: bool = False) -> Features:
+def read(body: dict[str, Any], route: Route, options: Options) -> Features:
+    """generateContent, streamGenerateContent and countTokens on the path's model (a
+    ``policy.Reader``)."""
+    model = route.model or ""
+    counting = route.counting
     camel = ROOT.camel_only(body)
     if not camel or not ROOT.accepts(body):  # else no look-alike and no field spelled twice
         ROOT.check(body, "")
@@ -153,7 +161,7 @@ def read(body: dict[str, Any], model: str, counting: bool = False,
         if rare:
             _same_model(body, model, "", required=False)
         _request(f, body, "", counting, rare, camel)  # positional: keywords cost a little
-    if streaming:
+    if route.kind == STREAM:
         f.need("streaming", "streamGenerateContent", "streaming", output=True)
     return f
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..body import Settled, SettledItems, SettleRule, settle_table
+from ..routing import IMAGES
 from ._base import (
     AUDIO,
     CACHE_CONTROL,
@@ -32,6 +33,10 @@ from ._base import (
     uri_tags,
     url_shaped,
 )
+
+if TYPE_CHECKING:
+    from ..policy import Options
+    from ..routing import Route
 
 __all__ = ["read", "read_embeddings", "read_generation", "read_task"]
 
@@ -132,7 +137,8 @@ _CAP_KEYS_IN_ORDER = ("max_completion_tokens", "max_tokens")
 _CAP_KEYS = frozenset(_CAP_KEYS_IN_ORDER)
 
 
-def read(body: dict[str, Any], *, counting: bool = False) -> Features:
+def read(body: dict[str, Any], route: Route, options: Options) -> Features:
+    """Chat Completions (a ``policy.Reader``: every reader takes the route and options)."""
     if not ROOT.accepts(body):
         ROOT.check(body, "")
     f = Features()
@@ -218,9 +224,10 @@ PARAMS = Keys(*MEDIA_FIELDS)
 EMBEDDING = Keys("model", "input")
 
 
-def read_generation(body: dict[str, Any], tag: str, *, images: bool = True) -> Features:
+def read_generation(body: dict[str, Any], route: Route, options: Options) -> Features:
     """``/v1/images/generations`` and ``/v1/videos/generations``: the model, its tag, input
     images, and (images) streaming of partial images and the SVG author model (D9)."""
+    tag, images = route.tag or "", route.kind == IMAGES
     GENERATION.check(body, "")
     f = Features()
     _model(f, body)
@@ -233,7 +240,7 @@ def read_generation(body: dict[str, Any], tag: str, *, images: bool = True) -> F
     return f
 
 
-def read_task(body: dict[str, Any]) -> Features:
+def read_task(body: dict[str, Any], route: Route, options: Options) -> Features:
     """``/v1/tasks/submit`` (D12): a video or image model; media at the top or in params."""
     TASK.check(body, "")
     f = Features()
@@ -247,7 +254,7 @@ def read_task(body: dict[str, Any]) -> Features:
     return f
 
 
-def read_embeddings(body: dict[str, Any]) -> Features:
+def read_embeddings(body: dict[str, Any], route: Route, options: Options) -> Features:
     """``/v1/embeddings`` (D13): the model must exist; ``input`` must be text or tokens."""
     EMBEDDING.check(body, "")
     f = Features()

@@ -8,7 +8,7 @@ tools), so the same tables are applied at every level.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..body import Settled, SettledItems, SettleRule, settle_table
 from . import openai
@@ -34,6 +34,10 @@ from ._base import (
     need_str,
     token_count,
 )
+
+if TYPE_CHECKING:
+    from ..policy import Options
+    from ..routing import Route
 
 __all__ = ["read"]
 
@@ -225,9 +229,10 @@ INTERPRETER_OUTPUT = Keys("type", "url", "logs")
 _MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
-def read(body: dict[str, Any], *, counting: bool = False,
-         stored_state: str = "allow") -> Features:
-    """What a Responses body needs; ``counting`` (input_tokens, compact) drops output caps."""
+def read(body: dict[str, Any], route: Route, options: Options) -> Features:
+    """What a Responses body needs (a ``policy.Reader``); the counting routes (input_tokens,
+    compact) drop output caps."""
+    counting, stored_state = route.counting, options.stored_state
     ROOT.check(body, "")
     f = Features()
     openai.require_model(f, body)
