@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx2
 
-from .guard import Guard, normalize_headers
+from .guard import Guard, read_headers
 from .routing import Route
 from .verdict import Verdict
 
@@ -39,7 +39,7 @@ class _Guarded:
 
     def _route(self, request: httpx2.Request) -> tuple[Route | None, list[tuple[str, str]], str]:
         """The guarded route of a request (None: it goes out unread), its headers and query."""
-        headers = normalize_headers(request.headers.raw)
+        headers = read_headers(request.headers.raw)
         target = _target(request)
         route = self.guard.route(request.method, (target,), headers, self.root_path)
         return route, headers, target.partition("?")[2]

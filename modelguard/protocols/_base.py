@@ -69,13 +69,13 @@ class ModelRef:
 class Features:
     """Everything the verdict needs from a body, and nothing else."""
 
-    models: list[ModelRef] = field(default_factory=list)
-    needs: list[Need] = field(default_factory=list)
+    models: list[ModelRef]
+    needs: list[Need]
     #: (path, type) of content the guard does not know.
-    unknown: list[tuple[str, str]] = field(default_factory=list)
+    unknown: list[tuple[str, str]]
     #: (path, what) of stored conversation state, when the reader was told to refuse it.
-    stored: list[tuple[str, str]] = field(default_factory=list)
-    recorded: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
+    stored: list[tuple[str, str]]
+    recorded: set[tuple[Any, ...]] = field(repr=False)
 
     def __init__(self) -> None:
         # Written out, and without arguments: every request builds one.
