@@ -534,9 +534,10 @@ def sidecar(catalog: Catalog, smoke: bool) -> dict | None:
 def stall(smoke: bool) -> dict:
     """A tiny request's p99 latency while 32 MiB-class and decompression-heavy bodies are
     inspected, against its unloaded p99 (``benchmarks/stall.py``): a server of this tree, and
-    beside it the same echo app with guarding off (uvicorn's own floor), alternating load by
-    load. Each p99 is the median over a few rounds, and each load lasts long enough for a few
-    hundred probes.
+    beside it two floors, alternating load by load: the same echo app with guarding off
+    (uvicorn's own floor), and behind a middleware that only buffers and replays each body, as
+    any guard must before its verdict (the floor of guarding at all). Each p99 is the median
+    over a few rounds, and each load lasts long enough for a few hundred probes.
 
     Two networks: loopback at full speed (the load client then takes the cores the server
     needs, and uvicorn alone is already several times its unloaded p99), and a 1 Gbit/s link
@@ -546,8 +547,7 @@ def stall(smoke: bool) -> dict:
     count, concurrency, rounds, seconds = (4, 2, 1, 0.2) if smoke else \
         (20, 4, 3, probe.MIN_LOAD_SECONDS)
     loads = probe.bodies()  # large-32MiB: a body at the 32 MiB limit, inspected in full
-    servers = {"guarded": probe.Server("now", HERE.parent),
-               "bare": probe.Server("bare", HERE.parent, bare=True)}
+    servers = {kind: probe.Server(kind, HERE.parent, kind) for kind in probe.KINDS}
     networks = {"loopback": None, "link": probe.GIGABIT}
     runs: dict[str, dict[str, dict[str, list]]] = {}
     try:
@@ -589,16 +589,24 @@ def _stall_summary(runs: dict[str, dict[str, list]], loads: dict[str, Any],
         g = row["guarded"]
         results[name] = {**g, "load_requests": len(runs[name]["guarded"][0][1]),
                          "body_bytes": 0 if name == "idle" else len(loads[name][0]),
-                         "bare_p50": row["bare"]["p50"], "bare_p99": row["bare"]["p99"]}
-        print(f"  {network}, {name}: probe p99 {g['p99']:.1f} ms, guarding off "
-              f"{row['bare']['p99']:.1f} ms (n={g['n']})", flush=True)
+                         **{f"{floor}_{k}": row[floor][k] for floor in _FLOORS
+                            for k in ("p50", "p99")}}
+        print(f"  {network}, {name}: probe p99 {g['p99']:.1f} ms, buffering only "
+              f"{row['buffered']['p99']:.1f} ms, guarding off {row['bare']['p99']:.1f} ms "
+              f"(n={g['n']})", flush=True)
+    idle = results["idle"]
     for row in results.values():
-        row["p99_ratio"] = round(row["p99"] / results["idle"]["p99"], 3)
-        row["bare_p99_ratio"] = round(row["bare_p99"] / results["idle"]["bare_p99"], 3)
+        row["p99_ratio"] = round(row["p99"] / idle["p99"], 3)
+        for floor in _FLOORS:
+            row[f"{floor}_p99_ratio"] = round(row[f"{floor}_p99"] / idle[f"{floor}_p99"], 3)
     loaded = [r for n, r in results.items() if n != "idle"]
-    return {"loads": results,
-            "ratio": max(r["p99_ratio"] for r in loaded),
-            "bare_ratio": max(r["bare_p99_ratio"] for r in loaded)}
+    return {"loads": results, "ratio": max(r["p99_ratio"] for r in loaded),
+            **{f"{floor}_ratio": max(r[f"{floor}_p99_ratio"] for r in loaded)
+               for floor in _FLOORS}}
+
+
+#: The stall's two floors: uvicorn alone, and a middleware that only buffers (``stall.KINDS``).
+_FLOORS = ("bare", "buffered")
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -810,15 +818,16 @@ def _targets(data: dict) -> list[tuple[str, float | None, float | None, float, b
 
 
 def _stall_table(loads: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| load | body | probe n | p50 (ms) | p99 (ms) | p99 / unloaded p99 | guarding off: "
-             "p99 (ms) | guarding off: p99 / unloaded | load answered |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| load | body | probe n | p50 (ms) | p99 (ms) | p99 / unloaded p99 | buffering "
+             "only: p99 (ms) | buffering only: p99 / unloaded | guarding off: p99 (ms) | "
+             "guarding off: p99 / unloaded | load answered |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in loads.items():
         size = "" if not r["body_bytes"] else f"{r['body_bytes']:,}"
-        floor = (f"{r['bare_p99']:.2f} | {r['bare_p99_ratio']:.2f}" if "bare_p99" in r
-                 else "– | –")
+        floors = " | ".join(f"{r[f'{f}_p99']:.2f} | {r[f'{f}_p99_ratio']:.2f}"
+                            if f"{f}_p99" in r else "– | –" for f in _FLOORS[::-1])
         lines.append(f"| {name} | {size} | {r['n']} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                     f"{r['p99_ratio']:.2f} | {floor} | "
+                     f"{r['p99_ratio']:.2f} | {floors} | "
                      f"{', '.join(map(str, r['load_status']))} |")
     return lines
 
@@ -853,6 +862,14 @@ def report(data: dict, out: Path) -> None:
         was = "–" if old is None else f"{old:.3f}"
         lines.append(f"| {name} | {was} | {shown} | {'≥' if higher else '≤'} {goal} | "
                      f"{_met(value, goal, higher)} |")
+    st = data.get("stall")
+    if st and "buffered_ratio" in st:
+        floors = "; ".join(
+            f"{where}: uvicorn alone {s['bare_ratio']:.2f}, behind a middleware that only "
+            f"buffers {s['buffered_ratio']:.2f}"
+            for where, s in (("loopback", st), ("1 Gbit/s link", st.get("link"))) if s)
+        lines += ["", "The stall's floors in the same run (worst load, p99 over the same "
+                  f"server's unloaded p99): {floors}."]
     over = [r["shape"] for r in rows if _is_large(r) and r["allowed"] and r.get("guarded", True)
             and r["ratio"] > TARGETS["ratio_large"]]
     if over:
@@ -945,8 +962,10 @@ def report(data: dict, out: Path) -> None:
     lines += ["", "## Event-loop stall (`benchmarks/stall.py`)", ""]
     if st:
         lines += [
-            "One uvicorn server (httptools, one worker) guarding an echo app, and the same app "
-            "with guarding off (uvicorn's own floor); a probe sends one tiny chat request every "
+            "One uvicorn server (httptools, one worker) guarding an echo app, and two floors: "
+            "the same app behind a middleware that only buffers each body and replays it, as "
+            "any guard must before its verdict (nothing inspected), and with guarding off "
+            "(uvicorn's own floor). A probe sends one tiny chat request every "
             "2 ms while a load client keeps 4 heavy bodies in flight, repeating them for at "
             f"least {st.get('min_load_seconds', 0)} s. Each p99 is the median over "
             f"{st.get('rounds', 1)} rounds. The target: the probe's p99 under load within 2× of "

@@ -15,12 +15,14 @@ its latency while a load client keeps a few hostile or heavy bodies in flight:
 - ``double-gzip``: 20 tiny ``gzip, gzip`` bodies inflating to 33 MiB (refused);
 - ``large-32MiB``: 8 bodies just under the 32 MiB limit (a base64 image), allowed.
 
-With ``--bare`` the same echo app without the guard is measured too: uvicorn's own floor. With
-``--link`` the load client is paced to a 1 Gbit/s link shared by its connections (what remote
-clients could send) instead of sending as fast as loopback goes. Every load lasts at least
+With ``--bare`` two floors are measured too: the same echo app without the guard (uvicorn's own
+floor), and behind a middleware that only buffers each body and replays it, as any guard must
+before its verdict, with nothing inspected (the floor of guarding at all). With ``--link``
+the load client is paced to a 1 Gbit/s link shared by its connections (what remote clients
+could send) instead of sending as fast as loopback goes. Every load lasts at least
 :data:`MIN_LOAD_SECONDS`, repeating its bodies, so the probe's p99 is not its worst sample.
 
-Both candidates are measured in one run, alternating scenario by scenario; the machine is shared
+All candidates are measured in one run, alternating scenario by scenario; the machine is shared
 and noisy, so the ratios matter, not the absolute numbers. Nothing here is a test.
 """
 
@@ -104,12 +106,48 @@ async def echo(scope: dict, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def serve(port: int, bare: bool = False) -> None:
+def buffering(app: Any) -> Any:
+    """``app`` behind what a guard does besides inspecting: the whole body is received and
+    kept before the app sees any of it, then replayed piece by piece (as
+    ``ModelGuardMiddleware`` does with an allowed body), and nothing is read."""
+
+    async def buffered(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        pieces: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            if message.get("body"):
+                pieces.append(message["body"])
+            if not message.get("more_body"):
+                break
+        pending = pieces[::-1] or [b""]
+
+        async def replay() -> dict:
+            if pending:
+                body = pending.pop()
+                return {"type": "http.request", "body": body, "more_body": bool(pending)}
+            return await receive()
+
+        await app(scope, replay, send)
+
+    return buffered
+
+
+#: What a server runs: the guarded echo app, or one of the two floors (``--bare``).
+KINDS = ("guarded", "bare", "buffered")
+
+
+def serve(port: int, kind: str = "guarded") -> None:
     import uvicorn
 
     from modelguard import Catalog, ModelGuardMiddleware
 
-    app = echo if bare else ModelGuardMiddleware(echo, catalog=Catalog.default())
+    app = {"bare": lambda: echo, "buffered": lambda: buffering(echo),
+           "guarded": lambda: ModelGuardMiddleware(echo, catalog=Catalog.default())}[kind]()
     uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", log_level="warning",
                 access_log=False, lifespan="off")
 
@@ -257,12 +295,12 @@ def _checkout(ref: str, into: Path) -> Path:
 
 
 class Server:
-    def __init__(self, name: str, path: Path, bare: bool = False) -> None:
-        """``bare``: the echo app without the guard (the floor: uvicorn itself)."""
+    def __init__(self, name: str, path: Path, kind: str = "guarded") -> None:
+        """``kind``: one of :data:`KINDS` (the guarded echo app, or a floor)."""
         self.name, self.port = name, _free_port()
         env = {**os.environ, "PYTHONPATH": str(path)}
         self.process = subprocess.Popen([sys.executable, __file__, "--serve", str(self.port),
-                                         *(["--bare"] if bare else [])], env=env, cwd=str(path))
+                                         "--kind", kind], env=env, cwd=str(path))
 
     def wait(self) -> None:
         deadline = time.monotonic() + 20
@@ -288,14 +326,16 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true",
-                        help="also measure the echo app without the guard (uvicorn's floor)")
+                        help="also measure the echo app without the guard (uvicorn's floor) "
+                        "and behind a middleware that only buffers (the floor of guarding)")
+    parser.add_argument("--kind", choices=KINDS, default="guarded", help=argparse.SUPPRESS)
     parser.add_argument("--link", action="store_true",
                         help="pace the load client to a 1 Gbit/s link (default: loopback speed)")
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--only", action="append", help="run only these loads (repeatable)")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.bare)
+        serve(args.serve, args.kind)
         return
     count, concurrency = (4, 2) if args.smoke else (20, 4)
     loads = bodies()
@@ -304,7 +344,7 @@ def main() -> None:
         before = Path(args.before) if args.before else _checkout("main", tmp)
         servers = [Server("before", before), Server("after", ROOT)]
         if args.bare:
-            servers.append(Server("bare", ROOT, bare=True))
+            servers += [Server(kind, ROOT, kind) for kind in ("buffered", "bare")]
         for server in servers:
             server.wait()
         results: dict[str, dict[str, Any]] = {}
@@ -341,7 +381,8 @@ def _size(n: int) -> str:
 def _report(results: dict[str, dict[str, Any]], loads: dict[str, Any]) -> None:
     names = list(next(iter(results.values())))
     print("\nLatency of a tiny chat request (ms) while the load is inspected (before = main, "
-          "after = this tree, bare = the echo app without the guard); ÷ idle = p99 over the "
+          "after = this tree, bare = the echo app without the guard, buffered = behind a "
+          "middleware that only buffers); ÷ idle = p99 over the "
           "same server's unloaded p99 (the target: ≤ 2)\n")
     print("| load | body | " + " | ".join(f"{n} p50 / p99 / max | {n} ÷ idle" for n in names)
           + " | load answered | load took (s) |")
