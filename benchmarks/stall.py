@@ -108,31 +108,18 @@ async def echo(scope: dict, receive: Any, send: Any) -> None:
 
 def buffering(app: Any) -> Any:
     """``app`` behind what a guard does besides inspecting: the whole body is received and
-    kept before the app sees any of it, then replayed piece by piece (as
-    ``ModelGuardMiddleware`` does with an allowed body), and nothing is read."""
+    kept before the app sees any of it, then replayed piece by piece, with
+    ``ModelGuardMiddleware``'s own helpers, and nothing is read."""
+    from modelguard.middleware import _read_body, _replay
+    from modelguard.policy import DEFAULT_MAX_BODY_BYTES
 
     async def buffered(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        pieces: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            if message.get("body"):
-                pieces.append(message["body"])
-            if not message.get("more_body"):
-                break
-        pending = pieces[::-1] or [b""]
-
-        async def replay() -> dict:
-            if pending:
-                body = pending.pop()
-                return {"type": "http.request", "body": body, "more_body": bool(pending)}
-            return await receive()
-
-        await app(scope, replay, send)
+        chunks = await _read_body(receive, DEFAULT_MAX_BODY_BYTES)
+        if chunks is not None:  # None: the client left
+            await app(scope, _replay(chunks, receive), send)
 
     return buffered
 
@@ -146,8 +133,10 @@ def serve(port: int, kind: str = "guarded") -> None:
 
     from modelguard import Catalog, ModelGuardMiddleware
 
-    app = {"bare": lambda: echo, "buffered": lambda: buffering(echo),
-           "guarded": lambda: ModelGuardMiddleware(echo, catalog=Catalog.default())}[kind]()
+    if kind == "guarded":
+        app = ModelGuardMiddleware(echo, catalog=Catalog.default())
+    else:
+        app = echo if kind == "bare" else buffering(echo)
     uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", log_level="warning",
                 access_log=False, lifespan="off")
 

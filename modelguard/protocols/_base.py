@@ -161,7 +161,7 @@ class Keys:
                     )
                 if len(self._seen) < _SEEN_LIMIT:
                     self._seen.add(key)
-        if self._snake and not self._snake.keys().isdisjoint(obj):
+        if not self.camel_only(obj):
             for key in obj:
                 camel = self._snake.get(key)
                 if camel is not None and camel in obj:
@@ -173,7 +173,7 @@ class Keys:
     def settled(self, obj: dict[str, Any]) -> bool:
         """Whether :meth:`check` would let ``obj`` through without a word (so a fast path
         may skip it): every key known or already found harmless, no field spelled twice."""
-        return self.accepts(obj) and (not self._snake or self._snake.keys().isdisjoint(obj))
+        return self.accepts(obj) and self.camel_only(obj)
 
     def camel(self, key: str) -> str:
         """Gemini: the camelCase name of a snake_case key (other keys as they are)."""

@@ -199,7 +199,7 @@ def _request(f: Features, body: dict[str, Any], path: str, counting: bool,
     key, contents = ("contents", body["contents"]) if "contents" in body else \
         ROOT.get(body, "contents")
     if contents is not None:
-        cpath = f"{path}.{key}" if path else key
+        cpath = join(path, key)
         if type(contents) is dict:  # a single Content, as some clients send
             _content(f, contents, cpath)
         else:
